@@ -1,0 +1,191 @@
+"""driftlab's command line: parse, load the config, call one stage. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from driftlab.errors import DriftlabError
+
+app = typer.Typer(help="Fine-tune a small reasoning LM and measure what it gained and what it cost.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+model_app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
+data_app = typer.Typer(help="Build train/eval data.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(data_app, name="data")
+console = Console()
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Study config (YAML).")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set train.learning_rate=5e-4 (repeatable).")
+ModelOpt = typer.Option(None, "--model", "-m", help="'embedded', an HF model id, or a local checkpoint dir.")
+
+
+def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = None):
+    from driftlab.config import load_config
+
+    overrides = list(overrides or [])
+    if model:
+        overrides.append(f"model.name_or_path={model}")
+    return load_config(config, overrides)
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+@model_app.command("prepare")
+def model_prepare(force: bool = typer.Option(False, help="Convert again even if the cached checkpoint exists.")):
+    """Convert the embedded SmolLM2-135M-Instruct GGUF into a cached safetensors checkpoint (once)."""
+    from driftlab.models import driftlab_home, prepare_embedded, resolve_model
+
+    try:
+        path = prepare_embedded(force=force)
+        resolved = resolve_model("embedded")
+    except DriftlabError as err:
+        _fail(err)
+    console.print(f"embedded model ready: {path}  (fingerprint {resolved.fingerprint}, DRIFTLAB_HOME={driftlab_home()})")
+
+
+@data_app.command("build")
+def data_build(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+               out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
+    """Build train/eval items, dedup them, and check train/eval contamination."""
+    from driftlab.data import build_data
+    from driftlab.data.build import write_data
+
+    try:
+        cfg = _load(config, set_)
+        bundle = build_data(cfg.data, cfg.seed)
+    except DriftlabError as err:
+        _fail(err)
+    out_dir = _out_dir(out, cfg, "data")
+    write_data(bundle, out_dir)
+    console.print_json(json.dumps(bundle.report))
+    console.print(f"data written to {out_dir}")
+
+
+@app.command("train")
+def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
+          variant: Optional[str] = typer.Option(None, help="Apply this variant's train overrides."),
+          out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
+    """Fine-tune (LoRA via TRL SFTTrainer + PEFT) on the config's target task."""
+    from driftlab.data import build_data
+    from driftlab.data.build import write_data
+    from driftlab.models import resolve_model
+    from driftlab.train import train_lora
+
+    try:
+        cfg = _load(config, set_, model)
+        train_cfg = cfg.train
+        if variant:
+            match = [v for v in cfg.variants if v.name == variant]
+            if not match:
+                raise DriftlabError(f"--variant {variant!r}: no such variant (have {[v.name for v in cfg.variants]})")
+            train_cfg = cfg.variant_train(match[0])
+        bundle = build_data(cfg.data, cfg.seed)
+        resolved = resolve_model(cfg.model.name_or_path)
+    except DriftlabError as err:
+        _fail(err)
+    out_dir = _out_dir(out, cfg, "train")
+    write_data(bundle, out_dir / "data")
+    summary = train_lora(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed)
+    console.print(f"adapter: {summary['adapter']}  final loss {summary['final_loss']:.3f}  "
+                  f"{summary['tokens_per_s']:.0f} tokens/s")
+
+
+@app.command("eval")
+def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
+             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir to apply to the model."),
+             out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
+    """Evaluate a model (optionally with an adapter) on every suite of the config."""
+    from driftlab.data import build_data
+    from driftlab.eval import evaluate_model
+    from driftlab.models import resolve_model
+
+    try:
+        cfg = _load(config, set_, model)
+        if adapter is not None and not (adapter / "adapter_config.json").exists():
+            raise DriftlabError(f"{adapter}: not a PEFT adapter dir (no adapter_config.json)")
+        bundle = build_data(cfg.data, cfg.seed)
+        resolved = resolve_model(cfg.model.name_or_path)
+    except DriftlabError as err:
+        _fail(err)
+    out_dir = _out_dir(out, cfg, "eval")
+    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+    summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter)
+    table = Table("suite", "n", "accuracy", "chance", "format")
+    for name, m in summary["suites"].items():
+        table.add_row(name, str(m["n"]), f"{m['accuracy']:.1%}", f"{m['chance']:.1%}", f"{m['format_rate']:.0%}")
+    console.print(table)
+    console.print(f"results written to {out_dir}")
+
+
+@app.command("compare")
+def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds metrics.json)."),
+            tuned: Path = typer.Argument(..., help="Eval dir of the tuned model, on the same items."),
+            config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+            out: Optional[Path] = typer.Option(None, help="Write the comparison JSON here.")):
+    """Paired comparison per suite: difference, paired bootstrap CI, exact McNemar p, floor flag."""
+    from driftlab.compare import compare_evals
+    from driftlab.config import CompareConfig
+    from driftlab.runs import write_json
+
+    try:
+        cmp_cfg = _load(config, set_).compare if config.exists() else CompareConfig()
+        for d in (base, tuned):
+            if not (d / "metrics.json").exists():
+                raise DriftlabError(f"{d}: not an eval dir (no metrics.json)")
+        result = compare_evals(base, tuned, cmp_cfg)
+    except DriftlabError as err:
+        _fail(err)
+    table = Table("suite", "n", "base", "tuned", "diff (pts)", "95% CI", "McNemar p", "floor")
+    for suite, r in result.items():
+        table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}", f"{100 * r['diff']:+.1f}",
+                      f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", f"{r['mcnemar_p']:.3g}",
+                      "yes" if r["floor"] else "no")
+    console.print(table)
+    if out:
+        write_json(out, result)
+        console.print(f"written to {out}")
+
+
+@app.command("study")
+def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt):
+    """The whole experiment: base eval, every variant trained, evaluated and compared, one report."""
+    from driftlab.study import run_study
+
+    try:
+        cfg = _load(config, set_, model)
+        run_dir = run_study(cfg)
+    except DriftlabError as err:
+        _fail(err)
+    console.print(f"\nreport: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\nstudy:  {run_dir / 'study.json'}")
+
+
+def _out_dir(out: Optional[Path], cfg, command: str) -> Path:
+    from driftlab.runs import new_run_dir
+
+    if out is None:
+        return new_run_dir(cfg.runs_dir, f"{cfg.name}-{command}")
+    if out.exists() and any(out.iterdir()):
+        _fail(DriftlabError(f"{out}: already exists and is not empty; driftlab never overwrites a run"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

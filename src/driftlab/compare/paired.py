@@ -1,0 +1,56 @@
+"""Compare two evals of the same items: accuracy difference, paired bootstrap CI, exact McNemar, floor flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from driftlab.compare.stats import at_floor, mcnemar_exact, paired_bootstrap_ci
+from driftlab.config import CompareConfig
+from driftlab.errors import DataError
+from driftlab.runs import read_jsonl
+
+
+def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: CompareConfig, seed: int = 0) -> dict:
+    """Pair records by item id; both evals must cover exactly the same items."""
+    base_by_id = {r["id"]: bool(r["correct"]) for r in base}
+    tuned_by_id = {r["id"]: bool(r["correct"]) for r in tuned}
+    if set(base_by_id) != set(tuned_by_id):
+        missing = sorted(set(base_by_id) ^ set(tuned_by_id))[:5]
+        raise DataError(f"cannot pair evals: item ids differ (e.g. {missing})")
+    ids = sorted(base_by_id)
+    b = np.array([base_by_id[i] for i in ids])
+    t = np.array([tuned_by_id[i] for i in ids])
+    lo, hi = paired_bootstrap_ci(b, t, cfg.n_bootstrap, cfg.confidence, seed)
+    mc = mcnemar_exact(b, t)
+    return {
+        "n": len(ids),
+        "base_acc": float(b.mean()),
+        "tuned_acc": float(t.mean()),
+        "diff": float(t.mean() - b.mean()),
+        "ci95": [lo, hi],
+        "mcnemar_p": mc["p_value"],
+        "right_to_wrong": mc["right_to_wrong"],
+        "wrong_to_right": mc["wrong_to_right"],
+        "chance": chance,
+        "floor": at_floor(int(b.sum()), len(ids), chance, cfg.floor_margin),
+        "n_bootstrap": cfg.n_bootstrap,
+    }
+
+
+def compare_evals(base_dir: Path, tuned_dir: Path, cfg: CompareConfig, seed: int = 0) -> dict[str, dict]:
+    """Compare every suite present in both eval directories (each holding <suite>.jsonl + metrics.json)."""
+    import json
+
+    base_metrics = json.loads((Path(base_dir) / "metrics.json").read_text())["suites"]
+    tuned_metrics = json.loads((Path(tuned_dir) / "metrics.json").read_text())["suites"]
+    common = [s for s in base_metrics if s in tuned_metrics]
+    if not common:
+        raise DataError(f"{base_dir} and {tuned_dir} share no suites")
+    return {
+        suite: compare_suite(read_jsonl(Path(base_dir) / f"{suite}.jsonl"),
+                             read_jsonl(Path(tuned_dir) / f"{suite}.jsonl"),
+                             base_metrics[suite]["chance"], cfg, seed)
+        for suite in common
+    }

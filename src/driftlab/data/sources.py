@@ -1,0 +1,91 @@
+"""Raw item sources: reasoning-gym generators and user JSONL files.
+
+A raw item is `{"question": str, "answer": str, "choices": list[str] | None, "meta": dict}`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+from driftlab.errors import DataError
+
+
+def reasoning_gym_items(task: str, kwargs: dict, size: int, seed: int, key: str) -> list[dict]:
+    """`size` items from a reasoning-gym generator; `key` names the config key in errors."""
+    import reasoning_gym
+    from reasoning_gym.factory import DATASETS
+
+    if task not in DATASETS:
+        close = difflib.get_close_matches(task, DATASETS.keys(), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See reasoning_gym.factory.DATASETS."
+        raise DataError(f"config key '{key}': unknown reasoning-gym task '{task}'.{hint}")
+    try:
+        dataset = reasoning_gym.create_dataset(task, size=size, seed=seed, **kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise DataError(f"config key '{key}': reasoning-gym task '{task}' rejected its kwargs {kwargs}: {err}") from None
+    items = []
+    for entry in dataset:
+        if entry.get("answer") is None:  # some generators have no single gold answer; we cannot score those
+            continue
+        meta = {k: v for k, v in entry.get("metadata", {}).items() if _jsonable(v)}
+        items.append({"question": entry["question"], "answer": str(entry["answer"]), "choices": None, "meta": meta})
+    if not items:
+        raise DataError(f"config key '{key}': reasoning-gym task '{task}' produced no items with a gold answer")
+    return items
+
+
+def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
+    """Rows of a user JSONL file and how many malformed rows were skipped (on_bad_row='skip')."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    items, skipped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(_parse_row(line))
+            except ValueError as err:
+                if on_bad_row == "skip":
+                    skipped += 1
+                    continue
+                raise DataError(f"{path}:{lineno}: {err}") from None
+    if not items:
+        raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
+    return items, skipped
+
+
+def _parse_row(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object with 'question' and 'answer'")
+    for field in ("question", "answer"):
+        if field not in row:
+            raise ValueError(f"missing field '{field}'")
+    question, answer = row["question"], row["answer"]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("'question' must be a non-empty string")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or str(answer).strip() == "":
+        raise ValueError("'answer' must be a non-empty string or a number")
+    choices = row.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+            raise ValueError("'choices' must be a list of at least two strings")
+        if str(answer) not in choices:
+            raise ValueError(f"'answer' {answer!r} is not one of 'choices'")
+    meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices")}
+    return {"question": question, "answer": str(answer), "choices": choices, "meta": meta}
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False

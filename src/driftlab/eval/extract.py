@@ -1,0 +1,66 @@
+"""Answer extraction: from a raw model output to the answer string that gets scored.
+
+This is code with tests, not regex strings in config. Order of evidence: an explicit `Answer:` line (the last one),
+then `\\boxed{...}`, then a fallback (last number for numeric suites, first line otherwise). Thinking blocks
+(`<think>...</think>`) are removed first; an unclosed block means the model never got to answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ANSWER_LINE = re.compile(r"(?im)^\s*\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*(.+?)\s*$")
+BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+NUMBER = re.compile(r"(?<![\w.])[-−]?\$?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass
+class Extraction:
+    answer: str | None
+    method: str  # "answer_line" | "boxed" | "last_number" | "first_line" | "none" | "truncated_thinking"
+    format_ok: bool  # the output used an explicit answer format (Answer: line or \boxed{})
+
+
+def strip_thinking(text: str) -> tuple[str, bool]:
+    """(visible text, thinking_was_truncated)."""
+    if "<think>" in text and "</think>" not in text:
+        return "", True
+    return re.sub(r"(?s)<think>.*?</think>", "", text).strip(), False
+
+
+def extract_answer(text: str, kind: str = "numeric") -> Extraction:
+    visible, truncated = strip_thinking(text)
+    if truncated:
+        return Extraction(None, "truncated_thinking", False)
+    lines = ANSWER_LINE.findall(visible)
+    if lines:
+        return Extraction(_clean(lines[-1], kind), "answer_line", True)
+    boxed = BOXED.findall(visible)
+    if boxed:
+        return Extraction(_clean(boxed[-1], kind), "boxed", True)
+    if kind == "numeric":
+        numbers = NUMBER.findall(visible)
+        if numbers:
+            return Extraction(normalize_number(numbers[-1]), "last_number", False)
+        return Extraction(None, "none", False)
+    first = next((ln.strip() for ln in visible.splitlines() if ln.strip()), "")
+    return Extraction(first or None, "first_line" if first else "none", False)
+
+
+def normalize_number(text: str) -> str | None:
+    """'$1,234.50' -> '1234.5', '−7' -> '-7', '57.' -> '57'; None when there is no number."""
+    match = NUMBER.search(text.replace("−", "-"))
+    if not match:
+        return None
+    raw = match.group(0).replace("$", "").replace(",", "").replace("−", "-")
+    if "." in raw:
+        raw = raw.rstrip("0").rstrip(".")
+    return "0" if raw in ("-0", "") else raw
+
+
+def _clean(text: str, kind: str) -> str | None:
+    text = text.strip().strip("*").strip()
+    if kind == "numeric":
+        return normalize_number(text)
+    return text.rstrip(".").strip() or None

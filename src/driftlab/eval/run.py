@@ -1,0 +1,109 @@
+"""Evaluate a model on suites: per-sample JSONL plus per-suite metrics.
+
+Recipe: load the model (plus adapter), wrap it in a backend, and for each suite either generate-extract-score or
+pick the highest-likelihood choice; write one record per item and a metrics summary with the suite's chance level.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from driftlab.config import EvalConfig, ModelConfig, SuiteConfig
+from driftlab.eval.backend import Backend, HFBackend
+from driftlab.eval.extract import extract_answer
+from driftlab.eval.scoring import normalize_text, score
+from driftlab.models import ResolvedModel, load_model
+from driftlab.runs import write_json, write_jsonl
+
+
+def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[str, list[dict]],
+                   suite_cfgs: dict[str, SuiteConfig], eval_cfg: EvalConfig, out_dir: Path,
+                   adapter: Path | None = None, label: str = "model") -> dict:
+    """Evaluate one model on every suite; writes `<suite>.jsonl` and `metrics.json` into out_dir."""
+    lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+    total = sum(len(items) for items in suites.values())
+    with _progress() as progress:
+        task = progress.add_task(f"eval {label}", total=total)
+        backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
+                            on_progress=lambda n: progress.advance(task, n))
+        metrics = {}
+        for name, items in suites.items():
+            records, metrics[name] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
+            write_jsonl(out_dir / f"{name}.jsonl", records)
+    summary = {"model": model.name, "fingerprint": model.fingerprint, "adapter": str(adapter) if adapter else None,
+               "suites": metrics}
+    write_json(out_dir / "metrics.json", summary)
+    return summary
+
+
+def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval_cfg: EvalConfig):
+    """(per-sample records, metrics) for one suite."""
+    prompts = [it["prompt"] for it in items]
+    records = []
+    if suite.mode == "loglik":
+        all_scores = backend.loglik(prompts, [it["choices"] for it in items])
+        for it, scores in zip(items, all_scores):
+            pred = it["choices"][max(range(len(scores)), key=scores.__getitem__)]
+            correct = pred == it["answer"]
+            records.append(_record(it, raw=pred, extracted=pred, correct=correct, format_ok=True,
+                                   reason="highest log-likelihood choice " + ("is" if correct else "is not") + " gold",
+                                   method="loglik", extra={"choices": it["choices"], "loglik": scores}))
+    else:
+        generations = backend.generate(prompts, eval_cfg.max_new_tokens)
+        for it, gen in zip(items, generations):
+            ex = extract_answer(gen.text, suite.scorer)
+            correct, reason = score(ex.answer, it["answer"], suite.scorer)
+            records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,
+                                   reason=reason, method=ex.method,
+                                   extra={"n_tokens": gen.n_tokens, "finish": gen.finish, "latency_s": gen.latency_s}))
+    return records, suite_metrics(records, suite)
+
+
+def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
+    n = len(records)
+    correct = sum(r["correct"] for r in records)
+    metrics = {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else 0.0,
+        "format_rate": sum(r["format_ok"] for r in records) / n if n else 0.0,
+        "chance": chance_level(records, suite),
+        "mode": suite.mode,
+    }
+    latencies = [r["latency_s"] for r in records if "latency_s" in r]
+    if latencies:
+        tokens = sum(r["n_tokens"] for r in records)
+        metrics.update({
+            "latency_p50_s": statistics.median(latencies),
+            "mean_output_tokens": tokens / n,
+            "tokens_per_s": tokens / sum(latencies) if sum(latencies) else 0.0,
+            "truncated_rate": sum(r["finish"] == "length" for r in records) / n,
+        })
+    return metrics
+
+
+def chance_level(records: list[dict], suite: SuiteConfig) -> float:
+    """What a model with no skill scores: the better of guessing uniformly among the choices (multiple choice;
+    0 for free generation) and always giving the suite's most common gold answer — so a suite whose answers are
+    mostly '1' has a high floor, and so does a yes/no suite that is 70% 'Yes'."""
+    if not records:
+        return 0.0
+    uniform = sum(1 / len(r["choices"]) for r in records) / len(records) if suite.mode == "loglik" else 0.0
+    counts = Counter(normalize_text(r["gold"]) for r in records)
+    return max(uniform, counts.most_common(1)[0][1] / len(records))
+
+
+def _record(item: dict, raw: str, extracted, correct: bool, format_ok: bool, reason: str, method: str,
+            extra: dict) -> dict:
+    return {"id": item["id"], "suite": item["suite"], "prompt": item["prompt"], "output": raw,
+            "extracted": extracted, "gold": item["answer"], "correct": bool(correct), "format_ok": format_ok,
+            "method": method, "reason": reason, **extra}
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn())

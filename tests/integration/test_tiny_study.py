@@ -1,0 +1,60 @@
+"""The whole study on a tiny random Qwen3 model: every stage runs, every contract file is written."""
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from driftlab.cli import app
+from tests.conftest import tiny_study_config
+
+
+def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_study_config(tmp_path, tiny_model_dir)))
+    result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
+    assert result.exit_code == 0, result.output
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.name.endswith("-tiny") and "report.html" in result.output
+    for rel in ["config.yaml", "data/train.jsonl", "data/data.json", "data/suites/arithmetic.jsonl",
+                "eval/base/metrics.json", "eval/base/capitals.jsonl", "eval/lora/metrics.json",
+                "train/lora/adapter/adapter_config.json", "train/lora/train.json", "train/lora/train_log.jsonl",
+                "compare/lora.json", "report.md", "report.html", "study.json"]:
+        assert (run / rel).exists(), rel
+
+    study = json.loads((run / "study.json").read_text())
+    assert [v["name"] for v in study["variants"]] == ["lora"]
+    assert {s["name"]: s["role"] for s in study["suites"]} == {
+        "arithmetic": "target", "capitals": "heldout", "copy_word": "heldout"}
+    for s in study["suites"]:
+        assert set(s) >= {"name", "role", "n", "chance", "floor"}
+    assert len(study["comparisons"]) == 3
+    for c in study["comparisons"]:
+        assert set(c) >= {"variant", "suite", "base_acc", "tuned_acc", "diff", "ci95", "mcnemar_p", "floor"}
+        assert c["ci95"][0] <= c["diff"] <= c["ci95"][1]
+        assert 0 <= c["mcnemar_p"] <= 1
+    assert set(study["timings_s"]) >= {"total", "data", "eval_base", "train:lora", "eval:lora"}
+
+    train = study["variants"][0]["train"]
+    assert train["steps"] == 6 and 0 < train["trainable_fraction"] < 1
+    log = [json.loads(line) for line in (run / "train/lora/train_log.jsonl").read_text().splitlines()]
+    assert {"loss", "learning_rate", "grad_norm", "tokens_per_s"} <= set(log[1])
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0]  # lr 5e-3 on 32 items: the tiny model must fit the "Answer: N" format
+
+    samples = [json.loads(line) for line in (run / "eval/base/arithmetic.jsonl").read_text().splitlines()]
+    assert {"prompt", "output", "extracted", "gold", "correct", "latency_s"} <= set(samples[0])
+    html = (run / "report.html").read_text()
+    assert "cdn.plot.ly" not in html and "Plotly.newPlot" in html
+
+
+def test_study_never_overwrites(tmp_path, tiny_model_dir):
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["variants"] = []
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    for _ in range(2):
+        assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2

@@ -1,0 +1,76 @@
+import pytest
+import yaml
+
+from driftlab.config import load_config
+from driftlab.errors import ConfigError
+from tests.conftest import ARITH
+
+
+def write(tmp_path, cfg):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def base_cfg():
+    return {"name": "t", "data": {"target": dict(ARITH)}}
+
+
+def test_default_config_loads():
+    cfg = load_config("configs/default.yaml")
+    assert cfg.data.target.task == "basic_arithmetic"
+    assert len(cfg.data.heldout) >= 3
+    assert all(s.path is None or s.path.exists() for s in cfg.data.heldout)
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    cfg = base_cfg() | {"sead": 3}
+    with pytest.raises(ConfigError, match=r"unknown config key 'sead'"):
+        load_config(write(tmp_path, cfg))
+
+
+def test_mistyped_nested_key_is_named_with_its_path(tmp_path):
+    cfg = base_cfg() | {"train": {"learning_rte": 1e-3}}
+    with pytest.raises(ConfigError, match=r"study.yaml: unknown config key 'train.learning_rte'"):
+        load_config(write(tmp_path, cfg))
+
+
+def test_wrong_type_names_key(tmp_path):
+    cfg = base_cfg() | {"train": {"batch_size": "big"}}
+    with pytest.raises(ConfigError, match=r"config key 'train.batch_size'"):
+        load_config(write(tmp_path, cfg))
+
+
+def test_cli_style_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, base_cfg()), ["train.learning_rate=5e-4", "data.target.size=7",
+                                                    "model.name_or_path=/some/dir"])
+    assert cfg.train.learning_rate == 5e-4
+    assert cfg.data.target.size == 7
+    assert cfg.model.name_or_path == "/some/dir"
+
+
+def test_override_with_unknown_key_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.nope'"):
+        load_config(write(tmp_path, base_cfg()), ["train.nope=1"])
+
+
+def test_variant_override_unknown_key(tmp_path):
+    cfg = load_config(write(tmp_path, base_cfg() | {"variants": [{"name": "v", "train": {"lora_rr": 4}}]}))
+    with pytest.raises(ConfigError, match=r"unknown config key 'variants.v.train.lora_rr'"):
+        cfg.variant_train(cfg.variants[0])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_suite_source_needs_its_fields(tmp_path):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{"name": "x", "source": "jsonl"}]
+    with pytest.raises(ConfigError, match="needs 'path'"):
+        load_config(write(tmp_path, cfg))

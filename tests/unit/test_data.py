@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from driftlab.config import DataConfig
+from driftlab.data import build_data
+from driftlab.data.build import normalize
+from driftlab.errors import DataError
+from tests.conftest import ARITH
+
+
+def arith_cfg(**over):
+    return DataConfig(target={**ARITH, "size": 30, "train_size": 60, **over})
+
+
+def test_build_is_deterministic_for_a_seed():
+    a, b = build_data(arith_cfg(), seed=3), build_data(arith_cfg(), seed=3)
+    assert a.train == b.train and a.suites == b.suites
+    c = build_data(arith_cfg(), seed=4)
+    assert c.suites["arithmetic"] != a.suites["arithmetic"]
+
+
+def test_train_and_eval_do_not_overlap_and_sizes_hold():
+    bundle = build_data(arith_cfg(), seed=0)
+    assert len(bundle.train) == 60 and len(bundle.suites["arithmetic"]) == 30
+    train = {normalize(it["question"]) for it in bundle.train}
+    assert not train & {normalize(it["question"]) for it in bundle.suites["arithmetic"]}
+    assert bundle.report["contamination"]["train_eval_overlap_after_removal"] == 0
+    item = bundle.train[0]
+    assert item["completion"] == f"Answer: {item['answer']}"
+    assert item["prompt"].startswith(item["question"]) and "Answer: <number>" in item["prompt"]
+
+
+def test_contamination_with_a_heldout_file_is_removed_and_reported(jsonl_file):
+    # A held-out file that contains some of the training questions: they must leave the train set.
+    probe = build_data(arith_cfg(), seed=0)
+    leaked = [{"question": it["question"], "answer": it["answer"]} for it in probe.train[:5]]
+    path = jsonl_file(leaked + [{"question": "unrelated?", "answer": "x"}])
+    cfg = DataConfig(target={**ARITH, "size": 30, "train_size": 55},
+                     heldout=[{"name": "leak", "source": "jsonl", "path": str(path), "size": 6}])
+    bundle = build_data(cfg, seed=0)
+    assert bundle.report["contamination"]["removed_from_train"]["leak"] == 5
+    assert bundle.report["contamination"]["train_eval_overlap_after_removal"] == 0
+    assert len(bundle.train) == 55
+
+
+def test_jsonl_target_splits_without_overlap(jsonl_file):
+    rows = [{"question": f"q{i}?", "answer": str(i)} for i in range(40)] + [{"question": "Q0?", "answer": "0"}]
+    path = jsonl_file(rows)
+    cfg = DataConfig(target={"name": "mine", "source": "jsonl", "path": str(path), "size": 10, "train_size": 30})
+    bundle = build_data(cfg, seed=1)
+    assert len(bundle.suites["mine"]) == 10 and len(bundle.train) == 30
+    assert not {normalize(i["question"]) for i in bundle.train} & {normalize(i["question"]) for i in bundle.suites["mine"]}
+
+
+def test_malformed_jsonl_names_file_and_line(jsonl_file):
+    path = jsonl_file([{"question": "a?", "answer": "1"}, '{"question": "b?", "answer": ', {"question": "c?"}])
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5},
+                     heldout=[{"name": "mine", "source": "jsonl", "path": str(path)}])
+    with pytest.raises(DataError, match=rf"{path}:2: not valid JSON"):
+        build_data(cfg, seed=0)
+
+
+def test_missing_field_and_skip_mode(jsonl_file):
+    path = jsonl_file([{"question": "a?", "answer": "1"}, {"question": "c?"}, "[1, 2]", {"question": "d?", "answer": 4}])
+    strict = DataConfig(target={**ARITH, "size": 5, "train_size": 5},
+                        heldout=[{"name": "mine", "source": "jsonl", "path": str(path)}])
+    with pytest.raises(DataError, match=rf"{path}:2: missing field 'answer'"):
+        build_data(strict, seed=0)
+    lenient = strict.model_copy(update={"on_bad_row": "skip"})
+    bundle = build_data(lenient, seed=0)
+    assert bundle.report["skipped_bad_rows"]["mine"] == 2
+    assert [it["answer"] for it in bundle.suites["mine"]] == ["1", "4"]
+
+
+def test_unknown_task_is_one_clear_error():
+    with pytest.raises(DataError, match=r"config key 'data.target': unknown reasoning-gym task 'basic_arithmatic'.*"
+                                        r"Did you mean: basic_arithmetic"):
+        build_data(arith_cfg(task="basic_arithmatic"), seed=0)
+
+
+def test_loglik_choices(jsonl_file):
+    path = jsonl_file([{"question": "2+2?", "answer": "4", "choices": ["3", "4"]}])
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5}, heldout=[
+        {"name": "mc", "source": "jsonl", "path": str(path), "mode": "loglik"},
+        {"name": "near", "source": "reasoning_gym", "task": "basic_arithmetic", "mode": "loglik",
+         "choices": "numeric_nearby", "size": 10, "task_kwargs": {"min_terms": 2, "max_terms": 2}},
+    ])
+    bundle = build_data(cfg, seed=0)
+    assert bundle.suites["mc"][0]["choices"] == ["3", "4"]
+    for it in bundle.suites["near"]:
+        assert it["answer"] in it["choices"] and len(set(it["choices"])) == 4
+
+
+def test_choices_not_containing_answer_is_an_error(jsonl_file):
+    path = jsonl_file([{"question": "2+2?", "answer": "5", "choices": ["3", "4"]}])
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5},
+                     heldout=[{"name": "mc", "source": "jsonl", "path": str(path), "mode": "loglik"}])
+    with pytest.raises(DataError, match=r":1: 'answer' '5' is not one of 'choices'"):
+        build_data(cfg, seed=0)

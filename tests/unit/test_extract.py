@@ -1,0 +1,44 @@
+import pytest
+
+from driftlab.eval.extract import extract_answer, normalize_number, strip_thinking
+from driftlab.eval.scoring import score
+
+
+@pytest.mark.parametrize("text,answer,method,fmt", [
+    ("Answer: 57", "57", "answer_line", True),
+    ("Let me think. 12 + 45 = 57\nAnswer: 57", "57", "answer_line", True),
+    ("answer: -12.", "-12", "answer_line", True),
+    ("**Answer:** $1,234.50", "1234.5", "answer_line", True),
+    ("Final answer: 3\nAnswer: 4", "4", "answer_line", True),
+    ("so the result is \\boxed{42}.", "42", "boxed", True),
+    ("38 - 29 = 9", "9", "last_number", False),
+    ("I don't know", None, "none", False),
+    ("<think>7 + 8 is 15</think>Answer: 15", "15", "answer_line", True),
+    ("<think>7 + 8 is 15, so", None, "truncated_thinking", False),
+])
+def test_extract_numeric(text, answer, method, fmt):
+    ex = extract_answer(text, "numeric")
+    assert (ex.answer, ex.method, ex.format_ok) == (answer, method, fmt)
+
+
+def test_extract_text_first_line_and_answer_line():
+    assert extract_answer("apple\nmore text", "exact").answer == "apple"
+    assert extract_answer("Sure!\nAnswer: Paris.", "exact").answer == "Paris"
+
+
+def test_thinking_removed_before_extraction():
+    assert strip_thinking("<think>Answer: 1</think>\nAnswer: 2") == ("Answer: 2", False)
+
+
+@pytest.mark.parametrize("raw,norm", [("1,000", "1000"), ("57.0", "57"), ("−7", "-7"), ("$29.00", "29"), ("x", None)])
+def test_normalize_number(raw, norm):
+    assert normalize_number(raw) == norm
+
+
+def test_score_numeric_and_exact():
+    assert score("57", "57", "numeric") == (True, "numeric match")
+    assert score("57.0", "57", "numeric")[0]
+    assert not score("56", "57", "numeric")[0]
+    assert score(None, "57", "numeric") == (False, "no answer extracted")
+    assert score("'Apple'.", "apple", "exact")[0]
+    assert not score("apples", "apple", "exact")[0]
