@@ -49,6 +49,47 @@ WORDS = ("apple river window garden pencil orange silver planet bottle candle fo
          "ribbon spider tomato umbrella velvet walnut harbor cobalt ember fossil glacier hollow ivory jasmine").split()
 
 
+LANGUAGES = {
+    "France": "French", "Germany": "German", "Italy": "Italian", "Spain": "Spanish", "Portugal": "Portuguese",
+    "Japan": "Japanese", "China": "Chinese", "Russia": "Russian", "Greece": "Greek", "Poland": "Polish",
+    "Sweden": "Swedish", "Norway": "Norwegian", "Finland": "Finnish", "Denmark": "Danish", "Turkey": "Turkish",
+    "Netherlands": "Dutch", "Hungary": "Hungarian", "Korea": "Korean", "Thailand": "Thai", "Vietnam": "Vietnamese",
+    "Brazil": "Portuguese", "Mexico": "Spanish", "Argentina": "Spanish", "Iran": "Persian", "Israel": "Hebrew",
+    "Egypt": "Arabic", "Saudi Arabia": "Arabic", "England": "English", "Australia": "English",
+    "Ukraine": "Ukrainian", "Romania": "Romanian", "Czech Republic": "Czech", "Indonesia": "Indonesian",
+    "Iceland": "Icelandic", "Ireland": "English", "Austria": "German", "Chile": "Spanish", "Peru": "Spanish",
+    "Bulgaria": "Bulgarian", "Serbia": "Serbian", "Croatia": "Croatian", "Pakistan": "Urdu", "Kenya": "Swahili",
+}
+
+# (bigger, smaller) pairs of everyday things; the question asks for one or the other.
+SIZES = [("elephant", "mouse"), ("whale", "fish"), ("house", "chair"), ("mountain", "hill"), ("car", "bicycle"),
+         ("tree", "flower"), ("horse", "dog"), ("sun", "moon"), ("ocean", "lake"), ("bus", "car"),
+         ("giraffe", "cat"), ("city", "village"), ("airplane", "bird"), ("table", "cup"), ("bear", "rabbit"),
+         ("ship", "canoe"), ("planet", "rock"), ("cow", "chicken"), ("river", "stream"), ("truck", "wheel"),
+         ("building", "door"), ("watermelon", "grape"), ("lion", "ant"), ("forest", "tree"), ("piano", "book"),
+         ("bed", "pillow"), ("pumpkin", "pea"), ("dinosaur", "lizard"), ("stadium", "room"), ("camel", "goat")]
+
+
+CATEGORIES = {
+    "an animal": "dog cat horse rabbit tiger eagle salmon frog sheep camel".split(),
+    "a fruit": "apple banana cherry grape mango peach pear plum lemon orange".split(),
+    "a color": "red blue green yellow purple brown black white pink gray".split(),
+    "a vehicle": "car bus truck bicycle train airplane boat tractor scooter van".split(),
+    "a piece of furniture": "chair table sofa bed desk shelf stool wardrobe bench dresser".split(),
+    "a musical instrument": "piano guitar violin drum flute trumpet cello harp saxophone clarinet".split(),
+    "a body part": "hand foot knee elbow shoulder finger ear nose ankle wrist".split(),
+    "a kind of weather": "rain snow wind fog hail storm thunder drizzle sleet sunshine".split(),
+}
+
+SEQUENCES = [
+    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
+    "January February March April May June July August September October November December".split(),
+    "one two three four five six seven eight nine ten".split(),
+    "first second third fourth fifth sixth seventh eighth ninth tenth".split(),
+    "spring summer autumn winter".split(),
+]
+
+
 def capitals(rng):
     cities = sorted(set(CAPITALS.values()))
     for country, city in CAPITALS.items():
@@ -66,6 +107,48 @@ def opposites(rng):
         yield {"question": f"What is the opposite of the word \"{word}\"?", "answer": opposite, "choices": choices}
 
 
+def categories(rng):
+    for category, members in CATEGORIES.items():
+        others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
+        for word in members:
+            choices = [word] + rng.sample(others, 3)
+            rng.shuffle(choices)
+            yield {"question": f"Which of these words is {category}: {', '.join(choices)}?", "answer": word,
+                   "choices": choices}
+
+
+def next_in_sequence(rng):
+    for seq in SEQUENCES:
+        cyclic = len(seq) in (4, 7, 12)  # seasons, weekdays and months wrap around
+        for i in range(len(seq) if cyclic else len(seq) - 3):
+            shown = [seq[(i + k) % len(seq)] for k in range(3)]
+            answer = seq[(i + 3) % len(seq)]
+            pool = [w for w in seq if w != answer and w not in shown]
+            if len(pool) < 3:
+                pool = [w for other in SEQUENCES if other is not seq for w in other]
+            choices = [answer] + rng.sample(pool, 3)
+            rng.shuffle(choices)
+            yield {"question": f"What comes next: {', '.join(shown)}, ...?", "answer": answer, "choices": choices}
+
+
+def languages(rng):
+    names = sorted(set(LANGUAGES.values()))
+    for country, language in LANGUAGES.items():
+        choices = [language] + rng.sample([x for x in names if x != language], 3)
+        rng.shuffle(choices)
+        yield {"question": f"What language do most people in {country} speak?", "answer": language,
+               "choices": choices}
+
+
+def bigger(rng):
+    for big, small in SIZES:
+        for ask in ("bigger", "smaller"):
+            pair = [big, small]
+            rng.shuffle(pair)
+            yield {"question": f"Which is {ask}: a {pair[0]} or a {pair[1]}?",
+                   "answer": big if ask == "bigger" else small, "choices": pair}
+
+
 def copy_word(rng):
     for word in WORDS:
         yield {"question": f"Repeat this word exactly and write nothing else: {word}", "answer": word}
@@ -73,7 +156,9 @@ def copy_word(rng):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, gen in [("capitals", capitals), ("opposites", opposites), ("copy_word", copy_word)]:
+    for name, gen in [("capitals", capitals), ("opposites", opposites), ("categories", categories),
+                      ("next_in_sequence", next_in_sequence), ("languages", languages), ("bigger", bigger),
+                      ("copy_word", copy_word)]:
         rows = list(gen(random.Random(1234)))
         (OUT / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")

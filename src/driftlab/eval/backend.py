@@ -66,35 +66,41 @@ class HFBackend:
     @torch.inference_mode()
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
         """Sum of log p(choice tokens | chat prompt) for every choice of every prompt (lm-eval's 'acc')."""
-        pairs = []
-        for p, opts in zip(prompts, choices):
-            ctx = self.tok(self.chat(p), add_special_tokens=False).input_ids
-            for c in opts:
-                # Context and continuation are encoded separately, as lm-eval does, so the continuation's tokens
-                # are exactly the choice's tokens whatever the context ends with.
-                pairs.append((ctx, self.tok(c, add_special_tokens=False).input_ids))
-        scores = []
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start : start + self.batch_size]
-            seqs = [ctx + cont for ctx, cont in chunk]
-            width = max(map(len, seqs))
-            ids = torch.full((len(seqs), width), self.tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for r, s in enumerate(seqs):
-                ids[r, : len(s)] = torch.tensor(s)
-                mask[r, : len(s)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            for r, (ctx, cont) in enumerate(chunk):
-                # Position t predicts token t+1: the continuation is scored by the logits just before it.
-                logprobs = logits[r, len(ctx) - 1 : len(ctx) + len(cont) - 1].float().log_softmax(-1)
-                targets = torch.tensor(cont, device=self.device)
-                scores.append(logprobs[torch.arange(len(cont), device=self.device), targets].sum().item())
-        self.on_progress(len(prompts))
-        out, k = [], 0
-        for opts in choices:
-            out.append(scores[k : k + len(opts)])
-            k += len(opts)
+        out = []
+        for prompt, opts in zip(prompts, choices):
+            ctx = self.tok(self.chat(prompt), add_special_tokens=False).input_ids
+            # Context and continuation are encoded separately, as lm-eval does, so the continuation's tokens are
+            # exactly the choice's tokens whatever the context ends with.
+            conts = [self.tok(c, add_special_tokens=False).input_ids for c in opts]
+            out.append(self._score_continuations(ctx, conts))
+            self.on_progress(1)
         return out
+
+    def _score_continuations(self, ctx: list[int], conts: list[list[int]]) -> list[float]:
+        # Prefix sharing: the context runs once and its KV cache is repeated for every choice, instead of running
+        # context+choice k times (measured ~10x faster on a 14-choice suite on CPU).
+        first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
+        next_logp = first.logits[0, -1].float().log_softmax(-1)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(conts))
+        width = max(map(len, conts))
+        ids = torch.full((len(conts), width), self.tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(conts), len(ctx) + width), dtype=torch.long)
+        mask[:, : len(ctx)] = 1
+        for r, c in enumerate(conts):
+            ids[r, : len(c)] = torch.tensor(c)
+            mask[r, len(ctx) : len(ctx) + len(c)] = 1  # right padding: pads sit after the real tokens
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                            past_key_values=cache, use_cache=True).logits
+        scores = []
+        for r, c in enumerate(conts):
+            # Token 0 is predicted by the context's last position, token i by continuation position i-1.
+            score = next_logp[c[0]].item()
+            if len(c) > 1:
+                lp = logits[r, : len(c) - 1].float().log_softmax(-1)
+                score += lp[torch.arange(len(c) - 1, device=self.device), torch.tensor(c[1:], device=self.device)].sum().item()
+            scores.append(score)
+        return scores
 
     def _left_pad(self, seqs: list[list[int]]) -> dict:
         width = max(map(len, seqs))

@@ -36,6 +36,7 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
     lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(model_cfg.dtype, device))
 
     dataset = Dataset.from_list([to_conversation(it, model_cfg.system_prompt) for it in items])
+    checkpointing = train_cfg.gradient_checkpointing if train_cfg.gradient_checkpointing is not None else on_gpu
     bf16 = train_cfg.bf16 if train_cfg.bf16 is not None else bool(on_gpu and torch.cuda.is_bf16_supported())
     # TRL's SFTConfig defaults (bf16=True, gradient_checkpointing=True) suit a GPU; on a CPU without bf16 hardware
     # they made a run ~18x slower, so every precision/memory knob is set explicitly from the device.
@@ -52,8 +53,8 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
         max_length=train_cfg.max_length,
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=train_cfg.gradient_checkpointing if train_cfg.gradient_checkpointing is not None
-        else on_gpu,
+        # transformers 5 renamed gradient_checkpointing; TRL's default (True) applies only when this is unset.
+        activation_checkpointing=checkpointing,
         use_cpu=not on_gpu,
         completion_only_loss=True,
         logging_steps=train_cfg.logging_steps,
@@ -89,6 +90,7 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
         "adapter": str(adapter_dir),
         "device": device,
         "bf16": bf16,
+        "gradient_checkpointing": bool(trainer.args.activation_checkpointing),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total,
