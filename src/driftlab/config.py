@@ -56,8 +56,10 @@ class SuiteConfig(Strict):
         "generate", description="'generate': greedy answer, extracted and scored. 'loglik': multiple choice, "
         "the choice with the highest log-likelihood after the prompt is the answer."
     )
-    scorer: Literal["numeric", "exact"] = Field(
-        "exact", description="How an extracted answer is compared to the gold one (generate mode)."
+    scorer: Literal["numeric", "exact", "strict"] = Field(
+        "exact", description="generate mode: 'numeric' (extracted number equals gold), 'exact' (extracted text "
+        "equals gold, case/punctuation-insensitive), 'strict' (the whole reply, not an extraction, equals gold: "
+        "for instruction-following checks)."
     )
     choices: list[str] | Literal["item", "numeric_nearby"] = Field(
         "item", description="loglik mode: a fixed list (e.g. [Yes, No]), 'item' (each item carries its own "

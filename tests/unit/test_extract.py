@@ -42,3 +42,9 @@ def test_score_numeric_and_exact():
     assert score(None, "57", "numeric") == (False, "no answer extracted")
     assert score("'Apple'.", "apple", "exact")[0]
     assert not score("apples", "apple", "exact")[0]
+
+
+def test_strict_takes_the_whole_reply():
+    assert extract_answer("Answer: apple", "strict").answer == "Answer: apple"
+    assert not score(extract_answer("Answer: apple", "strict").answer, "apple", "strict")[0]
+    assert score(extract_answer(" Apple.\n", "strict").answer, "apple", "strict")[0]

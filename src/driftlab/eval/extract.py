@@ -18,7 +18,7 @@ NUMBER = re.compile(r"(?<![\w.])[-−]?\$?\d[\d,]*(?:\.\d+)?")
 @dataclass
 class Extraction:
     answer: str | None
-    method: str  # "answer_line" | "boxed" | "last_number" | "first_line" | "none" | "truncated_thinking"
+    method: str  # answer_line | boxed | last_number | first_line | whole_reply | none | truncated_thinking
     format_ok: bool  # the output used an explicit answer format (Answer: line or \boxed{})
 
 
@@ -33,6 +33,8 @@ def extract_answer(text: str, kind: str = "numeric") -> Extraction:
     visible, truncated = strip_thinking(text)
     if truncated:
         return Extraction(None, "truncated_thinking", False)
+    if kind == "strict":  # instruction-following checks: the reply itself is the answer, no extraction
+        return Extraction(visible.strip() or None, "whole_reply" if visible.strip() else "none", False)
     lines = ANSWER_LINE.findall(visible)
     if lines:
         return Extraction(_clean(lines[-1], kind), "answer_line", True)

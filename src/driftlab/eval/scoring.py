@@ -16,7 +16,7 @@ def score(extracted: str | None, gold: str, kind: str) -> tuple[bool, str]:
         if a is None or g is None:
             return False, f"not comparable as numbers: {extracted!r} vs {gold!r}"
         return (a == g), ("numeric match" if a == g else f"numeric mismatch: {extracted} != {gold}")
-    ok = normalize_text(extracted) == normalize_text(gold)
+    ok = normalize_text(extracted) == normalize_text(gold)  # 'exact' and 'strict' differ only in extraction
     return ok, ("exact match" if ok else f"mismatch: {extracted!r} != {gold!r}")
 
 
