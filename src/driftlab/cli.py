@@ -97,8 +97,11 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         _fail(err)
     out_dir = _out_dir(out, cfg, "train")
     write_data(bundle, out_dir / "data")
-    summary = train_lora(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed)
-    console.print(f"adapter: {summary['adapter']}  final loss {summary['final_loss']:.3f}  "
+    try:
+        summary = train_lora(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed)
+    except DriftlabError as err:
+        _fail(err)
+    console.print(f"adapter: {summary['adapter']}  final loss {summary['final_loss']}  "
                   f"{summary['tokens_per_s']:.0f} tokens/s")
 
 
@@ -121,7 +124,10 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
         _fail(err)
     out_dir = _out_dir(out, cfg, "eval")
     suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
-    summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter)
+    try:
+        summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter)
+    except DriftlabError as err:
+        _fail(err)
     table = Table("suite", "n", "accuracy", "chance", "format")
     for name, m in summary["suites"].items():
         table.add_row(name, str(m["n"]), f"{m['accuracy']:.1%}", f"{m['chance']:.1%}", f"{m['format_rate']:.0%}")
@@ -132,7 +138,10 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
 @app.command("compare")
 def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds metrics.json)."),
             tuned: Path = typer.Argument(..., help="Eval dir of the tuned model, on the same items."),
-            config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+            config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                  help="Study config for the 'compare' block and seed; "
+                                                       "default: built-in defaults."),
+            set_: Optional[list[str]] = SetOpt,
             out: Optional[Path] = typer.Option(None, help="Write the comparison JSON here.")):
     """Paired comparison per suite: difference, paired bootstrap CI, exact McNemar p, floor flag."""
     from driftlab.compare import compare_evals
@@ -140,11 +149,15 @@ def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (h
     from driftlab.runs import write_json
 
     try:
-        cmp_cfg = _load(config, set_).compare if config.exists() else CompareConfig()
+        if config is not None:
+            study_cfg = _load(config, set_)
+            cmp_cfg, seed = study_cfg.compare, study_cfg.seed
+        else:
+            cmp_cfg, seed = CompareConfig(), 0
         for d in (base, tuned):
             if not (d / "metrics.json").exists():
                 raise DriftlabError(f"{d}: not an eval dir (no metrics.json)")
-        result = compare_evals(base, tuned, cmp_cfg)
+        result = compare_evals(base, tuned, cmp_cfg, seed)
     except DriftlabError as err:
         _fail(err)
     table = Table("suite", "n", "base", "tuned", "diff (pts)", "95% CI", "McNemar p", "floor")

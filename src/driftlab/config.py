@@ -72,6 +72,8 @@ class SuiteConfig(Strict):
             raise ValueError("source 'reasoning_gym' needs 'task' (a reasoning-gym generator name)")
         if self.source == "jsonl" and self.path is None:
             raise ValueError("source 'jsonl' needs 'path'")
+        if isinstance(self.choices, list) and (len(self.choices) < 2 or not all(c.strip() for c in self.choices)):
+            raise ValueError("choices must list at least two non-empty strings")
         if "{question}" not in self.template:
             raise ValueError("template must contain '{question}'")
         return self
@@ -180,23 +182,34 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> StudyCo
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (numbers, bools, lists)."""
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML (numbers, bools, lists).
+    A list element is addressed by its index: `data.heldout.0.size=20`."""
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected key=value, e.g. train.learning_rate=5e-4")
-    key, value = item.split("=", 1)
-    node = raw
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
     parts = key.strip().split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-            continue
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: '{part}' is not a mapping")
-        node = node.setdefault(part, {})
-    if isinstance(node, list) and parts[-1].isdigit():
-        node[int(parts[-1])] = yaml.safe_load(value)
-    else:
-        node[parts[-1]] = yaml.safe_load(value)
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {item!r}: '{here}' needs a list index below {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override {item!r}: '{'.'.join(parts[:depth])}' is a value, not a mapping or list")
 
 
 def _resolve_suite_paths(raw: dict, base: Path) -> None:
@@ -210,13 +223,16 @@ def _resolve_suite_paths(raw: dict, base: Path) -> None:
 
 
 def resolve_suite_path(value: str, base: Path) -> Path:
+    """Relative to the config file; a bare file name not found there may name a suite bundled with driftlab."""
     candidate = Path(value).expanduser()
     if candidate.is_absolute():
         return candidate
     if (base / candidate).exists():
         return (base / candidate).resolve()
     bundled = Path(__file__).parent / "suites" / candidate.name
-    return bundled if bundled.exists() else (base / candidate)
+    if len(candidate.parts) == 1 and bundled.exists():
+        return bundled
+    return base / candidate
 
 
 def _format_errors(err: ValidationError, prefix: str = "") -> str:

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,9 +50,14 @@ def resolve_model(name_or_path: str, prepare: bool = True) -> ResolvedModel:
         if not (local / "config.json").exists():
             raise ModelError(f"{local}: not a model directory (no config.json)")
         return ResolvedModel(name_or_path, str(local.resolve()), fingerprint_dir(local))
-    if "/" in name_or_path or name_or_path.replace("-", "").replace("_", "").isalnum():
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if looks_local:
+        raise ModelError(f"config key 'model.name_or_path': {name_or_path!r} is not an existing directory")
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name_or_path):
+        _check_hub_model(name_or_path)
         return ResolvedModel(name_or_path, name_or_path, _hub_fingerprint(name_or_path))
-    raise ModelError(f"model {name_or_path!r}: not 'embedded', a local directory, or an HF model id")
+    raise ModelError(f"config key 'model.name_or_path': {name_or_path!r} is not 'embedded', a local directory, "
+                     "or an HF model id")
 
 
 def prepare_embedded(force: bool = False) -> Path:
@@ -125,6 +131,18 @@ def fingerprint_dir(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_hub_model(model_id: str) -> None:
+    """Fail early (before any run directory exists) when the id is neither cached nor reachable with the user's
+    own HF setup. Only config.json is looked up here."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(model_id)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"config key 'model.name_or_path': HF model {model_id!r} is not in the local HF cache and "
+                         f"could not be fetched ({str(err).splitlines()[0]})") from None
+
+
 def _hub_fingerprint(model_id: str) -> str:
     """Hash the locally cached snapshot if there is one; never downloads."""
     try:
@@ -170,10 +188,13 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device)).to(device)
+    except OSError as err:  # not cached and no hub access, or not a model: one line, not a traceback
+        raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device)).to(device)
     if adapter is not None:
         from peft import PeftModel
 

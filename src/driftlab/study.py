@@ -13,6 +13,7 @@ from rich.console import Console
 from driftlab.compare import compare_evals
 from driftlab.compare.stats import at_floor
 from driftlab.config import StudyConfig
+from driftlab.errors import ConfigError
 from driftlab.data import build_data
 from driftlab.data.build import write_data
 from driftlab.eval import evaluate_model
@@ -35,8 +36,11 @@ def run_study(cfg: StudyConfig) -> Path:
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
-    # Inputs are validated (data built in memory, model resolved) before the run directory exists, so bad input
-    # leaves nothing behind.
+    # Inputs are validated (variants, data built in memory, model resolved) before the run directory exists, so
+    # bad input leaves nothing behind.
+    train_cfgs = {variant.name: cfg.variant_train(variant) for variant in cfg.variants}
+    if len(train_cfgs) != len(cfg.variants):
+        raise ConfigError("config key 'variants': variant names must be unique")
     with stage("model_prepare"):
         model = resolve_model(cfg.model.name_or_path)
     with stage("data"):
@@ -52,7 +56,7 @@ def run_study(cfg: StudyConfig) -> Path:
                               label="base")
     variants, comparisons, logs = [], [], {}
     for variant in cfg.variants:
-        train_cfg = cfg.variant_train(variant)
+        train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
         with stage(f"train:{variant.name}"):
             summary = train_lora(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed)
@@ -74,6 +78,7 @@ def run_study(cfg: StudyConfig) -> Path:
                        "base_metrics": metrics})
     timings["total"] = round(time.perf_counter() - t_start, 2)
     study = {
+        "schema_version": 1,
         "name": cfg.name, "seed": cfg.seed, "run_dir": str(run_dir),
         "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
         "variants": variants, "suites": suites, "comparisons": comparisons,

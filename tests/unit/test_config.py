@@ -74,3 +74,30 @@ def test_suite_source_needs_its_fields(tmp_path):
     cfg["data"]["heldout"] = [{"name": "x", "source": "jsonl"}]
     with pytest.raises(ConfigError, match="needs 'path'"):
         load_config(write(tmp_path, cfg))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.heldout.size=5", "needs a list index"),
+    ("name.x=1", "'name' is a value"),
+    ("name=[", "not valid YAML"),
+    ("data.heldout.7.size=1", "list index below"),
+    ("nokeyvalue", "expected key=value"),
+])
+def test_bad_overrides_are_one_clear_error(tmp_path, override, message):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{"name": "h", "source": "jsonl", "path": "capitals.jsonl"}]
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, cfg), [override])
+
+
+def test_list_index_override(tmp_path):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{"name": "h", "source": "jsonl", "path": "capitals.jsonl"}]
+    assert load_config(write(tmp_path, cfg), ["data.heldout.0.size=9"]).data.heldout[0].size == 9
+
+
+def test_missing_user_file_is_not_swapped_for_a_bundled_suite(tmp_path):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{"name": "h", "source": "jsonl", "path": "mydata/capitals.jsonl"}]
+    loaded = load_config(write(tmp_path, cfg))
+    assert loaded.data.heldout[0].path == tmp_path / "mydata" / "capitals.jsonl"

@@ -10,6 +10,7 @@ from driftlab.eval.scoring import score
     ("answer: -12.", "-12", "answer_line", True),
     ("**Answer:** $1,234.50", "1234.5", "answer_line", True),
     ("Final answer: 3\nAnswer: 4", "4", "answer_line", True),
+    ("Answer: 12 + 34 = 46", "46", "answer_line", True),
     ("so the result is \\boxed{42}.", "42", "boxed", True),
     ("38 - 29 = 9", "9", "last_number", False),
     ("I don't know", None, "none", False),
@@ -46,5 +47,6 @@ def test_score_numeric_and_exact():
 
 def test_strict_takes_the_whole_reply():
     assert extract_answer("Answer: apple", "strict").answer == "Answer: apple"
+    assert not extract_answer("Answer: apple", "strict").format_ok and extract_answer("apple", "strict").format_ok
     assert not score(extract_answer("Answer: apple", "strict").answer, "apple", "strict")[0]
     assert score(extract_answer(" Apple.\n", "strict").answer, "apple", "strict")[0]

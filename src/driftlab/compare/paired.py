@@ -14,14 +14,21 @@ from driftlab.runs import read_jsonl
 
 def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: CompareConfig, seed: int = 0) -> dict:
     """Pair records by item id; both evals must cover exactly the same items."""
-    base_by_id = {r["id"]: bool(r["correct"]) for r in base}
-    tuned_by_id = {r["id"]: bool(r["correct"]) for r in tuned}
+    base_by_id = {r["id"]: r for r in base}
+    tuned_by_id = {r["id"]: r for r in tuned}
     if set(base_by_id) != set(tuned_by_id):
         missing = sorted(set(base_by_id) ^ set(tuned_by_id))[:5]
         raise DataError(f"cannot pair evals: item ids differ (e.g. {missing})")
+    # Ids are positions within a suite; two evals built from different data (another seed, an edited file) share
+    # ids but not questions, and pairing them would be meaningless.
+    for item_id, b_rec in base_by_id.items():
+        t_rec = tuned_by_id[item_id]
+        if (b_rec.get("prompt"), b_rec.get("gold")) != (t_rec.get("prompt"), t_rec.get("gold")):
+            raise DataError(f"cannot pair evals: item {item_id} has a different prompt or gold answer in the two "
+                            "evals (were they built from the same data and seed?)")
     ids = sorted(base_by_id)
-    b = np.array([base_by_id[i] for i in ids])
-    t = np.array([tuned_by_id[i] for i in ids])
+    b = np.array([bool(base_by_id[i]["correct"]) for i in ids])
+    t = np.array([bool(tuned_by_id[i]["correct"]) for i in ids])
     lo, hi = paired_bootstrap_ci(b, t, cfg.n_bootstrap, cfg.confidence, seed)
     mc = mcnemar_exact(b, t)
     return {
@@ -36,6 +43,7 @@ def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: Compa
         "chance": chance,
         "floor": at_floor(int(b.sum()), len(ids), chance, cfg.floor_margin),
         "n_bootstrap": cfg.n_bootstrap,
+        "confidence": cfg.confidence,  # the level of "ci95" (named for the default)
     }
 
 

@@ -46,7 +46,7 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
     if target.source == "jsonl":
         pool, _ = jsonl_items(target.path, cfg.on_bad_row)
         random.Random(_suite_seed(target, seed)).shuffle(pool)
-        train_raw = pool
+        train_raw = _dedup(pool)[target.size :]  # the same shuffle as above: the head went to eval
     else:
         train_raw, _ = _draw(target, "data.target", seed, n_extra=target.train_size // 5 + 10,
                              on_bad_row=cfg.on_bad_row, size=target.train_size, offset=TRAIN_SEED_OFFSET)

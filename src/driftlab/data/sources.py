@@ -39,11 +39,18 @@ def reasoning_gym_items(task: str, kwargs: dict, size: int, seed: int, key: str)
 def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
     """Rows of a user JSONL file and how many malformed rows were skipped (on_bad_row='skip')."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     items, skipped = [], 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if on_bad_row == "skip":
+                    skipped += 1
+                    continue
+                raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -75,8 +82,9 @@ def _parse_row(line: str) -> dict:
         raise ValueError("'answer' must be a non-empty string or a number")
     choices = row.get("choices")
     if choices is not None:
-        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-            raise ValueError("'choices' must be a list of at least two strings")
+        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c.strip()
+                                                                          for c in choices):
+            raise ValueError("'choices' must be a list of at least two non-empty strings")
         if str(answer) not in choices:
             raise ValueError(f"'answer' {answer!r} is not one of 'choices'")
     meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices")}

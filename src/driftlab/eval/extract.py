@@ -34,7 +34,10 @@ def extract_answer(text: str, kind: str = "numeric") -> Extraction:
     if truncated:
         return Extraction(None, "truncated_thinking", False)
     if kind == "strict":  # instruction-following checks: the reply itself is the answer, no extraction
-        return Extraction(visible.strip() or None, "whole_reply" if visible.strip() else "none", False)
+        reply = visible.strip()
+        # Format for a strict check: a one-line reply with no "Answer:" wrapper around it.
+        fmt = bool(reply) and "\n" not in reply and not ANSWER_LINE.search(reply)
+        return Extraction(reply or None, "whole_reply" if reply else "none", fmt)
     lines = ANSWER_LINE.findall(visible)
     if lines:
         return Extraction(_clean(lines[-1], kind), "answer_line", True)
@@ -64,5 +67,6 @@ def normalize_number(text: str) -> str | None:
 def _clean(text: str, kind: str) -> str | None:
     text = text.strip().strip("*").strip()
     if kind == "numeric":
-        return normalize_number(text)
+        # "Answer: 12 + 34 = 46" states the result after the last '='.
+        return normalize_number(text.rsplit("=", 1)[-1])
     return text.rstrip(".").strip() or None

@@ -7,6 +7,7 @@ pick the highest-likelihood choice; write one record per item and a metrics summ
 from __future__ import annotations
 
 import statistics
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -45,13 +46,16 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
     prompts = [it["prompt"] for it in items]
     records = []
     if suite.mode == "loglik":
+        t0 = time.perf_counter()
         all_scores = backend.loglik(prompts, [it["choices"] for it in items])
+        per_item = (time.perf_counter() - t0) / max(1, len(items))  # amortised, like a generation batch's
         for it, scores in zip(items, all_scores):
             pred = it["choices"][max(range(len(scores)), key=scores.__getitem__)]
             correct = pred == it["answer"]
             records.append(_record(it, raw=pred, extracted=pred, correct=correct, format_ok=True,
                                    reason="highest log-likelihood choice " + ("is" if correct else "is not") + " gold",
-                                   method="loglik", extra={"choices": it["choices"], "loglik": scores}))
+                                   method="loglik",
+                                   extra={"choices": it["choices"], "loglik": scores, "latency_s": per_item}))
     else:
         generations = backend.generate(prompts, eval_cfg.max_new_tokens)
         for it, gen in zip(items, generations):
@@ -76,9 +80,10 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
     }
     latencies = [r["latency_s"] for r in records if "latency_s" in r]
     if latencies:
+        metrics["latency_p50_s"] = statistics.median(latencies)
+    if suite.mode == "generate" and records:
         tokens = sum(r["n_tokens"] for r in records)
         metrics.update({
-            "latency_p50_s": statistics.median(latencies),
             "mean_output_tokens": tokens / n,
             "tokens_per_s": tokens / sum(latencies) if sum(latencies) else 0.0,
             "truncated_rate": sum(r["finish"] == "length" for r in records) / n,

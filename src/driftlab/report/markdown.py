@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 
+ALPHA = 0.05
+
+
 def verdict(row: dict, role: str) -> str:
-    """One word per comparison. A floor suite cannot show a loss, so it gets no verdict beyond that."""
+    """One word per comparison. 'gained'/'lost' need both the bootstrap CI to exclude zero and the exact McNemar
+    test to reject (the percentile bootstrap is optimistic when only a handful of items flipped). A floor suite
+    cannot show a loss, so it gets no verdict beyond that."""
     lo, hi = row["ci95"]
     if row["floor"] and role != "target":
         return "at floor (base ≈ chance): not interpretable"
-    if lo > 0:
+    if lo > 0 and row["mcnemar_p"] < ALPHA:
         return "gained"
-    if hi < 0:
+    if hi < 0 and row["mcnemar_p"] < ALPHA:
         return "lost"
     return "no significant change"
 
@@ -37,7 +42,9 @@ def render_markdown(study: dict) -> str:
             f"[{_pts(r['ci95'][0])}, {_pts(r['ci95'][1])}] | {r['mcnemar_p']:.3g} | {r['right_to_wrong']} | "
             f"{r['wrong_to_right']} | {'**yes**' if r['floor'] else 'no'} |")
     n_boot = study["comparisons"][0]["n_bootstrap"] if study["comparisons"] else 0
-    lines += ["", f"CIs: paired bootstrap over items ({n_boot} resamples, seeded). McNemar: exact binomial test on "
+    level = study["comparisons"][0].get("confidence", 0.95) if study["comparisons"] else 0.95
+    lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). Verdicts 'gained'/"
+              f"'lost' need the CI to exclude 0 and McNemar p < {ALPHA}. McNemar: exact binomial test on "
               "discordant pairs. Floor: base accuracy not significantly above chance + margin (one-sided exact "
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
@@ -46,7 +53,7 @@ def render_markdown(study: dict) -> str:
     for v in study["variants"]:
         t = v["train"]
         lines.append(f"| {v['name']} | {t['trainable_params']:,} ({t['trainable_fraction']:.2%}) | {t['steps']} | "
-                     f"{t['tokens']:,} | {t['tokens_per_s']:.0f} | {t['first_loss']:.3f} | {t['final_loss']:.3f} | "
+                     f"{t['tokens']:,} | {t['tokens_per_s']:.0f} | {_num(t['first_loss'])} | {_num(t['final_loss'])} | "
                      f"{t['wall_s']:.0f} |")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in study["timings_s"].items()]
@@ -54,6 +61,10 @@ def render_markdown(study: dict) -> str:
               f"{study['data']['contamination']['removed_from_train']}; remaining overlap: "
               f"{study['data']['contamination']['train_eval_overlap_after_removal']}.", ""]
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def _pct(x: float) -> str:

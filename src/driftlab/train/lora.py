@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from driftlab.config import ModelConfig, TrainConfig
+from driftlab.errors import ModelError
 from driftlab.models import ResolvedModel, pick_device, pick_dtype
 from driftlab.runs import write_json
 from driftlab.train.callbacks import JsonlLogCallback
@@ -27,15 +28,16 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
 
     device = pick_device(model_cfg.device)
     on_gpu = device == "cuda"
-    if not on_gpu:
-        # Two cores: intra-op threads = physical cores; inter-op threads only add contention.
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(model_cfg.dtype, device))
+    except OSError as err:
+        raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(model_cfg.dtype, device))
 
-    dataset = Dataset.from_list([to_conversation(it, model_cfg.system_prompt) for it in items])
+    dataset = Dataset.from_list([to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking)
+                                 for it in items])
     checkpointing = train_cfg.gradient_checkpointing if train_cfg.gradient_checkpointing is not None else on_gpu
     bf16 = train_cfg.bf16 if train_cfg.bf16 is not None else bool(on_gpu and torch.cuda.is_bf16_supported())
     # TRL's SFTConfig defaults (bf16=True, gradient_checkpointing=True) suit a GPU; on a CPU without bf16 hardware
@@ -110,11 +112,15 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
     return summary
 
 
-def to_conversation(item: dict, system_prompt: str | None = None) -> dict:
-    """An item as TRL's conversational prompt-completion record (loss on the completion only)."""
+def to_conversation(item: dict, system_prompt: str | None = None, enable_thinking: bool | None = None) -> dict:
+    """An item as TRL's conversational prompt-completion record (loss on the completion only). The chat template
+    sees the same system prompt and `enable_thinking` as at eval time (TRL reads per-row chat_template_kwargs)."""
     prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
     prompt.append({"role": "user", "content": item["prompt"]})
-    return {"prompt": prompt, "completion": [{"role": "assistant", "content": item["completion"]}]}
+    record = {"prompt": prompt, "completion": [{"role": "assistant", "content": item["completion"]}]}
+    if enable_thinking is not None:
+        record["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
+    return record
 
 
 def _count_params(model) -> tuple[int, int]:

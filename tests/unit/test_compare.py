@@ -1,0 +1,35 @@
+import pytest
+
+from driftlab.compare import compare_suite
+from driftlab.config import CompareConfig
+from driftlab.errors import DataError
+from driftlab.report.markdown import verdict
+
+
+def records(correct, prompts=None):
+    prompts = prompts or [f"q{i}" for i in range(len(correct))]
+    return [{"id": f"s-{i:03d}", "prompt": p, "gold": "1", "correct": c} for i, (p, c) in
+            enumerate(zip(prompts, correct))]
+
+
+def test_compare_pairs_by_id_and_counts_flips():
+    base = records([True, True, False, False, False])
+    tuned = list(reversed(records([False, True, True, True, True])))  # order must not matter
+    row = compare_suite(base, tuned, chance=0.0, cfg=CompareConfig(n_bootstrap=200))
+    assert (row["right_to_wrong"], row["wrong_to_right"]) == (1, 3)
+    assert row["diff"] == pytest.approx(0.4)
+
+
+def test_compare_refuses_different_items_under_the_same_ids():
+    base = records([True, False])
+    tuned = records([True, False], prompts=["q0", "another question"])
+    with pytest.raises(DataError, match="different prompt"):
+        compare_suite(base, tuned, chance=0.0, cfg=CompareConfig(n_bootstrap=200))
+
+
+def test_verdict_needs_ci_and_mcnemar():
+    row = {"ci95": [0.01, 0.07], "mcnemar_p": 0.125, "floor": False}  # 4 flips up, 0 down: CI excludes 0, p does not
+    assert verdict(row, "target") == "no significant change"
+    assert verdict({**row, "mcnemar_p": 0.01}, "target") == "gained"
+    assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": False}, "heldout") == "lost"
+    assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": True}, "heldout").startswith("at floor")
