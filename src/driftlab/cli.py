@@ -37,6 +37,15 @@ def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = N
     return load_config(config, overrides)
 
 
+def _inputs(config: Path, overrides: Optional[list[str]], model: Optional[str]):
+    """Config, data and model, all validated before anything is written."""
+    from driftlab.data import build_data
+    from driftlab.models import resolve_model
+
+    cfg = _load(config, overrides, model)
+    return cfg, build_data(cfg.data, cfg.seed), resolve_model(cfg.model.name_or_path)
+
+
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(2)
@@ -78,21 +87,17 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
           variant: Optional[str] = typer.Option(None, help="Apply this variant's train overrides."),
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Fine-tune (LoRA via TRL SFTTrainer + PEFT) on the config's target task."""
-    from driftlab.data import build_data
     from driftlab.data.build import write_data
-    from driftlab.models import resolve_model
     from driftlab.train import train_lora
 
     try:
-        cfg = _load(config, set_, model)
+        cfg, bundle, resolved = _inputs(config, set_, model)
         train_cfg = cfg.train
         if variant:
             match = [v for v in cfg.variants if v.name == variant]
             if not match:
                 raise DriftlabError(f"--variant {variant!r}: no such variant (have {[v.name for v in cfg.variants]})")
             train_cfg = cfg.variant_train(match[0])
-        bundle = build_data(cfg.data, cfg.seed)
-        resolved = resolve_model(cfg.model.name_or_path)
     except DriftlabError as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "train")
@@ -110,16 +115,12 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
              adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir to apply to the model."),
              out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Evaluate a model (optionally with an adapter) on every suite of the config."""
-    from driftlab.data import build_data
     from driftlab.eval import evaluate_model
-    from driftlab.models import resolve_model
 
     try:
-        cfg = _load(config, set_, model)
         if adapter is not None and not (adapter / "adapter_config.json").exists():
             raise DriftlabError(f"{adapter}: not a PEFT adapter dir (no adapter_config.json)")
-        bundle = build_data(cfg.data, cfg.seed)
-        resolved = resolve_model(cfg.model.name_or_path)
+        cfg, bundle, resolved = _inputs(config, set_, model)
     except DriftlabError as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "eval")
