@@ -49,12 +49,22 @@ def _umask() -> int:
     return mask
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars become their Python value (a numpy bool must not turn into the string "False"), paths become
+    strings; anything else is a bug and raises."""
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def write_json(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
+    write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -30,11 +30,12 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
         "arithmetic": "target", "capitals": "heldout", "copy_word": "heldout"}
     for s in study["suites"]:
         assert set(s) >= {"name", "role", "n", "chance", "floor"}
+        assert isinstance(s["floor"], bool)
     assert len(study["comparisons"]) == 3
     for c in study["comparisons"]:
         assert set(c) >= {"variant", "suite", "base_acc", "tuned_acc", "diff", "ci95", "mcnemar_p", "floor"}
         assert c["ci95"][0] <= c["diff"] <= c["ci95"][1]
-        assert 0 <= c["mcnemar_p"] <= 1
+        assert 0 <= c["mcnemar_p"] <= 1 and isinstance(c["floor"], bool)
     assert set(study["timings_s"]) >= {"total", "data", "eval_base", "train:lora", "eval:lora"}
 
     train = study["variants"][0]["train"]

@@ -13,3 +13,10 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     write_json(tmp_path / "a.json", {"x": 2})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_numpy_values_keep_their_json_type(tmp_path):
+    import numpy as np
+
+    write_json(tmp_path / "b.json", {"flag": np.bool_(True), "p": np.float64(0.5), "n": np.int64(3)})
+    assert json.loads((tmp_path / "b.json").read_text()) == {"flag": True, "p": 0.5, "n": 3}

@@ -44,7 +44,7 @@ def test_bootstrap_is_deterministic_and_degenerate_when_identical():
 
 
 def test_floor_flag():
-    assert at_floor(26, 100, chance=0.25)        # at chance
+    assert at_floor(26, 100, chance=0.25) is True  # at chance (a real bool: it goes to JSON)
     assert not at_floor(60, 100, chance=0.25)    # clearly above
     assert at_floor(2, 100, chance=0.0)          # 2% of a free-form task is noise
     assert not at_floor(15, 100, chance=0.0)

@@ -41,7 +41,7 @@ def at_floor(correct: int, n: int, chance: float, margin: float = 0.02, alpha: f
     level = min(chance + margin, 0.999)
     if n == 0:
         return True
-    return binomtest(correct, n, level, alternative="greater").pvalue >= alpha
+    return bool(binomtest(correct, n, level, alternative="greater").pvalue >= alpha)  # a Python bool for JSON
 
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
