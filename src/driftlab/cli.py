@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -198,6 +199,8 @@ def _out_dir(out: Optional[Path], cfg, command: str) -> Path:
 
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 deprecation noise raised from inside PEFT/TRL, not from driftlab's own calls.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     app()
 
 
