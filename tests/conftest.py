@@ -80,7 +80,7 @@ def tiny_study_config(tmp_path: Path, model_dir: Path, **over) -> dict:
             ],
         },
         "train": {"batch_size": 8, "max_steps": 6, "save_steps": 3, "learning_rate": 5e-3},
-        "eval": {"batch_size": 8, "max_new_tokens": 6},
+        "eval": {"batch_size": 8, "max_new_tokens": 6, "store_path": str(tmp_path / "results.sqlite")},
         "compare": {"n_bootstrap": 500},
     }
     cfg.update(over)

@@ -27,23 +27,26 @@ DEFAULT_CONFIG = Path("configs/default.yaml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Study config (YAML).")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set train.learning_rate=5e-4 (repeatable).")
 ModelOpt = typer.Option(None, "--model", "-m", help="'embedded', an HF model id, or a local checkpoint dir.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute everything; neither read nor write the results store.")
 
 
-def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = None):
+def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = None, no_cache: bool = False):
     from driftlab.config import load_config
 
     overrides = list(overrides or [])
     if model:
         overrides.append(f"model.name_or_path={model}")
+    if no_cache:
+        overrides.append("eval.cache=false")
     return load_config(config, overrides)
 
 
-def _inputs(config: Path, overrides: Optional[list[str]], model: Optional[str]):
+def _inputs(config: Path, overrides: Optional[list[str]], model: Optional[str], no_cache: bool = False):
     """Config, data and model, all validated before anything is written."""
     from driftlab.data import build_data
     from driftlab.models import resolve_model
 
-    cfg = _load(config, overrides, model)
+    cfg = _load(config, overrides, model, no_cache)
     return cfg, build_data(cfg.data, cfg.seed), resolve_model(cfg.model.name_or_path)
 
 
@@ -114,6 +117,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 @app.command("eval")
 def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
              adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir to apply to the model."),
+             no_cache: bool = NoCacheOpt,
              out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Evaluate a model (optionally with an adapter) on every suite of the config."""
     from driftlab.eval import evaluate_model
@@ -121,7 +125,7 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
     try:
         if adapter is not None and not (adapter / "adapter_config.json").exists():
             raise DriftlabError(f"{adapter}: not a PEFT adapter dir (no adapter_config.json)")
-        cfg, bundle, resolved = _inputs(config, set_, model)
+        cfg, bundle, resolved = _inputs(config, set_, model, no_cache)
     except DriftlabError as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "eval")
@@ -174,12 +178,13 @@ def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (h
 
 
 @app.command("study")
-def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt):
+def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
+          no_cache: bool = NoCacheOpt):
     """The whole experiment: base eval, every variant trained, evaluated and compared, one report."""
     from driftlab.study import run_study
 
     try:
-        cfg = _load(config, set_, model)
+        cfg = _load(config, set_, model, no_cache)
         run_dir = run_study(cfg)
     except DriftlabError as err:
         _fail(err)

@@ -130,6 +130,8 @@ class VariantConfig(Strict):
 class EvalConfig(Strict):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(32, ge=1)
+    cache: bool = Field(True, description="Reuse results from the results store (SQLite) and add new ones to it.")
+    store_path: Path | None = Field(None, description="Results store file; default $DRIFTLAB_HOME/results.sqlite.")
 
 
 class CompareConfig(Strict):

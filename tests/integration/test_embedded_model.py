@@ -30,7 +30,7 @@ def test_prepare_and_eval_embedded_model(tmp_path):
              for a, b in [(12, 30), (25, 25)]]
     suites = {"capitals": _render(raw_k, knowledge, 0), "arith": _render(raw_a, arith, 0)}
     summary = evaluate_model(first, ModelConfig(), suites, {"capitals": knowledge, "arith": arith},
-                             EvalConfig(batch_size=4, max_new_tokens=16), tmp_path)
+                             EvalConfig(batch_size=4, max_new_tokens=16, cache=False), tmp_path)
     # SmolLM2-135M-Instruct knows these three capitals (measured: 90% on the bundled 70-item suite).
     assert summary["suites"]["capitals"]["accuracy"] == 1.0
     records = [json.loads(line) for line in (tmp_path / "arith.jsonl").read_text().splitlines()]

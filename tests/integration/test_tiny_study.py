@@ -59,4 +59,15 @@ def test_study_never_overwrites(tmp_path, tiny_model_dir):
     cfg_path.write_text(yaml.safe_dump(cfg))
     for _ in range(2):
         assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
-    assert len(list((tmp_path / "runs").iterdir())) == 2
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    # The second run answers every item from the results store and gets the same per-item results.
+    first, second = (json.loads((r / "eval/base/metrics.json").read_text()) for r in runs)
+    assert second["cache"] == {"hits": 12 + 10 + 8, "computed": 0}
+    assert {k: v["accuracy"] for k, v in first["suites"].items()} == {
+        k: v["accuracy"] for k, v in second["suites"].items()}
+    for suite in ("arithmetic", "capitals", "copy_word"):
+        a, b = ((run / "eval/base" / f"{suite}.jsonl").read_text().splitlines() for run in runs)
+        strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("cached", "latency_s")}
+                              for r in rows]
+        assert strip(a) == strip(b)

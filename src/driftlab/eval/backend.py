@@ -15,9 +15,12 @@ class Generation:
     n_tokens: int
     finish: str  # "stop" (end-of-turn token) or "length" (hit max_new_tokens)
     latency_s: float  # wall time of its batch divided by the batch size
+    cached: bool = False  # answered from the results store, not computed in this run
 
 
 class Backend(Protocol):
+    def chat(self, prompt: str) -> str: ...
+
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]: ...
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]: ...

@@ -17,7 +17,8 @@ from driftlab.config import EvalConfig, ModelConfig, SuiteConfig
 from driftlab.eval.backend import Backend, HFBackend
 from driftlab.eval.extract import extract_answer
 from driftlab.eval.scoring import normalize_text, score
-from driftlab.models import ResolvedModel, load_model
+from driftlab.eval.store import CachedBackend, ResultStore
+from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model
 from driftlab.runs import write_json, write_jsonl
 
 
@@ -26,16 +27,26 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                    adapter: Path | None = None, label: str = "model") -> dict:
     """Evaluate one model on every suite; writes `<suite>.jsonl` and `metrics.json` into out_dir."""
     lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+    # Base weights + adapter weights: a retrained adapter gets a new key, never a stale result.
+    model_fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
     total = sum(len(items) for items in suites.values())
+    store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
     with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
-        backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
-                            on_progress=lambda n: progress.advance(task, n))
+        backend: Backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt,
+                                     model_cfg.enable_thinking, on_progress=lambda n: progress.advance(task, n))
+        if store is not None:
+            backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
         metrics = {}
-        for name, items in suites.items():
-            records, metrics[name] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
-            write_jsonl(out_dir / f"{name}.jsonl", records)
-    summary = {"model": model.name, "fingerprint": model.fingerprint, "adapter": str(adapter) if adapter else None,
+        try:
+            for name, items in suites.items():
+                records, metrics[name] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
+                write_jsonl(out_dir / f"{name}.jsonl", records)
+        finally:
+            if store is not None:
+                store.close()
+    summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
+               "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
                "suites": metrics}
     write_json(out_dir / "metrics.json", summary)
     return summary
@@ -63,7 +74,8 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             correct, reason = score(ex.answer, it["answer"], suite.scorer)
             records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,
                                    reason=reason, method=ex.method,
-                                   extra={"n_tokens": gen.n_tokens, "finish": gen.finish, "latency_s": gen.latency_s}))
+                                   extra={"n_tokens": gen.n_tokens, "finish": gen.finish, "latency_s": gen.latency_s,
+                                          "cached": gen.cached}))
     return records, suite_metrics(records, suite)
 
 

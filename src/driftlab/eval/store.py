@@ -1,0 +1,109 @@
+"""Resumable results store: SQLite, keyed by what determines a result.
+
+The key is a hash of the model fingerprint (base weights + adapter weights), the exact text the model sees (chat
+template applied), the decoding/scoring parameters and the request kind. A changed adapter therefore never reuses
+a stale result, and a killed eval recomputes only what is missing. SQLite (stdlib) rather than a home-made file
+format: atomic commits and concurrent readers for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from driftlab.eval.backend import Backend, Generation
+
+
+def result_key(model_fp: str, kind: str, text: str, params: dict) -> str:
+    payload = json.dumps({"model": model_fp, "kind": kind, "text": text, "params": params}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ResultStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+                        "created REAL NOT NULL)")
+        self.db.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self.db.execute(f"SELECT key, value FROM results WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(value)
+        return found
+
+    def put_many(self, items: dict[str, object]) -> None:
+        now = time.time()
+        with self.db:  # one transaction: a kill leaves the whole batch stored or none of it
+            self.db.executemany("INSERT OR REPLACE INTO results (key, value, created) VALUES (?, ?, ?)",
+                                [(k, json.dumps(v), now) for k, v in items.items()])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedBackend:
+    """Wraps a Backend: answers from the store where it can, computes the rest batch by batch, stores each batch
+    as soon as it is done (so a killed run loses at most one batch)."""
+
+    def __init__(self, inner: Backend, store: ResultStore, model_fp: str, batch_size: int, log=print):
+        self.inner, self.store, self.model_fp, self.batch_size, self.log = inner, store, model_fp, batch_size, log
+        self.hits = self.misses = 0
+
+    def chat(self, prompt: str) -> str:
+        return self.inner.chat(prompt)
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy"}
+        keys = [result_key(self.model_fp, "generate", self.inner.chat(p), params) for p in prompts]
+        found = self.store.get_many(keys)
+        out: dict[str, Generation] = {k: Generation(**v, cached=True) for k, v in found.items()}
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self._report(len(prompts) - len(todo), len(todo))
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            gens = self.inner.generate([prompts[i] for i in idx], max_new_tokens)
+            fresh = {keys[i]: g for i, g in zip(idx, gens)}
+            self.store.put_many({k: _generation_dict(g) for k, g in fresh.items()})
+            out.update(fresh)
+        return [out[k] for k in keys]
+
+    def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+        keys = [result_key(self.model_fp, "loglik", self.inner.chat(p), {"choices": c})
+                for p, c in zip(prompts, choices)]
+        found = self.store.get_many(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self._report(len(prompts) - len(todo), len(todo))
+        out = dict(found)
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            scores = self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx])
+            fresh = {keys[i]: s for i, s in zip(idx, scores)}
+            self.store.put_many(fresh)
+            out.update(fresh)
+        return [out[k] for k in keys]
+
+    def _report(self, hits: int, misses: int) -> None:
+        self.hits += hits
+        self.misses += misses
+        if hits:
+            self.log(f"results store: {hits} cached, {misses} to compute")
+            advance = getattr(self.inner, "on_progress", None)
+            if advance:
+                advance(hits)
+
+
+def _generation_dict(g: Generation) -> dict:
+    d = asdict(g)
+    d.pop("cached", None)
+    return d

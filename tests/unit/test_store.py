@@ -1,0 +1,68 @@
+"""The results store: reuse, invalidation by model fingerprint, resume after a kill."""
+
+import pytest
+
+from driftlab.eval.backend import Generation
+from driftlab.eval.store import CachedBackend, ResultStore
+
+
+class CountingBackend:
+    def __init__(self, fail_after: int | None = None):
+        self.generated, self.scored, self.fail_after = [], [], fail_after
+
+    def chat(self, prompt):
+        return f"<user>{prompt}<assistant>"
+
+    def generate(self, prompts, max_new_tokens):
+        if self.fail_after is not None and len(self.generated) >= self.fail_after:
+            raise KeyboardInterrupt  # a kill in the middle of a suite
+        self.generated += prompts
+        return [Generation(f"out:{p}", 2, "stop", 0.1) for p in prompts]
+
+    def loglik(self, prompts, choices):
+        self.scored += prompts
+        return [[float(len(c)) for c in cs] for cs in choices]
+
+
+def test_second_run_computes_nothing(tmp_path):
+    prompts = [f"q{i}" for i in range(7)]
+    store = ResultStore(tmp_path / "r.sqlite")
+    first = CachedBackend(CountingBackend(), store, "fp", batch_size=3, log=lambda m: None)
+    out1 = first.generate(prompts, 8)
+    inner = CountingBackend()
+    second = CachedBackend(inner, store, "fp", batch_size=3, log=lambda m: None)
+    out2 = second.generate(prompts, 8)
+    assert inner.generated == [] and second.hits == 7
+    assert [g.text for g in out1] == [g.text for g in out2] and all(g.cached for g in out2)
+
+
+def test_other_adapter_or_params_never_reuse(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    CachedBackend(CountingBackend(), store, "base:adapterA", 4, log=lambda m: None).generate(["q"], 8)
+    inner = CountingBackend()
+    CachedBackend(inner, store, "base:adapterB", 4, log=lambda m: None).generate(["q"], 8)
+    CachedBackend(inner, store, "base:adapterA", 4, log=lambda m: None).generate(["q"], 16)
+    assert inner.generated == ["q", "q"]
+
+
+def test_killed_eval_resumes_with_only_the_missing_items(tmp_path):
+    prompts = [f"q{i}" for i in range(10)]
+    store = ResultStore(tmp_path / "r.sqlite")
+    with pytest.raises(KeyboardInterrupt):
+        CachedBackend(CountingBackend(fail_after=4), store, "fp", batch_size=4, log=lambda m: None).generate(prompts, 8)
+    messages = []
+    inner = CountingBackend()
+    resumed = CachedBackend(inner, ResultStore(tmp_path / "r.sqlite"), "fp", batch_size=4, log=messages.append)
+    out = resumed.generate(prompts, 8)
+    assert sorted(inner.generated) == sorted(prompts[4:])  # the first batch survived the kill
+    assert messages == ["results store: 4 cached, 6 to compute"]
+    assert [g.text for g in out] == [f"out:{p}" for p in prompts]
+
+
+def test_loglik_is_cached_per_choice_set(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    CachedBackend(CountingBackend(), store, "fp", 4, log=lambda m: None).loglik(["q"], [["a", "bb"]])
+    inner = CountingBackend()
+    backend = CachedBackend(inner, store, "fp", 4, log=lambda m: None)
+    assert backend.loglik(["q", "q"], [["a", "bb"], ["a", "ccc"]]) == [[1.0, 2.0], [1.0, 3.0]]
+    assert inner.scored == ["q"]
