@@ -56,10 +56,12 @@ class SuiteConfig(Strict):
         "generate", description="'generate': greedy answer, extracted and scored. 'loglik': multiple choice, "
         "the choice with the highest log-likelihood after the prompt is the answer."
     )
-    scorer: Literal["numeric", "exact", "strict"] = Field(
-        "exact", description="generate mode: 'numeric' (extracted number equals gold), 'exact' (extracted text "
-        "equals gold, case/punctuation-insensitive), 'strict' (the whole reply, not an extraction, equals gold: "
-        "for instruction-following checks)."
+    scorer: Literal["numeric", "math", "exact", "strict", "choice", "reasoning_gym"] = Field(
+        "exact", description="generate mode: 'numeric' (extracted number equals gold), 'math' (equivalence by "
+        "math-verify: 1/2 == 0.5 == \\frac{1}{2}), 'exact' (extracted text equals gold, case/punctuation-"
+        "insensitive), 'strict' (the whole reply, not an extraction, equals gold: instruction-following checks), "
+        "'choice' (a letter or option text among the item's choices; use '{choices}' in the template), "
+        "'reasoning_gym' (the generator's own score_answer)."
     )
     choices: list[str] | Literal["item", "numeric_nearby"] = Field(
         "item", description="loglik mode: a fixed list (e.g. [Yes, No]), 'item' (each item carries its own "
@@ -68,6 +70,8 @@ class SuiteConfig(Strict):
 
     @model_validator(mode="after")
     def _source_fields(self) -> SuiteConfig:
+        if self.scorer == "reasoning_gym" and self.source != "reasoning_gym":
+            raise ValueError("scorer 'reasoning_gym' needs source 'reasoning_gym'")
         if self.source == "reasoning_gym" and not self.task:
             raise ValueError("source 'reasoning_gym' needs 'task' (a reasoning-gym generator name)")
         if self.source == "jsonl" and self.path is None:

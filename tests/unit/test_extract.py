@@ -50,3 +50,25 @@ def test_strict_takes_the_whole_reply():
     assert not extract_answer("Answer: apple", "strict").format_ok and extract_answer("apple", "strict").format_ok
     assert not score(extract_answer("Answer: apple", "strict").answer, "apple", "strict")[0]
     assert score(extract_answer(" Apple.\n", "strict").answer, "apple", "strict")[0]
+
+
+def test_split_thinking():
+    from driftlab.eval.extract import split_thinking
+
+    assert split_thinking("<think>a+b</think>\nAnswer: 3") == ("a+b", "Answer: 3", False)
+    thinking, visible, truncated = split_thinking("<think>long chain, still going")
+    assert (visible, truncated) == ("", True) and thinking.startswith("long chain")
+    assert split_thinking("plain") == ("", "plain", False)
+
+
+def test_math_scorer_uses_math_verify():
+    assert score("1/2", "0.5", "math")[0]
+    assert score(extract_answer("so \\boxed{\\frac{1}{2}}", "math").answer, "0.5", "math")[0]
+    assert not score("0.4", "0.5", "math")[0]
+
+
+@pytest.mark.parametrize("reply,ok", [("B", True), ("(b)", True), ("B) Paris", True), ("Paris", True),
+                                      ("A", False), ("B) Rome", False), ("Z", False)])
+def test_choice_scorer(reply, ok):
+    choices = ["Rome", "Paris", "Oslo"]
+    assert score(extract_answer(f"Answer: {reply}", "choice").answer, "Paris", "choice", choices)[0] is ok

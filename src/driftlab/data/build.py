@@ -126,12 +126,15 @@ def _render(items: list[dict], suite: SuiteConfig, seed: int, split: str = "eval
     out = []
     for i, item in enumerate(items):
         choices = _choices(item, suite, seed, i)
+        prompt = suite.template.replace("{question}", item["question"])
+        if choices and "{choices}" in prompt:
+            prompt = prompt.replace("{choices}", "\n".join(f"{chr(65 + k)}) {c}" for k, c in enumerate(choices)))
         out.append({
             "id": f"{suite.name}-{split}-{i:05d}",
             "suite": suite.name,
             "question": item["question"],
             "answer": item["answer"],
-            "prompt": suite.template.replace("{question}", item["question"]),
+            "prompt": prompt,
             "completion": suite.completion_template.replace("{answer}", item["answer"]),
             "choices": choices,
             "meta": item["meta"],
@@ -140,7 +143,7 @@ def _render(items: list[dict], suite: SuiteConfig, seed: int, split: str = "eval
 
 
 def _choices(item: dict, suite: SuiteConfig, seed: int, index: int) -> list[str] | None:
-    if suite.mode != "loglik":
+    if suite.mode != "loglik" and suite.scorer != "choice":
         return None
     if isinstance(suite.choices, list):
         if item["answer"] not in suite.choices:

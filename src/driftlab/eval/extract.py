@@ -22,11 +22,19 @@ class Extraction:
     format_ok: bool  # the output used an explicit answer format (Answer: line or \boxed{})
 
 
+def split_thinking(text: str) -> tuple[str, str, bool]:
+    """(thinking, visible answer text, thinking_was_truncated). Qwen3-style `<think>...</think>` blocks; an unclosed
+    block means generation stopped mid-thought, so there is no answer at all (never score the chain as one)."""
+    thinking = "".join(re.findall(r"(?s)<think>(.*?)</think>", text))
+    if "<think>" in text and "</think>" not in text.split("<think>")[-1]:
+        return thinking + text.split("<think>")[-1], "", True
+    return thinking.strip(), re.sub(r"(?s)<think>.*?</think>", "", text).strip(), False
+
+
 def strip_thinking(text: str) -> tuple[str, bool]:
     """(visible text, thinking_was_truncated)."""
-    if "<think>" in text and "</think>" not in text:
-        return "", True
-    return re.sub(r"(?s)<think>.*?</think>", "", text).strip(), False
+    _, visible, truncated = split_thinking(text)
+    return visible, truncated
 
 
 def extract_answer(text: str, kind: str = "numeric") -> Extraction:
@@ -44,10 +52,11 @@ def extract_answer(text: str, kind: str = "numeric") -> Extraction:
     boxed = BOXED.findall(visible)
     if boxed:
         return Extraction(_clean(boxed[-1], kind), "boxed", True)
-    if kind == "numeric":
+    if kind in ("numeric", "math"):
         numbers = NUMBER.findall(visible)
         if numbers:
-            return Extraction(normalize_number(numbers[-1]), "last_number", False)
+            last = normalize_number(numbers[-1])
+            return Extraction(last, "last_number", False)
         return Extraction(None, "none", False)
     first = next((ln.strip() for ln in visible.splitlines() if ln.strip()), "")
     return Extraction(first or None, "first_line" if first else "none", False)
@@ -65,6 +74,8 @@ def normalize_number(text: str) -> str | None:
 
 
 def _clean(text: str, kind: str) -> str | None:
+    if kind == "math":
+        return text.strip().rstrip(".").strip() or None
     text = text.strip().strip("*").strip()
     if kind == "numeric":
         # "Answer: 12 + 34 = 46" states the result after the last '='.

@@ -6,6 +6,7 @@ pick the highest-likelihood choice; write one record per item and a metrics summ
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import Counter
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from driftlab.config import EvalConfig, ModelConfig, SuiteConfig
 from driftlab.eval.backend import Backend, HFBackend
-from driftlab.eval.extract import extract_answer
+from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, ResultStore
 from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model
@@ -69,12 +70,18 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
                                    extra={"choices": it["choices"], "loglik": scores, "latency_s": per_item}))
     else:
         generations = backend.generate(prompts, eval_cfg.max_new_tokens)
+        rg_score = _reasoning_gym_scorer(suite) if suite.scorer == "reasoning_gym" else None
         for it, gen in zip(items, generations):
             ex = extract_answer(gen.text, suite.scorer)
-            correct, reason = score(ex.answer, it["answer"], suite.scorer)
+            if rg_score is not None:
+                correct, reason = rg_score(ex.answer, it)
+            else:
+                correct, reason = score(ex.answer, it["answer"], suite.scorer, it.get("choices"))
+            thinking, _, thinking_truncated = split_thinking(gen.text)
             records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,
                                    reason=reason, method=ex.method,
                                    extra={"n_tokens": gen.n_tokens, "finish": gen.finish, "latency_s": gen.latency_s,
+                                          "thinking_chars": len(thinking), "thinking_truncated": thinking_truncated,
                                           "cached": gen.cached}))
     return records, suite_metrics(records, suite)
 
@@ -90,15 +97,18 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
         "chance": chance_level(records, suite),
         "mode": suite.mode,
     }
-    latencies = [r["latency_s"] for r in records if "latency_s" in r]
+    latencies = sorted(r["latency_s"] for r in records if "latency_s" in r)
     if latencies:
         metrics["latency_p50_s"] = statistics.median(latencies)
+        metrics["latency_p95_s"] = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)]
     if suite.mode == "generate" and records:
         tokens = sum(r["n_tokens"] for r in records)
         metrics.update({
             "mean_output_tokens": tokens / n,
             "tokens_per_s": tokens / sum(latencies) if sum(latencies) else 0.0,
             "truncated_rate": sum(r["finish"] == "length" for r in records) / n,
+            "thinking_truncated_rate": sum(r["thinking_truncated"] for r in records) / n,
+            "mean_thinking_chars": sum(r["thinking_chars"] for r in records) / n,
         })
     return metrics
 
@@ -112,6 +122,22 @@ def chance_level(records: list[dict], suite: SuiteConfig) -> float:
     uniform = sum(1 / len(r["choices"]) for r in records) / len(records) if suite.mode == "loglik" else 0.0
     counts = Counter(normalize_text(r["gold"]) for r in records)
     return max(uniform, counts.most_common(1)[0][1] / len(records))
+
+
+def _reasoning_gym_scorer(suite: SuiteConfig):
+    """The generator's own `score_answer` (partial credit below 1.0 counts as wrong here)."""
+    import reasoning_gym
+
+    dataset = reasoning_gym.create_dataset(suite.task, size=1, seed=0, **suite.task_kwargs)
+
+    def score_item(extracted: str | None, item: dict) -> tuple[bool, str]:
+        if extracted is None:
+            return False, "no answer extracted"
+        entry = {"question": item["question"], "answer": item["answer"], "metadata": item["meta"]}
+        value = float(dataset.score_answer(extracted, entry))
+        return value >= 1.0, f"reasoning-gym score_answer = {value:g}"
+
+    return score_item
 
 
 def _record(item: dict, raw: str, extracted, correct: bool, format_ok: bool, reason: str, method: str,
