@@ -131,7 +131,8 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
     out_dir = _out_dir(out, cfg, "eval")
     suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
     try:
-        summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter)
+        summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter,
+                                 shots=bundle.shots)
     except DriftlabError as err:
         _fail(err)
     table = Table("suite", "n", "accuracy", "chance", "format")

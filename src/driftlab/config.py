@@ -131,9 +131,23 @@ class VariantConfig(Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the study's 'train' block.")
 
 
+class StrategyConfig(Strict):
+    name: Literal["zero_shot", "few_shot", "cot", "self_consistency", "reflection"]
+    k: int = Field(3, ge=1, description="few_shot: exemplars per item, from the train split.")
+    n: int = Field(5, ge=2, description="self_consistency: samples per item.")
+    temperature: float = Field(0.7, gt=0, description="self_consistency: sampling temperature.")
+    seed: int = Field(0, description="self_consistency: sampling seed (per item, independent of batching).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Overrides eval.max_new_tokens (cot needs room).")
+
+
 class EvalConfig(Strict):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(32, ge=1)
+    strategies: list[StrategyConfig] = Field(
+        default_factory=lambda: [StrategyConfig(name="zero_shot")],
+        description="Prompting strategies run on every generate-mode suite (log-likelihood suites are scored "
+        "once: a strategy does not change a choice's likelihood). Results are keyed '<suite>' for zero_shot and "
+        "'<suite>@<strategy>' otherwise.")
     cache: bool = Field(True, description="Reuse results from the results store (SQLite) and add new ones to it.")
     store_path: Path | None = Field(None, description="Results store file; default $DRIFTLAB_HOME/results.sqlite.")
 

@@ -53,7 +53,7 @@ def run_study(cfg: StudyConfig) -> Path:
 
     with stage("eval_base"):
         base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
-                              label="base")
+                              label="base", shots=bundle.shots)
     variants, comparisons, logs = [], [], {}
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
@@ -62,7 +62,7 @@ def run_study(cfg: StudyConfig) -> Path:
             summary = train_lora(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed)
         with stage(f"eval:{variant.name}"):
             evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,
-                           adapter=train_dir / "adapter", label=variant.name)
+                           adapter=train_dir / "adapter", label=variant.name, shots=bundle.shots)
         with stage(f"compare:{variant.name}"):
             result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
         write_json(run_dir / "compare" / f"{variant.name}.json", result)
@@ -72,7 +72,8 @@ def run_study(cfg: StudyConfig) -> Path:
 
     suites = []
     for name, metrics in base["suites"].items():
-        suites.append({"name": name, "role": bundle.roles[name], "n": metrics["n"], "chance": metrics["chance"],
+        suites.append({"name": name, "role": bundle.roles[name.split("@")[0]], "n": metrics["n"],
+                       "strategy": name.split("@")[1] if "@" in name else "zero_shot", "chance": metrics["chance"],
                        "floor": at_floor(metrics["correct"], metrics["n"], metrics["chance"],
                                          cfg.compare.floor_margin),
                        "base_metrics": metrics})

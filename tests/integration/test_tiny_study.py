@@ -11,7 +11,10 @@ from tests.conftest import tiny_study_config
 
 def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     cfg_path = tmp_path / "tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(tiny_study_config(tmp_path, tiny_model_dir)))
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["eval"]["strategies"] = [{"name": "zero_shot"}, {"name": "few_shot", "k": 2}, {"name": "cot"},
+                                 {"name": "self_consistency", "n": 3}, {"name": "reflection"}]
+    cfg_path.write_text(yaml.safe_dump(cfg))
     result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
     assert result.exit_code == 0, result.output
     runs = list((tmp_path / "runs").iterdir())
@@ -26,12 +29,19 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
 
     study = json.loads((run / "study.json").read_text())
     assert [v["name"] for v in study["variants"]] == ["lora"]
-    assert {s["name"]: s["role"] for s in study["suites"]} == {
-        "arithmetic": "target", "capitals": "heldout", "copy_word": "heldout"}
+    strategies = ["few_shot", "cot", "self_consistency", "reflection"]
+    expected = {"arithmetic": "target", "capitals": "heldout", "copy_word": "heldout"}
+    expected |= {f"{s}@{x}": expected[s] for s in ("arithmetic", "copy_word") for x in strategies}
+    assert {s["name"]: s["role"] for s in study["suites"]} == expected  # loglik suites are scored once
     for s in study["suites"]:
         assert set(s) >= {"name", "role", "n", "chance", "floor"}
         assert isinstance(s["floor"], bool)
-    assert len(study["comparisons"]) == 3
+    assert len(study["comparisons"]) == len(expected)
+    base = json.loads((run / "eval/base/metrics.json").read_text())["suites"]
+    assert 0 < base["arithmetic@self_consistency"]["consistency"] <= 1
+    assert {"initial_accuracy", "changed_rate", "right_to_wrong", "wrong_to_right"} <= set(base["copy_word@reflection"])
+    shots = [json.loads(line) for line in (run / "eval/base/arithmetic@few_shot.jsonl").read_text().splitlines()]
+    assert len(shots) == 12 and all(r["strategy"] == "few_shot" for r in shots)
     for c in study["comparisons"]:
         assert set(c) >= {"variant", "suite", "base_acc", "tuned_acc", "diff", "ci95", "mcnemar_p", "floor"}
         assert c["ci95"][0] <= c["diff"] <= c["ci95"][1]

@@ -28,6 +28,7 @@ class DataBundle:
     suites: dict[str, list[dict]]  # suite name -> eval items; the target suite first
     roles: dict[str, str]  # suite name -> "target" | "heldout"
     report: dict = field(default_factory=dict)
+    shots: dict[str, list[dict]] = field(default_factory=dict)  # few-shot exemplars per suite, never eval items
 
 
 def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataBundle:
@@ -77,7 +78,11 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
         },
         "skipped_bad_rows": skipped,
     }
-    bundle = DataBundle(train, suites, {s.name: ("target" if s is target else "heldout") for s in all_suites}, report)
+    shots = {target.name: train}
+    for i, suite in enumerate(cfg.heldout):
+        shots[suite.name] = _shots(suite, f"data.heldout.{i}", seed, cfg.on_bad_row, eval_prompts)
+    bundle = DataBundle(train, suites, {s.name: ("target" if s is target else "heldout") for s in all_suites}, report,
+                        shots)
     if out_dir is not None:
         write_data(bundle, out_dir)
     return bundle
@@ -163,6 +168,18 @@ def _choices(item: dict, suite: SuiteConfig, seed: int, index: int) -> list[str]
     options = [gold] + [gold + d for d in rng.sample(offsets, 3)]
     rng.shuffle(options)
     return [str(o) for o in options]
+
+
+def _shots(suite: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
+           k: int = 8) -> list[dict]:
+    """A few solved exemplars for a held-out suite: its generator's train stream, or a file's rows past `size`;
+    anything that is also an eval prompt anywhere is dropped."""
+    if suite.source == "reasoning_gym":
+        raw, _ = _draw(suite, key, seed, n_extra=0, on_bad_row=on_bad_row, size=k, offset=2 * TRAIN_SEED_OFFSET)
+    else:
+        raw = _dedup(_draw(suite, key, seed, n_extra=0, on_bad_row=on_bad_row)[0])[suite.size : suite.size + k]
+    seen = set().union(*eval_prompts.values())
+    return _render([it for it in _dedup(raw) if normalize(it["question"]) not in seen], suite, seed, split="shot")
 
 
 def _overlap_count(train: list[dict], suites: dict[str, list[dict]]) -> int:

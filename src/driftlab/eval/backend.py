@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,9 +20,12 @@ class Generation:
 
 
 class Backend(Protocol):
-    def chat(self, prompt: str) -> str: ...
+    def chat(self, prompt: str | list[dict]) -> str: ...
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]: ...
+    def generate(self, prompts: list, max_new_tokens: int) -> list[Generation]: ...
+
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
+               seed: int) -> list[list[Generation]]: ...
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]: ...
 
@@ -36,10 +40,11 @@ class HFBackend:
         self.on_progress = on_progress or (lambda n: None)
         self.device = next(model.parameters()).device
 
-    def chat(self, prompt: str) -> str:
-        """The exact text the model sees: chat template applied, generation prompt appended."""
+    def chat(self, prompt: str | list[dict]) -> str:
+        """The exact text the model sees: chat template applied, generation prompt appended. A prompt is a user
+        message or a whole conversation (few-shot turns, a reflection follow-up)."""
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
-        messages.append({"role": "user", "content": prompt})
+        messages += [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         extra = {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
@@ -59,12 +64,36 @@ class HFBackend:
             dt = (time.perf_counter() - t0) / len(idx)
             new = out[:, batch["input_ids"].shape[1] :]
             for row, i in zip(new.tolist(), idx):
-                n = next((k for k, t in enumerate(row) if t in eos), None)
-                tokens = row if n is None else row[:n]
-                results[i] = Generation(self.tok.decode(tokens, skip_special_tokens=True), len(tokens),
-                                        "length" if n is None else "stop", dt)
+                results[i] = self._decode(row, eos, dt)
             self.on_progress(len(idx))
         return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
+               seed: int) -> list[list[Generation]]:
+        """n sampled replies per prompt. Each prompt is sampled alone with its own seed (derived from `seed` and the
+        prompt text), so its samples do not depend on which other prompts share the run."""
+        eos = _stop_ids(self.tok, self.model)
+        out = []
+        for prompt in prompts:
+            text = self.chat(prompt)
+            ids = self.tok(text, add_special_tokens=False).input_ids
+            torch.manual_seed(seed * 1_000_003 + int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
+            batch = self._left_pad([ids] * n)
+            t0 = time.perf_counter()
+            gen = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True,
+                                      temperature=temperature, top_p=1.0, top_k=0, eos_token_id=eos,
+                                      pad_token_id=self.tok.pad_token_id)
+            dt = (time.perf_counter() - t0) / n
+            out.append([self._decode(row, eos, dt) for row in gen[:, len(ids) :].tolist()])
+            self.on_progress(1)
+        return out
+
+    def _decode(self, row: list[int], eos: list[int], latency: float) -> Generation:
+        n = next((k for k, t in enumerate(row) if t in eos), None)
+        tokens = row if n is None else row[:n]
+        return Generation(self.tok.decode(tokens, skip_special_tokens=True), len(tokens),
+                          "length" if n is None else "stop", latency)
 
     @torch.inference_mode()
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:

@@ -14,23 +14,28 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from driftlab.config import EvalConfig, ModelConfig, SuiteConfig
+from driftlab.config import EvalConfig, ModelConfig, StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend, HFBackend
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, ResultStore
+from driftlab.eval.strategies import run_strategy
 from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model
 from driftlab.runs import write_json, write_jsonl
 
 
 def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[str, list[dict]],
                    suite_cfgs: dict[str, SuiteConfig], eval_cfg: EvalConfig, out_dir: Path,
-                   adapter: Path | None = None, label: str = "model") -> dict:
-    """Evaluate one model on every suite; writes `<suite>.jsonl` and `metrics.json` into out_dir."""
+                   adapter: Path | None = None, label: str = "model",
+                   shots: dict[str, list[dict]] | None = None) -> dict:
+    """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `metrics.json` into out_dir, where
+    key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
     lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
     # Base weights + adapter weights: a retrained adapter gets a new key, never a stale result.
     model_fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
-    total = sum(len(items) for items in suites.values())
+    plan = [(name, strategy) for name in suites for strategy in
+            (eval_cfg.strategies if suite_cfgs[name].mode == "generate" else [StrategyConfig(name="zero_shot")])]
+    total = sum(len(suites[name]) * (2 if s.name == "reflection" else 1) for name, s in plan)
     store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
     with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
@@ -40,9 +45,11 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
             backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
         metrics = {}
         try:
-            for name, items in suites.items():
-                records, metrics[name] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
-                write_jsonl(out_dir / f"{name}.jsonl", records)
+            for name, strategy in plan:
+                key = result_name(name, strategy.name)
+                records, metrics[key] = evaluate_suite(backend, suites[name], suite_cfgs[name], eval_cfg, strategy,
+                                                       (shots or {}).get(name, []))
+                write_jsonl(out_dir / f"{key}.jsonl", records)
         finally:
             if store is not None:
                 store.close()
@@ -53,8 +60,14 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     return summary
 
 
-def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval_cfg: EvalConfig):
-    """(per-sample records, metrics) for one suite."""
+def result_name(suite: str, strategy: str) -> str:
+    return suite if strategy == "zero_shot" else f"{suite}@{strategy}"
+
+
+def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval_cfg: EvalConfig,
+                   strategy: StrategyConfig | None = None, shots: list[dict] | None = None):
+    """(per-sample records, metrics) for one suite under one prompting strategy."""
+    strategy = strategy or StrategyConfig(name="zero_shot")
     prompts = [it["prompt"] for it in items]
     records = []
     if suite.mode == "loglik":
@@ -69,20 +82,28 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
                                    method="loglik",
                                    extra={"choices": it["choices"], "loglik": scores, "latency_s": per_item}))
     else:
-        generations = backend.generate(prompts, eval_cfg.max_new_tokens)
+        outputs = run_strategy(strategy, backend, items, suite, eval_cfg.max_new_tokens, shots or [])
         rg_score = _reasoning_gym_scorer(suite) if suite.scorer == "reasoning_gym" else None
-        for it, gen in zip(items, generations):
-            ex = extract_answer(gen.text, suite.scorer)
+
+        def judge(text: str, item: dict):
+            ex = extract_answer(text, suite.scorer)
             if rg_score is not None:
-                correct, reason = rg_score(ex.answer, it)
-            else:
-                correct, reason = score(ex.answer, it["answer"], suite.scorer, it.get("choices"))
+                return (ex, *rg_score(ex.answer, item))
+            return (ex, *score(ex.answer, item["answer"], suite.scorer, item.get("choices")))
+
+        for it, out in zip(items, outputs):
+            gen = out.generation
+            ex, correct, reason = judge(gen.text, it)
             thinking, _, thinking_truncated = split_thinking(gen.text)
+            extra = {"strategy": strategy.name, "n_tokens": gen.n_tokens, "finish": gen.finish,
+                     "latency_s": gen.latency_s, "thinking_chars": len(thinking),
+                     "thinking_truncated": thinking_truncated, "cached": gen.cached, **out.extra}
+            if out.initial_text is not None:  # reflection: what the first answer was, and whether it held
+                first, first_correct, _ = judge(out.initial_text, it)
+                extra.update({"initial_output": out.initial_text, "initial_extracted": first.answer,
+                              "initial_correct": bool(first_correct)})
             records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,
-                                   reason=reason, method=ex.method,
-                                   extra={"n_tokens": gen.n_tokens, "finish": gen.finish, "latency_s": gen.latency_s,
-                                          "thinking_chars": len(thinking), "thinking_truncated": thinking_truncated,
-                                          "cached": gen.cached}))
+                                   reason=reason, method=ex.method, extra=extra))
     return records, suite_metrics(records, suite)
 
 
@@ -109,6 +130,16 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
             "truncated_rate": sum(r["finish"] == "length" for r in records) / n,
             "thinking_truncated_rate": sum(r["thinking_truncated"] for r in records) / n,
             "mean_thinking_chars": sum(r["thinking_chars"] for r in records) / n,
+        })
+    if records and "consistency" in records[0]:
+        metrics["consistency"] = sum(r["consistency"] for r in records) / n
+    if records and "initial_correct" in records[0]:
+        metrics.update({
+            "initial_accuracy": sum(r["initial_correct"] for r in records) / n,
+            "changed_rate": sum(normalize_text(r["initial_extracted"] or "") != normalize_text(r["extracted"] or "")
+                                for r in records) / n,
+            "right_to_wrong": sum(r["initial_correct"] and not r["correct"] for r in records),
+            "wrong_to_right": sum(not r["initial_correct"] and r["correct"] for r in records),
         })
     return metrics
 

@@ -60,10 +60,10 @@ class CachedBackend:
         self.inner, self.store, self.model_fp, self.batch_size, self.log = inner, store, model_fp, batch_size, log
         self.hits = self.misses = 0
 
-    def chat(self, prompt: str) -> str:
+    def chat(self, prompt) -> str:
         return self.inner.chat(prompt)
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def generate(self, prompts: list, max_new_tokens: int) -> list[Generation]:
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy"}
         keys = [result_key(self.model_fp, "generate", self.inner.chat(p), params) for p in prompts]
         found = self.store.get_many(keys)
@@ -75,6 +75,23 @@ class CachedBackend:
             gens = self.inner.generate([prompts[i] for i in idx], max_new_tokens)
             fresh = {keys[i]: g for i, g in zip(idx, gens)}
             self.store.put_many({k: _generation_dict(g) for k, g in fresh.items()})
+            out.update(fresh)
+        return [out[k] for k in keys]
+
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
+               seed: int) -> list[list[Generation]]:
+        params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
+                  "seed": seed}
+        keys = [result_key(self.model_fp, "sample", self.inner.chat(p), params) for p in prompts]
+        found = self.store.get_many(keys)
+        out = {k: [Generation(**g, cached=True) for g in v] for k, v in found.items()}
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self._report(len(prompts) - len(todo), len(todo))
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            fresh = dict(zip((keys[i] for i in idx), self.inner.sample([prompts[i] for i in idx], max_new_tokens, n,
+                                                                       temperature, seed)))
+            self.store.put_many({k: [_generation_dict(g) for g in gs] for k, gs in fresh.items()})
             out.update(fresh)
         return [out[k] for k in keys]
 

@@ -1,0 +1,95 @@
+"""Prompting strategies: how an item is asked. Each turns items into backend requests and returns, per item, the
+final reply that gets extracted and scored, plus what the strategy itself measured.
+
+zero_shot        the item's prompt as is
+few_shot         k solved exemplars as earlier chat turns, drawn from the *train* split (never from eval items)
+cot              ask for step-by-step reasoning, then a final `Answer:` line
+self_consistency n samples at a temperature, majority vote over *normalised extracted answers*; consistency =
+                 share of samples that agree with the vote
+reflection       answer -> self-critique turn -> revised answer; the first answer is kept so changes are counted
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from driftlab.config import StrategyConfig, SuiteConfig
+from driftlab.eval.backend import Backend, Generation
+from driftlab.eval.extract import extract_answer
+from driftlab.eval.scoring import normalize_text
+
+COT_INSTRUCTION = "Think step by step, then give your final answer on a last line of the form 'Answer: <answer>'."
+REFLECT_INSTRUCTION = ("Check your answer carefully. If it is wrong, correct it. Reply with your final answer on a "
+                       "last line of the form 'Answer: <answer>'.")
+
+
+@dataclass
+class StrategyOutput:
+    generation: Generation  # the final reply (text, tokens, latency)
+    extra: dict = field(default_factory=dict)  # what the strategy measured (votes, initial answer, ...)
+    initial_text: str | None = None  # reflection: the answer before self-critique
+
+
+def run_strategy(strategy: StrategyConfig, backend: Backend, items: list[dict], suite: SuiteConfig,
+                 max_new_tokens: int, shots: list[dict]) -> list[StrategyOutput]:
+    budget = strategy.max_new_tokens or max_new_tokens
+    if strategy.name == "zero_shot":
+        return [StrategyOutput(g) for g in backend.generate([it["prompt"] for it in items], budget)]
+    if strategy.name == "few_shot":
+        return [StrategyOutput(g) for g in backend.generate(few_shot_messages(items, shots, strategy.k), budget)]
+    if strategy.name == "cot":
+        return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget)]
+    if strategy.name == "self_consistency":
+        samples = backend.sample([it["prompt"] for it in items], budget, strategy.n, strategy.temperature,
+                                 strategy.seed)
+        return [majority_vote(s, suite.scorer) for s in samples]
+    if strategy.name == "reflection":
+        first = backend.generate([it["prompt"] for it in items], budget)
+        follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
+                      {"role": "user", "content": REFLECT_INSTRUCTION}] for it, g in zip(items, first)]
+        second = backend.generate(follow_up, budget)
+        return [StrategyOutput(_combined(g1, g2), initial_text=g1.text) for g1, g2 in zip(first, second)]
+    raise ValueError(f"unknown strategy {strategy.name!r}")  # config validation makes this unreachable
+
+
+def few_shot_messages(items: list[dict], shots: list[dict], k: int) -> list[list[dict]]:
+    """Each eval item preceded by k exemplar turns; exemplars rotate so items do not all see the same k."""
+    if len(shots) < k:
+        raise ValueError(f"few_shot needs {k} exemplars from the train split, only {len(shots)} available")
+    eval_prompts = {normalize_text(it["prompt"]) for it in items}
+    pool = [s for s in shots if normalize_text(s["prompt"]) not in eval_prompts]  # never an eval item
+    convs = []
+    for i, it in enumerate(items):
+        chosen = [pool[(i * k + j) % len(pool)] for j in range(k)]
+        turns = []
+        for ex in chosen:
+            turns += [{"role": "user", "content": ex["prompt"]}, {"role": "assistant", "content": ex["completion"]}]
+        convs.append(turns + [{"role": "user", "content": it["prompt"]}])
+    return convs
+
+
+def cot_prompt(prompt: str) -> str:
+    return f"{prompt}\n{COT_INSTRUCTION}"
+
+
+def majority_vote(samples: list[Generation], scorer: str) -> StrategyOutput:
+    """Vote over normalised extracted answers (not over scores): the winning sample is the reply that is scored."""
+    answers = [extract_answer(s.text, scorer).answer for s in samples]
+    keys = [normalize_text(a) if a is not None else None for a in answers]
+    counts = Counter(k for k in keys if k is not None)
+    if counts:
+        winner, votes = counts.most_common(1)[0]
+        chosen = samples[keys.index(winner)]
+    else:
+        winner, votes, chosen = None, 0, samples[0]
+    total_tokens = sum(s.n_tokens for s in samples)
+    gen = Generation(chosen.text, total_tokens, chosen.finish, sum(s.latency_s for s in samples),
+                     all(s.cached for s in samples))
+    return StrategyOutput(gen, extra={"votes": dict(counts), "n_samples": len(samples),
+                                      "consistency": votes / len(samples)})
+
+
+def _combined(first: Generation, second: Generation) -> Generation:
+    return Generation(second.text, first.n_tokens + second.n_tokens, second.finish,
+                      first.latency_s + second.latency_s, first.cached and second.cached)
