@@ -63,6 +63,10 @@ class SuiteConfig(Strict):
         "'choice' (a letter or option text among the item's choices; use '{choices}' in the template), "
         "'reasoning_gym' (the generator's own score_answer)."
     )
+    perturb: list[Literal["reorder_sentences", "renumber"]] = Field(
+        default_factory=list, description="Surface perturbations applied to the eval items (out-of-distribution "
+        "variants at equal difficulty): 'reorder_sentences' shuffles the stated facts, 'renumber' draws new "
+        "numbers for an arithmetic expression and recomputes the gold answer. Not allowed on the target.")
     choices: list[str] | Literal["item", "numeric_nearby"] = Field(
         "item", description="loglik mode: a fixed list (e.g. [Yes, No]), 'item' (each item carries its own "
         "'choices'), or 'numeric_nearby' (gold plus 3 nearby integers)."
@@ -96,6 +100,8 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> DataConfig:
+        if self.target.perturb:
+            raise ValueError("target.perturb: perturb a held-out copy of the target, not the training task itself")
         names = [self.target.name] + [s.name for s in self.heldout]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

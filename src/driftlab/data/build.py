@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftlab.config import DataConfig, SuiteConfig
+from driftlab.data.perturb import perturb_item
 from driftlab.data.sources import jsonl_items, reasoning_gym_items
 from driftlab.errors import DataError
 from driftlab.runs import write_json, write_jsonl
@@ -41,6 +42,9 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
         if suite.source == "jsonl" and suite is cfg.target:
             # A user file is both the train and eval pool: shuffle once, eval takes the head.
             random.Random(_suite_seed(suite, seed)).shuffle(raw)
+        if suite.perturb:
+            rng = random.Random(_suite_seed(suite, seed) + 17)
+            raw = [perturb_item(it, suite.perturb, rng, suite.name) for it in raw]
         suites[suite.name] = _render(_dedup(raw)[: suite.size], suite, seed)
 
     target = cfg.target

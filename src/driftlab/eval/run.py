@@ -20,6 +20,7 @@ from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, ResultStore
 from driftlab.eval.strategies import run_strategy
+from driftlab.eval.taxonomy import error_tags, tag_rates
 from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model
 from driftlab.runs import write_json, write_jsonl
 
@@ -98,6 +99,10 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             extra = {"strategy": strategy.name, "n_tokens": gen.n_tokens, "finish": gen.finish,
                      "latency_s": gen.latency_s, "thinking_chars": len(thinking),
                      "thinking_truncated": thinking_truncated, "cached": gen.cached, **out.extra}
+            expects_format = (suite.scorer == "strict" or "answer:" in it["prompt"].lower()
+                              or strategy.name in ("cot", "reflection"))
+            extra["errors"] = error_tags(gen.text, it["prompt"], ex.answer, gen.finish, ex.format_ok,
+                                         thinking_truncated, expects_format)
             if out.initial_text is not None:  # reflection: what the first answer was, and whether it held
                 first, first_correct, _ = judge(out.initial_text, it)
                 extra.update({"initial_output": out.initial_text, "initial_extracted": first.answer,
@@ -131,6 +136,8 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
             "thinking_truncated_rate": sum(r["thinking_truncated"] for r in records) / n,
             "mean_thinking_chars": sum(r["thinking_chars"] for r in records) / n,
         })
+    if records and "errors" in records[0]:
+        metrics["errors"] = tag_rates(records)
     if records and "consistency" in records[0]:
         metrics["consistency"] = sum(r["consistency"] for r in records) / n
     if records and "initial_correct" in records[0]:
