@@ -116,13 +116,16 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 
 @app.command("eval")
 def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
-             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir to apply to the model."),
+             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir, or a train run dir holding "
+                                                    "adapter/, to apply to the model."),
              no_cache: bool = NoCacheOpt,
              out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Evaluate a model (optionally with an adapter) on every suite of the config."""
     from driftlab.eval import evaluate_model
 
     try:
+        if adapter is not None and (adapter / "adapter" / "adapter_config.json").exists():
+            adapter = adapter / "adapter"  # a train run dir (runs/<...>/train/<variant>) names its adapter
         if adapter is not None and not (adapter / "adapter_config.json").exists():
             raise DriftlabError(f"{adapter}: not a PEFT adapter dir (no adapter_config.json)")
         cfg, bundle, resolved = _inputs(config, set_, model, no_cache)
@@ -143,7 +146,7 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
 
 
 @app.command("compare")
-def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds metrics.json)."),
+def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds eval.json)."),
             tuned: Path = typer.Argument(..., help="Eval dir of the tuned model, on the same items."),
             config: Optional[Path] = typer.Option(None, "--config", "-c",
                                                   help="Study config for the 'compare' block and seed; "
@@ -162,8 +165,8 @@ def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (h
         else:
             cmp_cfg, seed = CompareConfig(), 0
         for d in (base, tuned):
-            if not (d / "metrics.json").exists():
-                raise DriftlabError(f"{d}: not an eval dir (no metrics.json)")
+            if not (d / "eval.json").exists():
+                raise DriftlabError(f"{d}: not an eval dir (no eval.json)")
         result = compare_evals(base, tuned, cmp_cfg, seed)
     except DriftlabError as err:
         _fail(err)

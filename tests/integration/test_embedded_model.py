@@ -35,3 +35,15 @@ def test_prepare_and_eval_embedded_model(tmp_path):
     assert summary["suites"]["capitals"]["accuracy"] == 1.0
     records = [json.loads(line) for line in (tmp_path / "arith.jsonl").read_text().splitlines()]
     assert all(r["output"].strip() for r in records)  # the real model says something
+
+
+def test_greedy_is_batch_size_invariant_on_the_embedded_model():
+    from driftlab.eval.backend import HFBackend
+    from driftlab.models import load_model
+
+    model, tok = load_model(resolve_model("embedded"))
+    prompts = [f"Calculate {a} + {b}. Reply with only the final line 'Answer: <number>'." for a, b in
+               [(12, 30), (45, 17), (88, 9), (23, 71), (60, 6), (31, 44), (19, 29), (77, 13)]]
+    one = [g.text for g in HFBackend(model, tok, batch_size=1).generate(prompts, 12)]
+    eight = [g.text for g in HFBackend(model, tok, batch_size=8).generate(prompts, 12)]
+    assert one == eight

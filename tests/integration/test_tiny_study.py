@@ -22,7 +22,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     run = runs[0]
     assert run.name.endswith("-tiny") and "report.html" in result.output
     for rel in ["config.yaml", "data/train.jsonl", "data/data.json", "data/suites/arithmetic.jsonl",
-                "eval/base/metrics.json", "eval/base/capitals.jsonl", "eval/lora/metrics.json",
+                "eval/base/eval.json", "eval/base/capitals.jsonl", "eval/lora/eval.json",
                 "train/lora/adapter/adapter_config.json", "train/lora/train.json", "train/lora/train_log.jsonl",
                 "compare/lora.json", "report.md", "report.html", "study.json"]:
         assert (run / rel).exists(), rel
@@ -37,7 +37,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
         assert set(s) >= {"name", "role", "n", "chance", "floor"}
         assert isinstance(s["floor"], bool)
     assert len(study["comparisons"]) == len(expected)
-    base = json.loads((run / "eval/base/metrics.json").read_text())["suites"]
+    base = json.loads((run / "eval/base/eval.json").read_text())["suites"]
     assert 0 < base["arithmetic@self_consistency"]["consistency"] <= 1
     assert {"initial_accuracy", "changed_rate", "right_to_wrong", "wrong_to_right"} <= set(base["copy_word@reflection"])
     shots = [json.loads(line) for line in (run / "eval/base/arithmetic@few_shot.jsonl").read_text().splitlines()]
@@ -72,7 +72,7 @@ def test_study_never_overwrites(tmp_path, tiny_model_dir):
     runs = sorted((tmp_path / "runs").iterdir())
     assert len(runs) == 2
     # The second run answers every item from the results store and gets the same per-item results.
-    first, second = (json.loads((r / "eval/base/metrics.json").read_text()) for r in runs)
+    first, second = (json.loads((r / "eval/base/eval.json").read_text()) for r in runs)
     assert second["cache"] == {"hits": 12 + 10 + 8, "computed": 0}
     assert {k: v["accuracy"] for k, v in first["suites"].items()} == {
         k: v["accuracy"] for k, v in second["suites"].items()}

@@ -62,6 +62,8 @@ def test_split_thinking():
 
 
 def test_math_scorer_uses_math_verify():
+    assert extract_answer("so \\boxed{1/2}", "math").answer == "1/2"
+    assert score(extract_answer("so \\boxed{1/2}", "math").answer, "0.5", "math")[0]
     assert score("1/2", "0.5", "math")[0]
     assert score(extract_answer("so \\boxed{\\frac{1}{2}}", "math").answer, "0.5", "math")[0]
     assert not score("0.4", "0.5", "math")[0]

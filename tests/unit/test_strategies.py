@@ -18,6 +18,11 @@ def test_majority_vote_is_over_normalised_extracted_answers():
     assert out.generation.n_tokens == 10  # every sample's tokens are counted
 
 
+def test_vote_winner_need_not_be_the_first_sample():
+    out = majority_vote([gen("Answer: 7"), gen("Answer: 9"), gen("= 9"), gen("Answer: 9.0")], "numeric")
+    assert out.generation.text == "Answer: 9" and out.extra["consistency"] == 0.75
+
+
 def test_few_shot_never_uses_an_eval_item():
     items = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(3)]
     shots = [{"prompt": "q1", "completion": "a1"}] + [{"prompt": f"s{i}", "completion": f"b{i}"} for i in range(4)]

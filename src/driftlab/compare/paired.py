@@ -48,11 +48,11 @@ def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: Compa
 
 
 def compare_evals(base_dir: Path, tuned_dir: Path, cfg: CompareConfig, seed: int = 0) -> dict[str, dict]:
-    """Compare every suite present in both eval directories (each holding <suite>.jsonl + metrics.json)."""
+    """Compare every suite present in both eval directories (each holding <suite>.jsonl + eval.json)."""
     import json
 
-    base_metrics = json.loads((Path(base_dir) / "metrics.json").read_text())["suites"]
-    tuned_metrics = json.loads((Path(tuned_dir) / "metrics.json").read_text())["suites"]
+    base_metrics = json.loads((Path(base_dir) / "eval.json").read_text())["suites"]
+    tuned_metrics = json.loads((Path(tuned_dir) / "eval.json").read_text())["suites"]
     common = [s for s in base_metrics if s in tuned_metrics]
     if not common:
         raise DataError(f"{base_dir} and {tuned_dir} share no suites")

@@ -29,7 +29,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                    suite_cfgs: dict[str, SuiteConfig], eval_cfg: EvalConfig, out_dir: Path,
                    adapter: Path | None = None, label: str = "model",
                    shots: dict[str, list[dict]] | None = None) -> dict:
-    """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `metrics.json` into out_dir, where
+    """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `eval.json` into out_dir, where
     key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
     lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
     # Base weights + adapter weights: a retrained adapter gets a new key, never a stale result.
@@ -57,7 +57,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
                "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
                "suites": metrics}
-    write_json(out_dir / "metrics.json", summary)
+    write_json(out_dir / "eval.json", summary)
     return summary
 
 
