@@ -124,7 +124,9 @@ def _find_embedded_gguf() -> Path:
 def fingerprint_dir(path: Path) -> str:
     """sha256 over the weight files (name + content), so two checkpoints match only if their weights do."""
     h = hashlib.sha256()
-    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"})
+    behaviour = {"config.json", "generation_config.json", "adapter_config.json"}  # stop ids, LoRA scaling, ...
+    files = sorted(p for p in Path(path).iterdir()
+                   if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"} or p.name in behaviour)
     for p in files:
         h.update(p.name.encode())
         h.update(_sha256_file(p).encode())

@@ -74,3 +74,10 @@ def test_math_scorer_uses_math_verify():
 def test_choice_scorer(reply, ok):
     choices = ["Rome", "Paris", "Oslo"]
     assert score(extract_answer(f"Answer: {reply}", "choice").answer, "Paris", "choice", choices)[0] is ok
+
+
+def test_thinking_opened_by_the_template_only_closes_in_the_reply():
+    from driftlab.eval.extract import split_thinking
+
+    assert split_thinking("so 12 + 87 = 99</think>\nAnswer: 98") == ("so 12 + 87 = 99", "Answer: 98", False)
+    assert extract_answer("12 + 87 = 99</think>\n", "numeric").answer is None

@@ -33,8 +33,19 @@ def test_reorder_sentences_keeps_facts_and_question():
     text = "Ann is married to Bob. They have a child called Cy. Cy is married to Di.\n\nWhat is Di to Ann?"
     out = reorder_sentences(text, random.Random(1))
     assert out != text and out.endswith("\n\nWhat is Di to Ann?")
-    assert sorted(out.split("\n\n")[0].split(". ")) != [] and set(out.replace(".", "").split()) == set(
-        text.replace(".", "").split())
+    facts = lambda t: sorted(t.split("\n\n")[0].replace(". ", ".|").split("|"))
+    assert facts(out) == facts(text)
+
+
+def test_reorder_keeps_decimals_and_titles_whole():
+    text = "Mr. Lee pays 3.5 dollars. Ann pays 2 dollars. Bo pays 1 dollar.\n\nWho pays most?"
+    out = reorder_sentences(text, random.Random(4))
+    assert "Mr. Lee pays 3.5 dollars." in out and out.endswith("Who pays most?")
+
+
+def test_renumber_refuses_decimals():
+    with pytest.raises(DataError, match="integers only"):
+        renumber("Calculate 3.5 + 2.", random.Random(0), "s")
 
 
 def test_perturbed_heldout_copy_of_the_target():

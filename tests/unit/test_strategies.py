@@ -67,3 +67,21 @@ def test_sampling_is_seeded_per_prompt_not_per_batch(tiny_model_dir):
     assert [g.text for g in alone] == [g.text for g in together]
     other_seed = backend.sample(["What is 3 + 4?"], 6, n=3, temperature=1.0, seed=2)[0]
     assert [g.text for g in other_seed] != [g.text for g in alone]
+
+
+def test_few_shot_pool_is_checked_after_removing_eval_items():
+    import pytest
+
+    from driftlab.errors import DataError
+
+    items = [{"prompt": "q0", "completion": "a0"}]
+    with pytest.raises(DataError, match="only 1 available"):
+        few_shot_messages(items, [{"prompt": "q0", "completion": "a0"}, {"prompt": "s", "completion": "b"}], k=2)
+
+
+def test_vote_groups_equivalent_choice_and_math_answers():
+    out = majority_vote([gen("Answer: Rome"), gen("Answer: B"), gen("Answer: B) Paris")], "choice",
+                        ["Rome", "Paris"])
+    assert out.extra["votes"] == {"Paris": 2, "Rome": 1} and out.generation.text == "Answer: B"
+    out = majority_vote([gen("Answer: 0.5"), gen("Answer: 1/3"), gen("\\boxed{\\frac{1}{2}}")], "math")
+    assert out.extra["consistency"] == 2 / 3 and out.generation.text == "Answer: 0.5"

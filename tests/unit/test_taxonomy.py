@@ -27,3 +27,15 @@ def test_format_truncation_empty_and_loops():
     looped = "I think so. " * 6
     assert has_repetition_loop(looped) and "repetition_loop" in tags(looped, format_ok=False)
     assert not has_repetition_loop("one two three four five six seven eight nine")
+
+
+def test_chained_expressions_and_operator_minus_are_not_errors():
+    assert tags("12 + 30 + 5 = 47\nAnswer: 47", question="What is 12 + 30 + 5?", extracted="47") == []
+    assert tags("45-23=22\nAnswer: 22", question="What is 45-23?", extracted="22") == []
+
+
+def test_words_recurring_far_apart_are_not_a_loop():
+    text = ("the sum of the two numbers is large; then the sum of the two numbers is checked; so the sum of the "
+            "two numbers is 42")
+    assert not has_repetition_loop(text)
+    assert has_repetition_loop("42 42 42 42")

@@ -175,7 +175,7 @@ def _choices(item: dict, suite: SuiteConfig, seed: int, index: int) -> list[str]
 
 
 def _shots(suite: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
-           k: int = 8) -> list[dict]:
+           k: int = 16) -> list[dict]:
     """A few solved exemplars for a held-out suite: its generator's train stream, or a file's rows past `size`;
     anything that is also an eval prompt anywhere is dropped."""
     if suite.source == "reasoning_gym":

@@ -35,8 +35,10 @@ def perturb_item(item: dict, kinds: list[str], rng: random.Random, suite: str) -
 def reorder_sentences(text: str, rng: random.Random) -> str:
     """Shuffle the sentences of the first paragraph (the facts); later paragraphs (the question) stay in place."""
     head, sep, tail = text.partition("\n\n")
-    sentences = re.findall(r"[^.!?]+[.!?]", head)
-    if len(sentences) < 2 or "".join(sentences).strip() != head.strip():
+    # A sentence ends at . ! ? followed by whitespace and a capital letter: "3.5" and "Mr. Smith" do not split.
+    sentences = [s for s in re.split(r"(?<=[.!?])(?<!Mr\.)(?<!Ms\.)(?<!Dr\.)(?<!St\.)(?<!Mrs\.)\s+(?=[A-Z])",
+                                     head.strip()) if s]
+    if len(sentences) < 2:
         return text
     shuffled = sentences[:]
     for _ in range(5):  # prefer an order that differs from the original
@@ -57,6 +59,9 @@ def renumber(question: str, rng: random.Random, suite: str) -> tuple[str, str]:
     if match is None or not re.search(r"[-+*/]", match.group().strip().lstrip("-")):
         raise DataError(f"suite '{suite}': perturbation 'renumber' found no arithmetic expression in {question!r}")
     expr = match.group()
+    if re.search(r"\d[.,]\d", question):
+        raise DataError(f"suite '{suite}': 'renumber' supports integers only, found a decimal or thousands "
+                        f"separator in {question!r}")
     for _ in range(50):
         new_expr = re.sub(r"\d+", lambda m: _same_length_int(m.group(), rng), expr)
         value = _evaluate(new_expr.strip(), suite)

@@ -25,6 +25,10 @@ class Extraction:
 def split_thinking(text: str) -> tuple[str, str, bool]:
     """(thinking, visible answer text, thinking_was_truncated). Qwen3-style `<think>...</think>` blocks; an unclosed
     block means generation stopped mid-thought, so there is no answer at all (never score the chain as one)."""
+    if "</think>" in text and "<think>" not in text:
+        # Templates that open the block in the prompt (Qwen3 with thinking on) leave only the closing tag.
+        before, _, after = text.rpartition("</think>")
+        return before.strip(), after.strip(), False
     thinking = "".join(re.findall(r"(?s)<think>(.*?)</think>", text))
     if "<think>" in text and "</think>" not in text.split("<think>")[-1]:
         return thinking + text.split("<think>")[-1], "", True

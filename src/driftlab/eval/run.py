@@ -19,9 +19,9 @@ from driftlab.eval.backend import Backend, HFBackend
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, ResultStore
-from driftlab.eval.strategies import run_strategy
+from driftlab.eval.strategies import canonical_answers, run_strategy
 from driftlab.eval.taxonomy import error_tags, tag_rates
-from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model
+from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model, pick_device, pick_dtype
 from driftlab.runs import write_json, write_jsonl
 
 
@@ -33,10 +33,22 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
     lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
     # Base weights + adapter weights: a retrained adapter gets a new key, never a stale result.
-    model_fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
-    plan = [(name, strategy) for name in suites for strategy in
-            (eval_cfg.strategies if suite_cfgs[name].mode == "generate" else [StrategyConfig(name="zero_shot")])]
+    device = pick_device(model_cfg.device)
+    model_fp = (model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
+                + f"|{pick_dtype(model_cfg.dtype, device)}|{device}")  # bf16 and fp32 results differ
+    plan, skipped = [], []
+    for name in suites:
+        for strategy in (eval_cfg.strategies if suite_cfgs[name].mode == "generate"
+                         else [StrategyConfig(name="zero_shot")]):
+            if strategy.name == "few_shot" and len((shots or {}).get(name, [])) < strategy.k:
+                # e.g. a held-out file whose every row is an eval item: no exemplar can be drawn without leaking
+                skipped.append({"suite": name, "strategy": "few_shot",
+                                "why": f"{len((shots or {}).get(name, []))} exemplars available, k={strategy.k}"})
+                continue
+            plan.append((name, strategy))
     total = sum(len(suites[name]) * (2 if s.name == "reflection" else 1) for name, s in plan)
+    for s in skipped:
+        print(f"skipping {s['strategy']} on {s['suite']}: {s['why']}")
     store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
     with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
@@ -56,6 +68,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                 store.close()
     summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
                "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
+               "skipped": skipped,
                "suites": metrics}
     write_json(out_dir / "eval.json", summary)
     return summary
@@ -99,6 +112,8 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             extra = {"strategy": strategy.name, "n_tokens": gen.n_tokens, "finish": gen.finish,
                      "latency_s": gen.latency_s, "thinking_chars": len(thinking),
                      "thinking_truncated": thinking_truncated, "cached": gen.cached, **out.extra}
+            if it.get("choices"):
+                extra["choices"] = it["choices"]
             expects_format = (suite.scorer == "strict" or "answer:" in it["prompt"].lower()
                               or strategy.name in ("cot", "reflection"))
             extra["errors"] = error_tags(gen.text, it["prompt"], ex.answer, gen.finish, ex.format_ok,
@@ -123,15 +138,17 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
         "chance": chance_level(records, suite),
         "mode": suite.mode,
     }
-    latencies = sorted(r["latency_s"] for r in records if "latency_s" in r)
+    # Timings measured in this run only: a result from the store carries an old run's latency.
+    latencies = sorted(r["latency_s"] for r in records if "latency_s" in r and not r.get("cached"))
     if latencies:
         metrics["latency_p50_s"] = statistics.median(latencies)
         metrics["latency_p95_s"] = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)]
     if suite.mode == "generate" and records:
         tokens = sum(r["n_tokens"] for r in records)
+        fresh_tokens = sum(r["n_tokens"] for r in records if not r.get("cached"))
         metrics.update({
             "mean_output_tokens": tokens / n,
-            "tokens_per_s": tokens / sum(latencies) if sum(latencies) else 0.0,
+            "tokens_per_s": fresh_tokens / sum(latencies) if latencies and sum(latencies) else None,
             "truncated_rate": sum(r["finish"] == "length" for r in records) / n,
             "thinking_truncated_rate": sum(r["thinking_truncated"] for r in records) / n,
             "mean_thinking_chars": sum(r["thinking_chars"] for r in records) / n,
@@ -143,8 +160,9 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
     if records and "initial_correct" in records[0]:
         metrics.update({
             "initial_accuracy": sum(r["initial_correct"] for r in records) / n,
-            "changed_rate": sum(normalize_text(r["initial_extracted"] or "") != normalize_text(r["extracted"] or "")
-                                for r in records) / n,
+            "changed_rate": sum(a != b for a, b in (canonical_answers([r["initial_extracted"], r["extracted"]],
+                                                                                suite.scorer, r.get("choices"))
+                                                             for r in records)) / n,
             "right_to_wrong": sum(r["initial_correct"] and not r["correct"] for r in records),
             "wrong_to_right": sum(not r["initial_correct"] and r["correct"] for r in records),
         })

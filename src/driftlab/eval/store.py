@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from driftlab.errors import DriftlabError
 from driftlab.eval.backend import Backend, Generation
 
 
@@ -26,12 +27,16 @@ def result_key(model_fp: str, kind: str, text: str, params: dict) -> str:
 class ResultStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
-                        "created REAL NOT NULL)")
-        self.db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # timeout: a second eval writing the same store waits for the lock instead of failing at once
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+                            "created REAL NOT NULL)")
+            self.db.commit()
+        except (sqlite3.Error, OSError) as err:
+            raise DriftlabError(f"results store {self.path}: {err} (set eval.store_path, or pass --no-cache)") from None
 
     def get_many(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend, Generation
 from driftlab.eval.extract import extract_answer
-from driftlab.eval.scoring import normalize_text
+from driftlab.errors import DataError
+from driftlab.eval.scoring import normalize_text, pick_choice
 
 COT_INSTRUCTION = "Think step by step, then give your final answer on a last line of the form 'Answer: <answer>'."
 REFLECT_INSTRUCTION = ("Check your answer carefully. If it is wrong, correct it. Reply with your final answer on a "
@@ -43,7 +44,7 @@ def run_strategy(strategy: StrategyConfig, backend: Backend, items: list[dict], 
     if strategy.name == "self_consistency":
         samples = backend.sample([it["prompt"] for it in items], budget, strategy.n, strategy.temperature,
                                  strategy.seed)
-        return [majority_vote(s, suite.scorer) for s in samples]
+        return [majority_vote(s, suite.scorer, it.get("choices")) for s, it in zip(samples, items)]
     if strategy.name == "reflection":
         first = backend.generate([it["prompt"] for it in items], budget)
         follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
@@ -55,10 +56,10 @@ def run_strategy(strategy: StrategyConfig, backend: Backend, items: list[dict], 
 
 def few_shot_messages(items: list[dict], shots: list[dict], k: int) -> list[list[dict]]:
     """Each eval item preceded by k exemplar turns; exemplars rotate so items do not all see the same k."""
-    if len(shots) < k:
-        raise ValueError(f"few_shot needs {k} exemplars from the train split, only {len(shots)} available")
     eval_prompts = {normalize_text(it["prompt"]) for it in items}
     pool = [s for s in shots if normalize_text(s["prompt"]) not in eval_prompts]  # never an eval item
+    if len(pool) < k:
+        raise DataError(f"few_shot needs {k} exemplars that are not eval items, only {len(pool)} available")
     convs = []
     for i, it in enumerate(items):
         chosen = [pool[(i * k + j) % len(pool)] for j in range(k)]
@@ -73,10 +74,39 @@ def cot_prompt(prompt: str) -> str:
     return f"{prompt}\n{COT_INSTRUCTION}"
 
 
-def majority_vote(samples: list[Generation], scorer: str) -> StrategyOutput:
-    """Vote over normalised extracted answers (not over scores): the winning sample is the reply that is scored."""
+def canonical_answers(answers: list[str | None], scorer: str, choices: list[str] | None = None) -> list[str | None]:
+    """One key per meaning: 'B', 'B) Paris' and 'Paris' are one choice; 1/2 and 0.5 are one number under 'math'."""
+    if scorer == "choice":
+        return [(pick_choice(a, choices or []) or normalize_text(a)) if a is not None else None for a in answers]
+    if scorer != "math":
+        return [normalize_text(a) if a is not None else None for a in answers]
+    from math_verify import parse, verify
+
+    reps: list[str] = []
+    keys = []
+    for a in answers:
+        if a is None:
+            keys.append(None)
+            continue
+        match = None
+        for r in reps:
+            try:
+                if verify(parse(r), parse(a)):
+                    match = r
+                    break
+            except Exception:  # unparseable: falls back to its own text below
+                continue
+        if match is None:
+            reps.append(a)
+            match = a
+        keys.append(normalize_text(match))
+    return keys
+
+
+def majority_vote(samples: list[Generation], scorer: str, choices: list[str] | None = None) -> StrategyOutput:
+    """Vote over canonical extracted answers (not over scores): the winning sample is the reply that is scored."""
     answers = [extract_answer(s.text, scorer).answer for s in samples]
-    keys = [normalize_text(a) if a is not None else None for a in answers]
+    keys = canonical_answers(answers, scorer, choices)
     counts = Counter(k for k in keys if k is not None)
     if counts:
         winner, votes = counts.most_common(1)[0]

@@ -15,8 +15,10 @@ import re
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 
-STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×x÷])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
-NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# A step "a op b = c": the first operand must not be glued to a word or a decimal point before it.
+STEP = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*([-+*/×x÷])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
+CHAINED = re.compile(r"[-+*/×x÷]\s*$")
+NUMBER = re.compile(r"\d+(?:\.\d+)?")  # unsigned: in "45-23" the minus is an operator, not a sign
 TAGS = ("empty", "truncated", "repetition_loop", "format_violation", "arithmetic_error",
         "answer_contradicts_chain", "hallucinated_quantity")
 
@@ -33,7 +35,10 @@ def error_tags(output: str, question: str, extracted: str | None, finish: str, f
         tags.append("repetition_loop")
     if expects_format and not format_ok:
         tags.append("format_violation")
-    steps = [(_num(a), op, _num(b), _num(c)) for a, op, b, c in STEP.findall(text)]
+    # "12 + 34 + 5 = 51" is one chained expression, not the false step "34 + 5 = 51": skip matches that continue
+    # an expression to their left.
+    matches = [m for m in STEP.finditer(text) if not CHAINED.search(text[: m.start()])]
+    steps = [(_num(a), op, _num(b), _num(c)) for a, op, b, c in (m.groups() for m in matches)]
     steps = [s for s in steps if None not in (s[0], s[2], s[3])]
     if any(not _step_holds(a, op, b, c) for a, op, b, c in steps):
         tags.append("arithmetic_error")
@@ -42,17 +47,24 @@ def error_tags(output: str, question: str, extracted: str | None, finish: str, f
         tags.append("answer_contradicts_chain")
     known = {_num(n) for n in NUMBER.findall(question.replace(",", ""))}
     for a, _, b, c in steps:
-        if a not in known or b not in known:
+        if abs(a) not in known or abs(b) not in known:
             tags.append("hallucinated_quantity")
             break
-        known.add(c)
+        known.add(abs(c))
     return tags
 
 
-def has_repetition_loop(text: str, n: int = 3, min_repeats: int = 3) -> bool:
+def has_repetition_loop(text: str, max_period: int = 12, min_repeats: int = 3) -> bool:
+    """A block of 1..max_period words repeated back to back at least min_repeats times ("I think so. I think so.
+    I think so."). Words recurring far apart, as in ordinary reasoning, are not a loop."""
     words = text.split()
-    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return bool(grams) and max(grams.values()) >= min_repeats and len(words) >= n * min_repeats
+    for period in range(1, max_period + 1):
+        run = 0
+        for i in range(period, len(words)):
+            run = run + 1 if words[i] == words[i - period] else 0
+            if run >= period * (min_repeats - 1):
+                return True
+    return False
 
 
 def tag_rates(records: list[dict]) -> dict[str, float]:
