@@ -41,11 +41,12 @@ class SuiteConfig(Strict):
     """One set of items: where they come from, how they are asked and how they are scored."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    source: Literal["reasoning_gym", "jsonl"]
+    source: Literal["reasoning_gym", "jsonl", "csv"]
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
     path: Path | None = Field(
-        None, description="JSONL file, one {'question','answer'} object per line (source=jsonl). "
+        None, description="JSONL file, one {'question','answer'} object per line (source=jsonl), or a CSV file "
+        "with a header row naming 'question' and 'answer' (optional 'choices', '|'-separated) (source=csv). "
         "A relative path is resolved against the config file, then against driftlab's bundled suites."
     )
     size: int = Field(100, ge=1, description="Eval items.")
@@ -78,8 +79,8 @@ class SuiteConfig(Strict):
             raise ValueError("scorer 'reasoning_gym' needs source 'reasoning_gym'")
         if self.source == "reasoning_gym" and not self.task:
             raise ValueError("source 'reasoning_gym' needs 'task' (a reasoning-gym generator name)")
-        if self.source == "jsonl" and self.path is None:
-            raise ValueError("source 'jsonl' needs 'path'")
+        if self.source in ("jsonl", "csv") and self.path is None:
+            raise ValueError(f"source '{self.source}' needs 'path'")
         if isinstance(self.choices, list) and (len(self.choices) < 2 or not all(c.strip() for c in self.choices)):
             raise ValueError("choices must list at least two non-empty strings")
         if "{question}" not in self.template:

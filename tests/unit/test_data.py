@@ -98,3 +98,26 @@ def test_choices_not_containing_answer_is_an_error(jsonl_file):
                      heldout=[{"name": "mc", "source": "jsonl", "path": str(path), "mode": "loglik"}])
     with pytest.raises(DataError, match=r":1: 'answer' '5' is not one of 'choices'"):
         build_data(cfg, seed=0)
+
+
+def test_csv_suite_with_choices_and_a_bad_row(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text('question,answer,choices,source\n"Capital of France, please?",Paris,Rome|Paris,atlas\n'
+                    "Two plus two?,4,,book\nbroken row only\n")
+    strict = DataConfig(target={**ARITH, "size": 5, "train_size": 5},
+                        heldout=[{"name": "mine", "source": "csv", "path": str(path), "mode": "generate"}])
+    with pytest.raises(DataError, match=rf"{path}:4: wrong number of fields"):
+        build_data(strict, seed=0)
+    bundle = build_data(strict.model_copy(update={"on_bad_row": "skip"}), seed=0)
+    rows = bundle.suites["mine"]
+    assert [r["question"] for r in rows] == ["Capital of France, please?", "Two plus two?"]
+    assert rows[0]["meta"] == {"source": "atlas"} and bundle.report["skipped_bad_rows"]["mine"] == 1
+
+
+def test_csv_without_required_columns(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,label\na,b\n")
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5},
+                     heldout=[{"name": "bad", "source": "csv", "path": str(path)}])
+    with pytest.raises(DataError, match=r"bad.csv:1: header lacks column\(s\) \['answer', 'question'\]"):
+        build_data(cfg, seed=0)

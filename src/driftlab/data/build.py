@@ -14,7 +14,7 @@ from pathlib import Path
 
 from driftlab.config import DataConfig, SuiteConfig
 from driftlab.data.perturb import perturb_item
-from driftlab.data.sources import jsonl_items, reasoning_gym_items
+from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items
 from driftlab.errors import DataError
 from driftlab.runs import write_json, write_jsonl
 
@@ -39,7 +39,7 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
     for i, suite in enumerate(all_suites):
         key = "data.target" if i == 0 else f"data.heldout.{i - 1}"
         raw, skipped[suite.name] = _draw(suite, key, seed, n_extra=suite.size // 5 + 10, on_bad_row=cfg.on_bad_row)
-        if suite.source == "jsonl" and suite is cfg.target:
+        if suite.source != "reasoning_gym" and suite is cfg.target:
             # A user file is both the train and eval pool: shuffle once, eval takes the head.
             random.Random(_suite_seed(suite, seed)).shuffle(raw)
         if suite.perturb:
@@ -48,8 +48,8 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
         suites[suite.name] = _render(_dedup(raw)[: suite.size], suite, seed)
 
     target = cfg.target
-    if target.source == "jsonl":
-        pool, _ = jsonl_items(target.path, cfg.on_bad_row)
+    if target.source != "reasoning_gym":
+        pool, _ = _file_items(target, cfg.on_bad_row)
         random.Random(_suite_seed(target, seed)).shuffle(pool)
         train_raw = _dedup(pool)[target.size :]  # the same shuffle as above: the head went to eval
     else:
@@ -111,7 +111,11 @@ def _draw(suite: SuiteConfig, key: str, seed: int, n_extra: int, on_bad_row: str
         gen_seed = _suite_seed(suite, seed) + offset
         items = reasoning_gym_items(suite.task, suite.task_kwargs, size + n_extra, gen_seed, key)
         return items, 0
-    return jsonl_items(suite.path, on_bad_row)
+    return _file_items(suite, on_bad_row)
+
+
+def _file_items(suite: SuiteConfig, on_bad_row: str) -> tuple[list[dict], int]:
+    return (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row)
 
 
 def _suite_seed(suite: SuiteConfig, seed: int) -> int:

@@ -65,11 +65,51 @@ def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]
     return items, skipped
 
 
+def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
+    """Rows of a user CSV file with a header (question, answer, optional choices as 'a|b|c', other columns kept as
+    meta); same validation and error style as JSONL, lines counted as the file's physical lines."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    items, skipped = [], 0
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"question", "answer"} - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}")
+            for row in reader:
+                try:
+                    if None in row or any(v is None for v in row.values()):
+                        raise ValueError("wrong number of fields")
+                    if row.get("choices"):
+                        row["choices"] = row["choices"].split("|")
+                    else:
+                        row.pop("choices", None)
+                    items.append(_validate(row))
+                except ValueError as err:
+                    if on_bad_row == "skip":
+                        skipped += 1
+                        continue
+                    raise DataError(f"{path}:{reader.line_num}: {err}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8") from None
+    if not items:
+        raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
+    return items, skipped
+
+
 def _parse_row(line: str) -> dict:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    return _validate(row)
+
+
+def _validate(row) -> dict:
     if not isinstance(row, dict):
         raise ValueError("expected a JSON object with 'question' and 'answer'")
     for field in ("question", "answer"):
