@@ -61,13 +61,15 @@ def run_study(cfg: StudyConfig) -> Path:
         with stage(f"train:{variant.name}"):
             summary = train_lora(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed)
         with stage(f"eval:{variant.name}"):
-            evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,
-                           adapter=train_dir / "adapter", label=variant.name, shots=bundle.shots)
+            tuned = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval,
+                                   run_dir / "eval" / variant.name, adapter=train_dir / "adapter",
+                                   label=variant.name, shots=bundle.shots)
         with stage(f"compare:{variant.name}"):
             result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
         write_json(run_dir / "compare" / f"{variant.name}.json", result)
         comparisons += [{"variant": variant.name, "suite": suite, **row} for suite, row in result.items()]
-        variants.append({"name": variant.name, "method": train_cfg.method, "train": summary})
+        variants.append({"name": variant.name, "method": train_cfg.method, "train": summary,
+                         "eval": tuned["suites"]})
         logs[variant.name] = read_jsonl(train_dir / "train_log.jsonl")
 
     suites = []

@@ -58,7 +58,10 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
 
     samples = [json.loads(line) for line in (run / "eval/base/arithmetic.jsonl").read_text().splitlines()]
     assert {"prompt", "output", "extracted", "gold", "correct", "latency_s"} <= set(samples[0])
+    md = (run / "report.md").read_text()
+    assert "## Strategies × variants" in md and "| arithmetic | self_consistency | lora |" in md
     html = (run / "report.html").read_text()
+    assert "Strategies × variants" in html
     assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained: plotly.js inlined
 
 

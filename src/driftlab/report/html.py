@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftlab.compare.stats import wilson_interval
-from driftlab.report.markdown import verdict
+from driftlab.report.markdown import strategy_rows, verdict
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
@@ -37,6 +37,7 @@ seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
 <h2>Per suite</h2>{_table(study)}
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
 floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
+{_strategy_table(study)}
 <h2>Plots</h2>{plots}
 </body></html>
 """
@@ -104,6 +105,21 @@ def _verdict_list(study: dict) -> str:
                      f'{100 * r["base_acc"]:.1f}% → {100 * r["tuned_acc"]:.1f}% '
                      f'({100 * r["diff"]:+.1f} pts, CI [{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}])</li>')
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _strategy_table(study: dict) -> str:
+    rows = strategy_rows(study)
+    if not rows:
+        return ""
+    fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
+    body = "".join(
+        f"<tr><td class=l>{html.escape(r['suite'])}</td><td class=l>{r['strategy']}</td>"
+        f"<td class=l>{html.escape(r['model'])}</td><td>{100 * r['accuracy']:.1f}%</td><td>{100 * r['format']:.0f}%</td>"
+        f"<td>{fmt(r['latency'], '.3f')}</td><td>{fmt(r['tokens_per_s'], '.0f')}</td>"
+        f"<td>{fmt(r['consistency'], '.2f')}</td></tr>" for r in rows)
+    return ("<h2>Strategies × variants</h2><table><tr><th class=l>suite</th><th class=l>strategy</th>"
+            "<th class=l>model</th><th>accuracy</th><th>format</th><th>latency p50 (s)</th><th>tokens/s</th>"
+            f"<th>consistency</th></tr>{body}</table>")
 
 
 def _table(study: dict) -> str:

@@ -48,6 +48,7 @@ def render_markdown(study: dict) -> str:
               "discordant pairs. Floor: base accuracy not significantly above chance + margin (one-sided exact "
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
+    lines += strategy_table(study)
     lines += ["## Training", "", "| variant | trainable params | steps | tokens | tokens/s | first loss | final loss |"
               " wall (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for v in study["variants"]:
@@ -63,8 +64,45 @@ def render_markdown(study: dict) -> str:
     return "\n".join(lines)
 
 
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+def strategy_rows(study: dict) -> list[dict]:
+    """One row per (suite, strategy, model) for suites evaluated under more than one strategy."""
+    by_name = {s["name"]: s for s in study["suites"]}
+    multi = {n.split("@")[0] for n in by_name if "@" in n}
+    rows = []
+    for name, suite in by_name.items():
+        base_name = name.split("@")[0]
+        if base_name not in multi:
+            continue
+        strategy = suite.get("strategy", "zero_shot")
+        rows.append({"suite": base_name, "strategy": strategy, "model": "base", **_strategy_cells(suite["base_metrics"])})
+        for v in study["variants"]:
+            tuned = v.get("eval", {}).get(name)
+            if tuned:
+                rows.append({"suite": base_name, "strategy": strategy, "model": v["name"], **_strategy_cells(tuned)})
+    return rows
+
+
+def strategy_table(study: dict) -> list[str]:
+    rows = strategy_rows(study)
+    if not rows:
+        return []
+    lines = ["## Strategies × variants", "", "| suite | strategy | model | accuracy | format | latency p50 (s) | "
+             "tokens/s | consistency |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['suite']} | {r['strategy']} | {r['model']} | {_pct(r['accuracy'])} | {_pct(r['format'])} | "
+                     f"{_num(r['latency'])} | {_num(r['tokens_per_s'], 0)} | {_num(r['consistency'], 2)} |")
+    return lines + [""]
+
+
+def _strategy_cells(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "format": m["format_rate"], "latency": m.get("latency_p50_s"),
+            "tokens_per_s": m.get("tokens_per_s"), "consistency": m.get("consistency")}
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}f}"
 
 
 def _pct(x: float) -> str:
