@@ -69,49 +69,38 @@ class CachedBackend:
         return self.inner.chat(prompt)
 
     def generate(self, prompts: list, max_new_tokens: int) -> list[Generation]:
-        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy"}
-        keys = [result_key(self.model_fp, "generate", self.inner.chat(p), params) for p in prompts]
-        found = self.store.get_many(keys)
-        out: dict[str, Generation] = {k: Generation(**v, cached=True) for k, v in found.items()}
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        self._report(len(prompts) - len(todo), len(todo))
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
-            gens = self.inner.generate([prompts[i] for i in idx], max_new_tokens)
-            fresh = {keys[i]: g for i, g in zip(idx, gens)}
-            self.store.put_many({k: _generation_dict(g) for k, g in fresh.items()})
-            out.update(fresh)
-        return [out[k] for k in keys]
+        return self._cached(
+            "generate", prompts, [{"max_new_tokens": max_new_tokens, "decoding": "greedy"}] * len(prompts),
+            lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens),
+            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True))
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
                seed: int) -> list[list[Generation]]:
         params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
                   "seed": seed}
-        keys = [result_key(self.model_fp, "sample", self.inner.chat(p), params) for p in prompts]
-        found = self.store.get_many(keys)
-        out = {k: [Generation(**g, cached=True) for g in v] for k, v in found.items()}
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        self._report(len(prompts) - len(todo), len(todo))
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
-            fresh = dict(zip((keys[i] for i in idx), self.inner.sample([prompts[i] for i in idx], max_new_tokens, n,
-                                                                       temperature, seed)))
-            self.store.put_many({k: [_generation_dict(g) for g in gs] for k, gs in fresh.items()})
-            out.update(fresh)
-        return [out[k] for k in keys]
+        return self._cached(
+            "sample", prompts, [params] * len(prompts),
+            lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed),
+            encode=lambda gs: [_generation_dict(g) for g in gs],
+            decode=lambda v: [Generation(**g, cached=True) for g in v])
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
-        keys = [result_key(self.model_fp, "loglik", self.inner.chat(p), {"choices": c})
-                for p, c in zip(prompts, choices)]
-        found = self.store.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in found]
+        return self._cached(
+            "loglik", prompts, [{"choices": c} for c in choices],
+            lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]))
+
+    def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
+                decode=lambda v: v) -> list:
+        """The one store-or-compute loop behind every request kind: look every key up, compute the missing
+        items `batch_size` at a time via compute(indices), and store each batch as soon as it is done."""
+        keys = [result_key(self.model_fp, kind, self.inner.chat(p), pp) for p, pp in zip(prompts, params)]
+        out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
+        todo = [i for i, k in enumerate(keys) if k not in out]
         self._report(len(prompts) - len(todo), len(todo))
-        out = dict(found)
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start : start + self.batch_size]
-            scores = self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx])
-            fresh = {keys[i]: s for i, s in zip(idx, scores)}
-            self.store.put_many(fresh)
+            fresh = {keys[i]: result for i, result in zip(idx, compute(idx))}
+            self.store.put_many({k: encode(v) for k, v in fresh.items()})
             out.update(fresh)
         return [out[k] for k in keys]
 
