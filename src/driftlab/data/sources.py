@@ -38,42 +38,49 @@ def reasoning_gym_items(task: str, kwargs: dict, size: int, seed: int, key: str)
 
 def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
     """Rows of a user JSONL file and how many malformed rows were skipped (on_bad_row='skip')."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    items, skipped = [], 0
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                if on_bad_row == "skip":
-                    skipped += 1
-                    continue
-                raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                items.append(_parse_row(line))
-            except ValueError as err:
-                if on_bad_row == "skip":
-                    skipped += 1
-                    continue
-                raise DataError(f"{path}:{lineno}: {err}") from None
-    if not items:
-        raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
-    return items, skipped
+    path = _existing_file(path)
+    return _collect(path, _jsonl_rows(path), on_bad_row)
 
 
 def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
     """Rows of a user CSV file with a header (question, answer, optional choices as 'a|b|c', other columns kept as
     meta); same validation and error style as JSONL, lines counted as the file's physical lines."""
+    path = _existing_file(path)
+    return _collect(path, _csv_rows(path), on_bad_row)
+
+
+def _collect(path: Path, rows, on_bad_row: str) -> tuple[list[dict], int]:
+    """One policy for every file format: rows yields (line number, parse); a parse that raises ValueError is a
+    malformed row — an error naming file:line, or skipped and counted."""
+    items, skipped = [], 0
+    for lineno, parse in rows:
+        try:
+            items.append(parse())
+        except ValueError as err:
+            if on_bad_row == "skip":
+                skipped += 1
+                continue
+            raise DataError(f"{path}:{lineno}: {err}") from None
+    if not items:
+        raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
+    return items, skipped
+
+
+def _jsonl_rows(path: Path):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, _fail("not valid UTF-8")
+                continue
+            if line.strip():
+                yield lineno, (lambda line=line: _parse_row(line))
+
+
+def _csv_rows(path: Path):
     import csv
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    items, skipped = [], 0
     try:
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
@@ -81,24 +88,33 @@ def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
             if missing:
                 raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}")
             for row in reader:
-                try:
-                    if None in row or any(v is None for v in row.values()):
-                        raise ValueError("wrong number of fields")
-                    if row.get("choices"):
-                        row["choices"] = row["choices"].split("|")
-                    else:
-                        row.pop("choices", None)
-                    items.append(_validate(row))
-                except ValueError as err:
-                    if on_bad_row == "skip":
-                        skipped += 1
-                        continue
-                    raise DataError(f"{path}:{reader.line_num}: {err}") from None
+                yield reader.line_num, (lambda row=row: _parse_csv_row(row))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8") from None
-    if not items:
-        raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
-    return items, skipped
+
+
+def _parse_csv_row(row: dict) -> dict:
+    if None in row or any(v is None for v in row.values()):
+        raise ValueError("wrong number of fields")
+    if row.get("choices"):
+        row["choices"] = row["choices"].split("|")
+    else:
+        row.pop("choices", None)
+    return _validate(row)
+
+
+def _fail(message: str):
+    def parse():
+        raise ValueError(message)
+
+    return parse
+
+
+def _existing_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    return path
 
 
 def _parse_row(line: str) -> dict:
