@@ -185,18 +185,26 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
-    """(model, tokenizer) ready for inference; an adapter dir is applied with PEFT and merged for speed."""
+def load_pretrained(model: ResolvedModel, dtype: str, device: str):
+    """(model, tokenizer) as from_pretrained gives them, on the CPU; a tokenizer without a pad token pads with eos.
+    Shared by training and inference so both load, and fail, the same way."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = pick_device(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.path)
-        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device)).to(device)
+        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device))
     except OSError as err:  # not cached and no hub access, or not a model: one line, not a traceback
         raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return lm, tokenizer
+
+
+def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
+    """(model, tokenizer) ready for inference; an adapter dir is applied with PEFT and merged for speed."""
+    device = pick_device(device)
+    lm, tokenizer = load_pretrained(model, dtype, device)
+    lm = lm.to(device)
     if adapter is not None:
         from peft import PeftModel
 

@@ -36,14 +36,15 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     device = pick_device(model_cfg.device)
     model_fp = (model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
                 + f"|{pick_dtype(model_cfg.dtype, device)}|{device}")  # bf16 and fp32 results differ
+    shots = shots or {}
     plan, skipped = [], []
     for name in suites:
         for strategy in (eval_cfg.strategies if suite_cfgs[name].mode == "generate"
                          else [StrategyConfig(name="zero_shot")]):
-            if strategy.name == "few_shot" and len((shots or {}).get(name, [])) < strategy.k:
+            if strategy.name == "few_shot" and len(shots.get(name, [])) < strategy.k:
                 # e.g. a held-out file whose every row is an eval item: no exemplar can be drawn without leaking
                 skipped.append({"suite": name, "strategy": "few_shot",
-                                "why": f"{len((shots or {}).get(name, []))} exemplars available, k={strategy.k}"})
+                                "why": f"{len(shots.get(name, []))} exemplars available, k={strategy.k}"})
                 continue
             plan.append((name, strategy))
     total = sum(len(suites[name]) * (2 if s.name == "reflection" else 1) for name, s in plan)
@@ -61,7 +62,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
             for name, strategy in plan:
                 key = result_name(name, strategy.name)
                 records, metrics[key] = evaluate_suite(backend, suites[name], suite_cfgs[name], eval_cfg, strategy,
-                                                       (shots or {}).get(name, []))
+                                                       shots.get(name, []))
                 write_jsonl(out_dir / f"{key}.jsonl", records)
         finally:
             if store is not None:

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from driftlab.config import ModelConfig, TrainConfig
-from driftlab.errors import ModelError
-from driftlab.models import ResolvedModel, pick_device, pick_dtype
+from driftlab.models import ResolvedModel, load_pretrained, pick_device
 from driftlab.runs import write_json
 from driftlab.train.callbacks import JsonlLogCallback
 
@@ -23,18 +22,11 @@ def train_lora(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCon
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     device = pick_device(model_cfg.device)
     on_gpu = device == "cuda"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
-        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(model_cfg.dtype, device))
-    except OSError as err:
-        raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    lm, tokenizer = load_pretrained(model, model_cfg.dtype, device)  # the Trainer moves it to the device
 
     dataset = Dataset.from_list([to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking)
                                  for it in items])
