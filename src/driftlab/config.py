@@ -64,7 +64,7 @@ class SuiteConfig(Strict):
         "'choice' (a letter or option text among the item's choices; use '{choices}' in the template), "
         "'reasoning_gym' (the generator's own score_answer)."
     )
-    perturb: list[Literal["reorder_sentences", "renumber"]] = Field(
+    perturb: list[Literal["reorder_sentences", "renumber", "rename_entities"]] = Field(
         default_factory=list, description="Surface perturbations applied to the eval items (out-of-distribution "
         "variants at equal difficulty): 'reorder_sentences' shuffles the stated facts, 'renumber' draws new "
         "numbers for an arithmetic expression and recomputes the gold answer. Not allowed on the target.")
@@ -145,9 +145,17 @@ class StrategyConfig(Strict):
     temperature: float = Field(0.7, gt=0, description="self_consistency: sampling temperature.")
     seed: int = Field(0, description="self_consistency: sampling seed (per item, independent of batching).")
     max_new_tokens: int | None = Field(None, ge=1, description="Overrides eval.max_new_tokens (cot needs room).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings: a reply ends (without the string) "
+                            "where one first appears, each sequence on its own.")
+    suites: list[str] | None = Field(None, description="Run on these suites only (default: every generate-mode "
+                                     "suite).")
+    limit: int | None = Field(None, ge=1, description="Run on the first N items of each suite only: a costly "
+                              "strategy on a slice. Base and tuned models get the same slice, so it stays paired.")
 
 
 class EvalConfig(Strict):
+    backend: Literal["hf", "vllm"] = Field(
+        "hf", description="hf: transformers generate (default, CPU or GPU); vllm: the optional extra, CUDA only.")
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(32, ge=1)
     strategies: list[StrategyConfig] = Field(
@@ -157,6 +165,14 @@ class EvalConfig(Strict):
         "'<suite>@<strategy>' otherwise.")
     cache: bool = Field(True, description="Reuse results from the results store (SQLite) and add new ones to it.")
     store_path: Path | None = Field(None, description="Results store file; default $DRIFTLAB_HOME/results.sqlite.")
+
+    @model_validator(mode="after")
+    def _unique_strategies(self):
+        names = [s.name for s in self.strategies]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"strategy {twice[0]!r} is listed twice (results are keyed by strategy name)")
+        return self
 
 
 class CompareConfig(Strict):
@@ -178,6 +194,16 @@ class StudyConfig(Strict):
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="lora")])
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @model_validator(mode="after")
+    def _strategy_suites_exist(self):
+        known = [self.data.target.name] + [s.name for s in self.data.heldout]
+        for i, strategy in enumerate(self.eval.strategies):
+            for name in strategy.suites or []:
+                if name not in known:
+                    raise ValueError(f"eval.strategies.{i}.suites: no suite named {name!r} (suites: "
+                                     f"{', '.join(known)})")
+        return self
 
     def variant_train(self, variant: VariantConfig) -> TrainConfig:
         """The study's train block with one variant's overrides applied (validated, unknown keys rejected)."""

@@ -37,3 +37,42 @@ def test_thinking_flag_reaches_the_template(tiny_model_dir):
     model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))
     assert "<think>" in HFBackend(model, tok, enable_thinking=False).chat("hi")
     assert "<think>" not in HFBackend(model, tok).chat("hi")
+
+
+def test_gumbel_sampler_draws_from_the_softmax():
+    from driftlab.eval.backend import GumbelSampler
+
+    logits = torch.tensor([[0.0, 1.0, 2.0]]).repeat(4000, 1)
+    picks = GumbelSampler(0.5, list(range(4000)), "cpu")(None, logits).argmax(-1)
+    freq = torch.bincount(picks, minlength=3).float() / 4000
+    expected = (logits[0] / 0.5).softmax(-1)
+    assert torch.allclose(freq, expected, atol=0.03), (freq, expected)
+
+
+def test_samples_do_not_depend_on_batch_size(tiny_model_dir):
+    prompts = ["What is 3 + 4?", "Calculate 9 - 2 please please.", "Name a colour."]
+    outs = {}
+    for bs in (1, 4, 32):
+        backend, _, _ = _backend(tiny_model_dir, bs)
+        outs[bs] = [[g.text for g in gs] for gs in backend.sample(prompts, 6, n=3, temperature=1.0, seed=0)]
+    assert outs[1] == outs[4] == outs[32]
+    assert len({t for gs in outs[1] for t in gs}) > 3  # samples actually differ
+
+
+def test_stop_strings_end_each_sequence_on_its_own(tiny_model_dir):
+    import re
+
+    backend, _, _ = _backend(tiny_model_dir, 8)
+    prompts = ["What is 3 + 4?", "Name a colour."]
+    free = [g for gs in backend.sample(prompts, 12, n=3, temperature=1.5, seed=0) for g in gs]
+    found = [m for g in free for m in re.finditer(r"[A-Za-z]{3,}", g.text) if m.start() > 0]
+    stop = min(found, key=lambda m: m.end()).group()  # the earliest: its row must stop well before the limit
+    stopped = [g for gs in backend.sample(prompts, 12, n=3, temperature=1.5, seed=0, stop=[stop]) for g in gs]
+    hit = [stop in f.text for f in free]
+    assert any(hit) and not all(hit)  # some rows stop, the others run on
+    assert any(s.n_tokens < f.n_tokens for f, s in zip(free, stopped))  # and stop before the token limit
+    for f, s, h in zip(free, stopped, hit):
+        if h:
+            assert (s.text, s.finish) == (f.text[: f.text.index(stop)], "stop") and s.n_tokens <= f.n_tokens
+        else:
+            assert (s.text, s.n_tokens) == (f.text, f.n_tokens)

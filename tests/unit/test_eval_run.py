@@ -14,7 +14,7 @@ class ScriptedBackend:
     def chat(self, prompt):
         return prompt
 
-    def generate(self, prompts, max_new_tokens):
+    def generate(self, prompts, max_new_tokens, stop=None):
         return [Generation(self.replies(p), 3, "stop", 0.01 * (i + 1)) for i, p in enumerate(prompts)]
 
     def loglik(self, prompts, choices):

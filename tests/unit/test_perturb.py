@@ -4,7 +4,7 @@ import pytest
 
 from driftlab.config import DataConfig
 from driftlab.data import build_data
-from driftlab.data.perturb import renumber, reorder_sentences
+from driftlab.data.perturb import KNOWN_NAMES, NEW_NAMES, rename_entities, renumber, reorder_sentences
 from driftlab.errors import ConfigError, DataError
 from tests.conftest import ARITH
 
@@ -68,3 +68,39 @@ def test_target_cannot_be_perturbed(tmp_path):
     path.write_text(yaml.safe_dump({"data": {"target": {**ARITH, "perturb": ["renumber"]}}}))
     with pytest.raises(ConfigError, match="perturb a held-out copy"):
         load_config(path)
+
+
+def test_rename_entities_is_consistent_and_keeps_gender():
+    item = {"question": "Jayden is married to Elizabeth. They have a child called Edward. Edward loves Elizabeth.\n\n"
+                        "How is Jayden related to Elizabeth? Provide the relationship in one word.",
+            "answer": "husband", "meta": {"person1": "Jayden", "person2": "Elizabeth", "family_size": 3}}
+    out = rename_entities(item, random.Random(0), "fam")
+    assert not any(n in out["question"] for n in ("Jayden", "Elizabeth", "Edward"))
+    assert out["answer"] == "husband" and out["meta"]["family_size"] == 3
+    p1, p2 = out["meta"]["person1"], out["meta"]["person2"]
+    assert p1 in NEW_NAMES["male"] and p2 in NEW_NAMES["female"]
+    assert out["question"].startswith(f"{p1} is married to {p2}.") and out["question"].count(p2) == 3
+    assert "How is" in out["question"] and "Provide" in out["question"]  # ordinary capitalised words untouched
+
+
+def test_rename_entities_without_names_is_a_clear_error():
+    with pytest.raises(DataError, match="found no first name"):
+        rename_entities({"question": "What is 3 + 4?", "answer": "7"}, random.Random(0), "arith")
+
+
+def test_renamed_family_suite_is_scored_by_reasoning_gym():
+    from driftlab.eval.run import _reasoning_gym_scorer
+    from driftlab.config import SuiteConfig
+
+    fam = {"name": "fam_renamed", "source": "reasoning_gym", "task": "family_relationships",
+           "task_kwargs": {"min_family_size": 3, "max_family_size": 4}, "perturb": ["rename_entities"], "size": 8,
+           "scorer": "reasoning_gym"}
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 10}, heldout=[fam])
+    items = build_data(cfg, seed=0).suites["fam_renamed"]
+    renamed, known = set(NEW_NAMES["male"] + NEW_NAMES["female"]), set(KNOWN_NAMES["male"] + KNOWN_NAMES["female"])
+    people = [it["meta"][p] for it in items for p in ("person1", "person2")]
+    assert all(p in renamed or p not in known for p in people)  # every known name replaced (Grace: a word, kept)
+    assert sum(p in renamed for p in people) >= len(people) - 2
+    assert all(it["meta"]["person1"] in it["question"] for it in items)
+    judge = _reasoning_gym_scorer(SuiteConfig(**fam))
+    assert all(judge(it["answer"], it)[0] for it in items)

@@ -38,7 +38,7 @@ class ReflectingBackend:
     def chat(self, prompt):
         return str(prompt)
 
-    def generate(self, prompts, max_new_tokens):
+    def generate(self, prompts, max_new_tokens, stop=None):
         out = []
         for p in prompts:
             if isinstance(p, list):

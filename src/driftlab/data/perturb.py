@@ -7,6 +7,8 @@ perturbation changes it).
 reorder_sentences  shuffle the statements before the final question (fact order must not matter)
 renumber           replace every integer of an arithmetic expression by another of the same length; gold
                    recomputed exactly
+rename_entities    replace every known first name by an unusual one of the same gender, consistently across
+                   question, answer and metadata (a relation like "wife" stays right)
 """
 
 from __future__ import annotations
@@ -19,7 +21,29 @@ from fractions import Fraction
 
 from driftlab.errors import DataError
 
-PERTURBATIONS = ("reorder_sentences", "renumber")
+PERTURBATIONS = ("reorder_sentences", "renumber", "rename_entities")
+
+# Names recognised in items: common English first names (reasoning-gym's family_relationships draws from these);
+# names that are mostly common words (River, Grace, Winter, Sky, Rain, Sage) are left out so no ordinary word is
+# renamed.
+KNOWN_NAMES = {
+    "male": """James John Robert Michael William David Richard Joseph Thomas Charles Peter Daniel Matthew Christopher
+        Andrew George Edward Benjamin Henry Samuel Alexander Oliver Jack Harry Jacob Noah Ethan Lucas Mason Logan
+        Sebastian Theodore Owen Liam Aiden Kai Jayden Axel Ryder Finn Paul Mark Steven Kevin Brian Tom Bob Alex
+        Max Leo Adam Ben Sam Tim Carl Eric Frank Greg Jim Joe Ken Luke Mike Ryan Scott Zion Phoenix Atlas""".split(),
+    "female": """Mary Patricia Jennifer Linda Elizabeth Barbara Susan Jessica Sarah Karen Emma Lisa Anna Margaret
+        Victoria Charlotte Sophia Isabella Olivia Ava Mia Emily Abigail Amelia Eleanor Alice Lucy Chloe Sophie Lily
+        Hannah Zoe Aria Julia Laura Helen Kate Amy Beth Clara Diana Ella Eva Fiona Jane Kim Lena Nina Rachel
+        Rose Sara Tina Luna Nova Willow Aurora""".split(),
+}
+# Replacements the model has rarely seen in such puzzles: same gender, so relations stay correct.
+NEW_NAMES = {
+    "male": """Anselm Bartholomew Casimir Dmitri Emeric Florian Gunnar Horatio Ignatius Jasper Leopold Matthias
+        Nikolai Osvald Percival Quentin Rafferty Sigmund Tobias Ulrich Vitus Wendelin""".split(),
+    "female": """Agnieszka Beatrix Cordelia Dagmar Esperanza Florentyna Gudrun Henrietta Ingrid Jolanta Leokadia
+        Marisol Ninon Ottilie Philippa Rosalind Solveig Thomasina Ulrike Vesna Wilhelmina Yolanda""".split(),
+}
+NAME = re.compile(r"\b[A-Z][a-z]+\b")
 
 
 def perturb_item(item: dict, kinds: list[str], rng: random.Random, suite: str) -> dict:
@@ -29,7 +53,40 @@ def perturb_item(item: dict, kinds: list[str], rng: random.Random, suite: str) -
             item["question"] = reorder_sentences(item["question"], rng)
         elif kind == "renumber":
             item["question"], item["answer"] = renumber(item["question"], rng, suite)
+        elif kind == "rename_entities":
+            item.update(rename_entities(item, rng, suite))
     return item
+
+
+def rename_entities(item: dict, rng: random.Random, suite: str) -> dict:
+    """The item's question, answer and metadata with every known first name mapped to a new name of the same
+    gender (one mapping per item, so 'Anna ... Anna' stays one person). An item with no known name is an error:
+    the suite would silently be unperturbed."""
+    gender = {n: g for g, names in KNOWN_NAMES.items() for n in names}
+    found = list(dict.fromkeys(m.group() for m in NAME.finditer(item["question"]) if m.group() in gender))
+    if not found:
+        raise DataError(f"suite '{suite}': perturbation 'rename_entities' found no first name in "
+                        f"{item['question'][:80]!r}")
+    mapping = {}
+    for g in ("male", "female"):
+        mine = [n for n in found if gender[n] == g]
+        pool = [n for n in NEW_NAMES[g] if n not in item["question"]]
+        if len(mine) > len(pool):
+            raise DataError(f"suite '{suite}': rename_entities has {len(pool)} new {g} names, the item needs "
+                            f"{len(mine)}")
+        mapping.update(zip(mine, rng.sample(pool, len(mine))))
+
+    def swap(value):
+        if isinstance(value, str):
+            return NAME.sub(lambda m: mapping.get(m.group(), m.group()), value)
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    return {"question": swap(item["question"]), "answer": swap(item["answer"]),
+            **({"meta": swap(item["meta"])} if "meta" in item else {})}
 
 
 def reorder_sentences(text: str, rng: random.Random) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 
 @dataclass
@@ -22,12 +23,22 @@ class Generation:
 class Backend(Protocol):
     def chat(self, prompt: str | list[dict]) -> str: ...
 
-    def generate(self, prompts: list, max_new_tokens: int) -> list[Generation]: ...
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]: ...
 
-    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
-               seed: int) -> list[list[Generation]]: ...
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
+               stop: list[str] | None = None) -> list[list[Generation]]: ...
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]: ...
+
+
+def render_chat(tokenizer, prompt: str | list[dict], system_prompt: str | None, enable_thinking: bool | None) -> str:
+    """The exact text the model sees: chat template applied, generation prompt appended. A prompt is a user
+    message or a whole conversation (few-shot turns, a reflection follow-up). `enable_thinking` reaches templates
+    that read it (Qwen3); None leaves the template's default."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
 
 class HFBackend:
@@ -41,59 +52,65 @@ class HFBackend:
         self.device = next(model.parameters()).device
 
     def chat(self, prompt: str | list[dict]) -> str:
-        """The exact text the model sees: chat template applied, generation prompt appended. A prompt is a user
-        message or a whole conversation (few-shot turns, a reflection follow-up)."""
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
-        messages += [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        extra = {} if self.enable_thinking is None else {"enable_thinking": self.enable_thinking}
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
+        return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
+
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        encoded = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
+        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
+               stop: list[str] | None = None) -> list[list[Generation]]:
+        """n sampled replies per prompt, batched across prompts. Each reply draws from its own random stream,
+        seeded by `seed`, the prompt text and the sample index, so it does not depend on which other prompts
+        share the run or the batch."""
+        rows, seeds = [], []
+        for prompt in prompts:
+            text = self.chat(prompt)
+            ids = self.tok(text, add_special_tokens=False).input_ids
+            for j in range(n):
+                rows.append(ids)
+                seeds.append(_row_seed(seed, text, j))
+        flat = self._decode_rows(rows, max_new_tokens, stop or [], sampler=(temperature, seeds))
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
-        encoded = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
-        # Longest first: similar lengths share a batch (less padding), and memory peaks early, not at the end.
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
+    def _decode_rows(self, encoded: list[list[int]], max_new_tokens: int, stop: list[str],
+                     sampler: tuple[float, list[int]] | None) -> list[Generation]:
+        """Decode every row, `batch_size` rows at a time, longest prompts first (similar lengths share a batch:
+        less padding, and memory peaks early). Greedy, or sampling when `sampler` = (temperature, row seeds).
+        A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own); HF generate keeps
+        stopped rows in the batch until its last row stops — the vLLM backend does not."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = self._left_pad([encoded[i] for i in idx])
+            extra = {}
+            if sampler is not None:
+                extra["logits_processor"] = LogitsProcessorList(
+                    [GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device)])
+            if stop:
+                extra.update(stop_strings=stop, tokenizer=self.tok)
             t0 = time.perf_counter()
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                                      pad_token_id=self.tok.pad_token_id, top_p=None, top_k=None, temperature=None)
+                                      pad_token_id=self.tok.pad_token_id, top_p=None, top_k=None, temperature=None,
+                                      **extra)
             dt = (time.perf_counter() - t0) / len(idx)
             new = out[:, batch["input_ids"].shape[1] :]
             for row, i in zip(new.tolist(), idx):
-                results[i] = self._decode(row, eos, dt)
+                results[i] = self._decode(row, eos, dt, stop)
             self.on_progress(len(idx))
         return results  # type: ignore[return-value]
 
-    @torch.inference_mode()
-    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
-               seed: int) -> list[list[Generation]]:
-        """n sampled replies per prompt. Each prompt is sampled alone with its own seed (derived from `seed` and the
-        prompt text), so its samples do not depend on which other prompts share the run."""
-        eos = _stop_ids(self.tok, self.model)
-        out = []
-        for prompt in prompts:
-            text = self.chat(prompt)
-            ids = self.tok(text, add_special_tokens=False).input_ids
-            torch.manual_seed(seed * 1_000_003 + int(hashlib.sha256(text.encode()).hexdigest()[:8], 16))
-            batch = self._left_pad([ids] * n)
-            t0 = time.perf_counter()
-            gen = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True,
-                                      temperature=temperature, top_p=1.0, top_k=0, eos_token_id=eos,
-                                      pad_token_id=self.tok.pad_token_id)
-            dt = (time.perf_counter() - t0) / n
-            out.append([self._decode(row, eos, dt) for row in gen[:, len(ids) :].tolist()])
-            self.on_progress(1)
-        return out
-
-    def _decode(self, row: list[int], eos: list[int], latency: float) -> Generation:
-        n = next((k for k, t in enumerate(row) if t in eos), None)
-        tokens = row if n is None else row[:n]
-        return Generation(self.tok.decode(tokens, skip_special_tokens=True), len(tokens),
-                          "length" if n is None else "stop", latency)
+    def _decode(self, row: list[int], eos: list[int], latency: float, stop: list[str] = ()) -> Generation:
+        n = next((k for k, t in enumerate(row) if t in eos or t == self.tok.pad_token_id), None)  # HF pads a
+        tokens = row if n is None else row[:n]  # row after it stops (a stop string ends it without an eos token)
+        text = self.tok.decode(tokens, skip_special_tokens=True)
+        cut = min((text.find(s) for s in stop if s in text), default=-1)
+        if cut >= 0:  # a stop string ended the row: the reply is what came before it (as in OpenAI/vLLM APIs)
+            return Generation(text[:cut], len(tokens), "stop", latency)
+        return Generation(text, len(tokens), "length" if n is None else "stop", latency)
 
     @torch.inference_mode()
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
@@ -156,3 +173,24 @@ def _stop_ids(tokenizer, model) -> list[int]:
     if isinstance(end_turn, int) and end_turn != tokenizer.unk_token_id:
         ids.add(end_turn)
     return sorted(ids)
+
+
+class GumbelSampler(LogitsProcessor):
+    """Temperature sampling with one random stream per row, run inside greedy decoding: argmax(logits / T + Gumbel
+    noise) is an exact sample from softmax(logits / T) (the Gumbel-max trick). HF's own sampling draws from one
+    global RNG for the whole batch, which makes a row's sample depend on its batch-mates; here it cannot."""
+
+    def __init__(self, temperature: float, seeds: list[int], device):
+        self.temperature = temperature
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device)
+                             for g in self.generators])
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
+        return scores.float() / self.temperature + gumbel
+
+
+def _row_seed(seed: int, text: str, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{index}|{text}".encode()).hexdigest()
+    return int(digest[:15], 16)

@@ -31,37 +31,34 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                    shots: dict[str, list[dict]] | None = None) -> dict:
     """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `eval.json` into out_dir, where
     key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
-    lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
-    # Base weights + adapter weights: a retrained adapter gets a new key, never a stale result.
-    device = pick_device(model_cfg.device)
-    model_fp = (model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
-                + f"|{pick_dtype(model_cfg.dtype, device)}|{device}")  # bf16 and fp32 results differ
     shots = shots or {}
     plan, skipped = [], []
     for name in suites:
         for strategy in (eval_cfg.strategies if suite_cfgs[name].mode == "generate"
                          else [StrategyConfig(name="zero_shot")]):
+            if strategy.suites is not None and name not in strategy.suites:
+                continue
             if strategy.name == "few_shot" and len(shots.get(name, [])) < strategy.k:
                 # e.g. a held-out file whose every row is an eval item: no exemplar can be drawn without leaking
                 skipped.append({"suite": name, "strategy": "few_shot",
                                 "why": f"{len(shots.get(name, []))} exemplars available, k={strategy.k}"})
                 continue
-            plan.append((name, strategy))
-    total = sum(len(suites[name]) * (2 if s.name == "reflection" else 1) for name, s in plan)
+            plan.append((name, strategy, suites[name][: strategy.limit]))
+    total = sum(len(items) * _rows_per_item(s) for _, s, items in plan)
     for s in skipped:
         print(f"skipping {s['strategy']} on {s['suite']}: {s['why']}")
     store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
     with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
-        backend: Backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt,
-                                     model_cfg.enable_thinking, on_progress=lambda n: progress.advance(task, n))
+        backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter,
+                                         on_progress=lambda n: progress.advance(task, n))
         if store is not None:
             backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
         metrics = {}
         try:
-            for name, strategy in plan:
+            for name, strategy, items in plan:
                 key = result_name(name, strategy.name)
-                records, metrics[key] = evaluate_suite(backend, suites[name], suite_cfgs[name], eval_cfg, strategy,
+                records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
                                                        shots.get(name, []))
                 write_jsonl(out_dir / f"{key}.jsonl", records)
         finally:
@@ -73,6 +70,29 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                "suites": metrics}
     write_json(out_dir / "eval.json", summary)
     return summary
+
+
+def open_backend(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig, adapter: Path | None,
+                 on_progress=None) -> tuple[Backend, str]:
+    """(backend, model fingerprint for the results store). The fingerprint covers base weights + adapter weights
+    (a retrained adapter never reuses a stale result) and what changes numbers: backend, dtype, device."""
+    model_fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
+    if eval_cfg.backend == "vllm":
+        from driftlab.eval.vllm_backend import VLLMBackend
+
+        backend = VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt,
+                              model_cfg.enable_thinking, on_progress=on_progress)
+        return backend, model_fp + f"|vllm|{model_cfg.dtype}"
+    lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+    device = pick_device(model_cfg.device)
+    backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
+                        on_progress=on_progress)
+    return backend, model_fp + f"|{pick_dtype(model_cfg.dtype, device)}|{device}"
+
+
+def _rows_per_item(strategy: StrategyConfig) -> int:
+    """Generated sequences per item (what the progress bar counts)."""
+    return {"self_consistency": strategy.n, "reflection": 2}.get(strategy.name, 1)
 
 
 def result_name(suite: str, strategy: str) -> str:

@@ -68,21 +68,22 @@ class CachedBackend:
     def chat(self, prompt) -> str:
         return self.inner.chat(prompt)
 
-    def generate(self, prompts: list, max_new_tokens: int) -> list[Generation]:
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", **({"stop": stop} if stop else {})}
         return self._cached(
-            "generate", prompts, [{"max_new_tokens": max_new_tokens, "decoding": "greedy"}] * len(prompts),
-            lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens),
+            "generate", prompts, [params] * len(prompts),
+            lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens, stop),
             encode=_generation_dict, decode=lambda v: Generation(**v, cached=True))
 
-    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float,
-               seed: int) -> list[list[Generation]]:
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
+               stop: list[str] | None = None) -> list[list[Generation]]:
         params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
-                  "seed": seed}
+                  "seed": seed, "sampler": "gumbel-per-row", **({"stop": stop} if stop else {})}
         return self._cached(
             "sample", prompts, [params] * len(prompts),
-            lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed),
+            lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed, stop),
             encode=lambda gs: [_generation_dict(g) for g in gs],
-            decode=lambda v: [Generation(**g, cached=True) for g in v])
+            decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
         return self._cached(
@@ -90,28 +91,29 @@ class CachedBackend:
             lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]))
 
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
-                decode=lambda v: v) -> list:
+                decode=lambda v: v, rows_per_item: int = 1) -> list:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
         items `batch_size` at a time via compute(indices), and store each batch as soon as it is done."""
         keys = [result_key(self.model_fp, kind, self.inner.chat(p), pp) for p, pp in zip(prompts, params)]
         out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
         todo = [i for i, k in enumerate(keys) if k not in out]
-        self._report(len(prompts) - len(todo), len(todo))
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
+        self._report(len(prompts) - len(todo), len(todo), rows_per_item)
+        step = max(1, self.batch_size // rows_per_item)  # a batch of rows, not of items, between two stores
+        for start in range(0, len(todo), step):
+            idx = todo[start : start + step]
             fresh = {keys[i]: result for i, result in zip(idx, compute(idx))}
             self.store.put_many({k: encode(v) for k, v in fresh.items()})
             out.update(fresh)
         return [out[k] for k in keys]
 
-    def _report(self, hits: int, misses: int) -> None:
+    def _report(self, hits: int, misses: int, rows_per_item: int = 1) -> None:
         self.hits += hits
         self.misses += misses
         if hits:
             self.log(f"results store: {hits} cached, {misses} to compute")
             advance = getattr(self.inner, "on_progress", None)
             if advance:
-                advance(hits)
+                advance(hits * rows_per_item)
 
 
 def _generation_dict(g: Generation) -> dict:

@@ -34,22 +34,23 @@ class StrategyOutput:
 
 def run_strategy(strategy: StrategyConfig, backend: Backend, items: list[dict], suite: SuiteConfig,
                  max_new_tokens: int, shots: list[dict]) -> list[StrategyOutput]:
-    budget = strategy.max_new_tokens or max_new_tokens
+    budget, stop = strategy.max_new_tokens or max_new_tokens, strategy.stop
     if strategy.name == "zero_shot":
-        return [StrategyOutput(g) for g in backend.generate([it["prompt"] for it in items], budget)]
+        return [StrategyOutput(g) for g in backend.generate([it["prompt"] for it in items], budget, stop)]
     if strategy.name == "few_shot":
-        return [StrategyOutput(g) for g in backend.generate(few_shot_messages(items, shots, strategy.k), budget)]
+        return [StrategyOutput(g)
+                for g in backend.generate(few_shot_messages(items, shots, strategy.k), budget, stop)]
     if strategy.name == "cot":
-        return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget)]
+        return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget, stop)]
     if strategy.name == "self_consistency":
         samples = backend.sample([it["prompt"] for it in items], budget, strategy.n, strategy.temperature,
-                                 strategy.seed)
+                                 strategy.seed, stop)
         return [majority_vote(s, suite.scorer, it.get("choices")) for s, it in zip(samples, items)]
     if strategy.name == "reflection":
-        first = backend.generate([it["prompt"] for it in items], budget)
+        first = backend.generate([it["prompt"] for it in items], budget, stop)
         follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
                       {"role": "user", "content": REFLECT_INSTRUCTION}] for it, g in zip(items, first)]
-        second = backend.generate(follow_up, budget)
+        second = backend.generate(follow_up, budget, stop)
         return [StrategyOutput(_combined(g1, g2), initial_text=g1.text) for g1, g2 in zip(first, second)]
     raise ValueError(f"unknown strategy {strategy.name!r}")  # config validation makes this unreachable
 
