@@ -154,11 +154,29 @@ def copy_word(rng):
         yield {"question": f"Repeat this word exactly and write nothing else: {word}", "answer": word}
 
 
+TOPICS = ["the ocean", "volcanoes", "photosynthesis", "the moon", "bicycles", "bread", "rain", "libraries",
+          "elephants", "music", "friendship", "computers", "gardens", "mountains", "trains", "coffee", "winter",
+          "honey bees", "the internet", "chess", "recycling", "dinosaurs", "rivers", "clocks", "sleep", "soap",
+          "maps", "bridges", "tea", "stars"]
+ASKS = ["In one sentence, tell me about {t}.", "Give one interesting fact about {t}.",
+        "Describe {t} to a child in one sentence.", "Name two things that are related to {t}.",
+        "Write a one-line poem about {t}.", "Why do people care about {t}? Answer briefly.",
+        "What is one common misconception about {t}? Answer in one sentence."]
+
+
+def general_prompts(rng):
+    """Prompts with no gold answer, far from any reasoning task: the base model's replies to them are the
+    self-replay data (train.mix) and the reference for drift measurements."""
+    rows = [{"question": ask.format(t=t)} for t in TOPICS for ask in ASKS]
+    rng.shuffle(rows)
+    yield from rows
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, gen in [("capitals", capitals), ("opposites", opposites), ("categories", categories),
                       ("next_in_sequence", next_in_sequence), ("languages", languages), ("bigger", bigger),
-                      ("copy_word", copy_word)]:
+                      ("copy_word", copy_word), ("general_prompts", general_prompts)]:
         rows = list(gen(random.Random(1234)))
         (OUT / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")

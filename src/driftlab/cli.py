@@ -89,12 +89,18 @@ def data_build(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt,
 @app.command("train")
 def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
           variant: Optional[str] = typer.Option(None, help="Apply this variant's train overrides."),
+          resume: Optional[Path] = typer.Option(None, help="Continue this train run dir from its last checkpoint "
+                                                "(its own config and training set; other options are ignored)."),
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
-    """Fine-tune (LoRA via TRL SFTTrainer + PEFT) on the config's target task."""
-    from driftlab.data.build import write_data
-    from driftlab.train import train_lora
+    """Fine-tune on the config's target task (train.method: lora, dora, qlora, full, svf) with TRL."""
+    from driftlab.data.build import normalize, write_data
+    from driftlab.train import resume_training, train_model
 
     try:
+        if resume is not None:
+            summary = resume_training(resume)
+            console.print(f"resumed: {summary['artifact']}  final loss {summary['final_loss']}")
+            return
         cfg, bundle, resolved = _inputs(config, set_, model)
         train_cfg = cfg.train
         if variant:
@@ -106,28 +112,59 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         _fail(err)
     out_dir = _out_dir(out, cfg, "train")
     write_data(bundle, out_dir / "data")
+    exclude = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     try:
-        summary = train_lora(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed)
+        summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, exclude)
     except DriftlabError as err:
         _fail(err)
-    console.print(f"adapter: {summary['adapter']}  final loss {summary['final_loss']}  "
+    console.print(f"{summary['method']}: {summary['artifact']}  trainable {summary['trainable_params']:,} "
+                  f"({summary['trainable_fraction']:.3%})  final loss {summary['final_loss']:.4f}  "
                   f"{summary['tokens_per_s']:.0f} tokens/s")
+
+
+@app.command("svf-combine")
+def svf_combine(experts: list[Path] = typer.Argument(..., help="SVF expert dirs (or train run dirs holding expert/)."),
+                weights: Optional[list[float]] = typer.Option(None, "--weight", "-w",
+                                                              help="One per expert (repeatable); default: equal."),
+                out: Path = typer.Option(..., help="Dir for the combined expert (must not exist).")):
+    """Combine SVF experts into one: a weighted sum of their singular-value scales (Transformer²)."""
+    from driftlab.models import find_artifact
+    from driftlab.train.svf import EXPERT_META, combine_experts, is_expert, load_expert, save_vectors
+
+    try:
+        dirs = [find_artifact(e) for e in experts]
+        if not all(is_expert(d) for d in dirs):
+            raise DriftlabError(f"not SVF experts: {[str(d) for d in dirs if not is_expert(d)]}")
+        weights = list(weights or [1 / len(dirs)] * len(dirs))
+        if len(weights) != len(dirs):
+            raise DriftlabError(f"{len(dirs)} experts but {len(weights)} --weight values")
+        metas = [json.loads((d / EXPERT_META).read_text()) for d in dirs]
+        if len({m.get("base_fingerprint") for m in metas}) > 1:
+            raise DriftlabError("the experts were trained on different base models")
+        combined = combine_experts([load_expert(d) for d in dirs], weights)
+    except (DriftlabError, ValueError) as err:
+        _fail(err)
+    if out.exists():
+        _fail(DriftlabError(f"{out}: already exists; driftlab never overwrites"))
+    save_vectors(combined, out, {"base_fingerprint": metas[0].get("base_fingerprint"),
+                                 "combined_from": [str(d) for d in dirs], "weights": weights})
+    console.print(f"combined expert: {out}")
 
 
 @app.command("eval")
 def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
-             adapter: Optional[Path] = typer.Option(None, help="A PEFT adapter dir, or a train run dir holding "
-                                                    "adapter/, to apply to the model."),
+             adapter: Optional[Path] = typer.Option(None, help="What a fine-tune wrote: a PEFT adapter, an SVF "
+                                                    "expert, a full checkpoint, or the train run dir holding it."),
              no_cache: bool = NoCacheOpt,
              out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Evaluate a model (optionally with an adapter) on every suite of the config."""
     from driftlab.eval import evaluate_model
 
     try:
-        if adapter is not None and (adapter / "adapter" / "adapter_config.json").exists():
-            adapter = adapter / "adapter"  # a train run dir (runs/<...>/train/<variant>) names its adapter
-        if adapter is not None and not (adapter / "adapter_config.json").exists():
-            raise DriftlabError(f"{adapter}: not a PEFT adapter dir (no adapter_config.json)")
+        if adapter is not None:
+            from driftlab.models import find_artifact
+
+            adapter = find_artifact(adapter)
         cfg, bundle, resolved = _inputs(config, set_, model, no_cache)
     except DriftlabError as err:
         _fail(err)

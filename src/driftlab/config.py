@@ -110,12 +110,42 @@ class DataConfig(Strict):
         return self
 
 
+class MixSource(Strict):
+    """One replay source mixed into the training data (train.mix)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: Literal["reasoning_gym", "jsonl", "csv", "self_replay"] = Field(
+        description="self_replay: the base model's own replies to general prompts (generated once, cached).")
+    ratio: float = Field(gt=0, le=10, description="Items from this source per target training item (0.25 = one "
+                         "replay item for every four target items).")
+    task: str | None = None
+    task_kwargs: dict[str, Any] = Field(default_factory=dict)
+    path: Path | None = Field(None, description="jsonl/csv: the file; self_replay: a prompts file (JSONL with "
+                              "'question'), default the bundled general prompts.")
+    template: str = "{question}"
+    completion_template: str = "{answer}"
+    max_new_tokens: int = Field(64, ge=1, description="self_replay: reply length.")
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.source == "reasoning_gym" and not self.task:
+            raise ValueError("a reasoning_gym mix source needs 'task'")
+        if self.source in ("jsonl", "csv") and self.path is None:
+            raise ValueError(f"a {self.source} mix source needs 'path'")
+        return self
+
+
 class TrainConfig(Strict):
-    method: Literal["lora"] = "lora"
+    method: Literal["lora", "dora", "qlora", "full", "svf"] = Field(
+        "lora", description="lora/dora/qlora via PEFT; full: all (or the selected) weights; svf: Transformer² "
+        "singular-value scales. qlora needs a CUDA GPU.")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
+        "(q_proj, self_attn, mlp) or all-linear.")
+    layers: str | None = Field(None, description="Decoder blocks the method may change: 'a-b', 'top:k', or None "
+                               "for all (parameter isolation).")
     learning_rate: float = Field(1e-3, gt=0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -126,11 +156,33 @@ class TrainConfig(Strict):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
-    bf16: bool | None = Field(None, description="None = on only where the GPU supports bf16; never on CPU.")
+    eval_fraction: float = Field(0.0, ge=0, lt=0.5, description="Share of the training items held out to log an "
+                                 "eval loss every save_steps (needed by early stopping).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop when the held-out loss has not improved for this many evaluations (needs "
+        "eval_fraction > 0); the best checkpoint is kept.")
+    mix: list[MixSource] = Field(default_factory=list, description="Replay / multi-task sources mixed into the "
+                                 "target training data.")
+    augment_templates: list[str] = Field(
+        default_factory=list, description="Extra phrasings of the target prompt ('{question}' is the item); each "
+        "training item is rendered with one drawn at random from the target template and these.")
+    bf16: bool | None = Field(None, description="None = on where the hardware has bf16 (CUDA bf16, or a CPU with "
+                              "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
         None, description="None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs), on on GPU."
     )
+    liger: bool | None = Field(None, description="Liger kernels; None = on when on GPU and liger-kernel is installed.")
+    padding_free: bool | None = Field(
+        None, description="TRL padding-free batches; None = on when on GPU with flash-attn installed (it needs it).")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
     logging_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_eval(self):
+        if self.early_stopping_patience and self.eval_fraction <= 0:
+            raise ValueError("early_stopping_patience needs eval_fraction > 0 (a held-out loss to watch)")
+        return self
 
 
 class VariantConfig(Strict):
@@ -270,6 +322,8 @@ def _resolve_suite_paths(raw: dict, base: Path) -> None:
     if not isinstance(data, dict):
         return
     suites = [data.get("target")] + list(data.get("heldout") or [])
+    trains = [raw.get("train")] + [v.get("train") for v in raw.get("variants") or [] if isinstance(v, dict)]
+    suites += [m for t in trains if isinstance(t, dict) for m in (t.get("mix") or [])]  # replay files too
     for suite in suites:
         if isinstance(suite, dict) and isinstance(suite.get("path"), str):
             suite["path"] = str(resolve_suite_path(suite["path"], base))

@@ -124,7 +124,7 @@ def _find_embedded_gguf() -> Path:
 def fingerprint_dir(path: Path) -> str:
     """sha256 over the weight files (name + content), so two checkpoints match only if their weights do."""
     h = hashlib.sha256()
-    behaviour = {"config.json", "generation_config.json", "adapter_config.json"}  # stop ids, LoRA scaling, ...
+    behaviour = {"config.json", "generation_config.json", "adapter_config.json", "svf_expert.json"}  # stop ids, LoRA scaling, ...
     files = sorted(p for p in Path(path).iterdir()
                    if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"} or p.name in behaviour)
     for p in files:
@@ -185,14 +185,15 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def load_pretrained(model: ResolvedModel, dtype: str, device: str):
-    """(model, tokenizer) as from_pretrained gives them, on the CPU; a tokenizer without a pad token pads with eos.
-    Shared by training and inference so both load, and fail, the same way."""
+def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_config=None):
+    """(model, tokenizer) as from_pretrained gives them, on the CPU (4-bit ones on the GPU); a tokenizer without a
+    pad token pads with eos. Shared by training and inference so both load, and fail, the same way."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    extra = {"quantization_config": quantization_config, "device_map": {"": 0}} if quantization_config else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.path)
-        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device))
+        lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device), **extra)
     except OSError as err:  # not cached and no hub access, or not a model: one line, not a traceback
         raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
@@ -200,12 +201,34 @@ def load_pretrained(model: ResolvedModel, dtype: str, device: str):
     return lm, tokenizer
 
 
+ARTIFACT_DIRS = ("adapter", "expert", "model")  # what training writes: PEFT adapter, SVF expert, full weights
+
+
+def find_artifact(path: Path) -> Path:
+    """A fine-tune's output: a PEFT adapter dir, an SVF expert dir, a full checkpoint dir, or a train run dir
+    holding one of them. Anything else is one clear error."""
+    from driftlab.train.svf import is_expert
+
+    path = Path(path)
+    for candidate in [path] + [path / d for d in ARTIFACT_DIRS]:
+        if (candidate / "adapter_config.json").exists() or is_expert(candidate) or (candidate / "config.json").exists():
+            return candidate
+    raise ModelError(f"{path}: no PEFT adapter (adapter_config.json), SVF expert (svf_expert.json) or model "
+                     "checkpoint (config.json) there, nor in its adapter/, expert/ or model/ subdir")
+
+
 def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
-    """(model, tokenizer) ready for inference; an adapter dir is applied with PEFT and merged for speed."""
+    """(model, tokenizer) ready for inference. `adapter` is what a fine-tune wrote (see find_artifact): a PEFT
+    adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint replaces the base."""
+    from driftlab.train.svf import apply_expert, is_expert, load_expert
+
     device = pick_device(device)
-    lm, tokenizer = load_pretrained(model, dtype, device)
+    full = adapter is not None and not (Path(adapter) / "adapter_config.json").exists() and not is_expert(adapter)
+    lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(adapter), "") if full else model, dtype, device)
     lm = lm.to(device)
-    if adapter is not None:
+    if adapter is not None and is_expert(adapter):
+        lm = apply_expert(lm, load_expert(adapter))
+    elif adapter is not None and not full:
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()

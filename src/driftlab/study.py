@@ -15,12 +15,12 @@ from driftlab.compare.stats import at_floor
 from driftlab.config import StudyConfig
 from driftlab.errors import ConfigError
 from driftlab.data import build_data
-from driftlab.data.build import write_data
+from driftlab.data.build import normalize, write_data
 from driftlab.eval import evaluate_model
 from driftlab.models import resolve_model
 from driftlab.report import render_html, render_markdown
 from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
-from driftlab.train import train_lora
+from driftlab.train import train_model
 
 console = Console(stderr=True)
 
@@ -55,14 +55,15 @@ def run_study(cfg: StudyConfig) -> Path:
         base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
                               label="base", shots=bundle.shots)
     variants, comparisons, logs = [], [], {}
+    eval_prompts = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
         with stage(f"train:{variant.name}"):
-            summary = train_lora(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed)
+            summary = train_model(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts)
         with stage(f"eval:{variant.name}"):
             tuned = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval,
-                                   run_dir / "eval" / variant.name, adapter=train_dir / "adapter",
+                                   run_dir / "eval" / variant.name, adapter=Path(summary["artifact"]),
                                    label=variant.name, shots=bundle.shots)
         with stage(f"compare:{variant.name}"):
             result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)

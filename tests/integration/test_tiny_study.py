@@ -50,7 +50,10 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
 
     train = study["variants"][0]["train"]
     assert train["steps"] == 6 and 0 < train["trainable_fraction"] < 1
-    assert train["bf16"] is False and train["gradient_checkpointing"] is False  # CPU defaults
+    from driftlab.train.sft import _has_bf16
+
+    assert train["bf16"] is _has_bf16("cpu") and train["gradient_checkpointing"] is False  # CPU defaults
+    assert train["peak_memory_mb"] > 0 and (run / "train/lora/tensorboard").is_dir()
     log = [json.loads(line) for line in (run / "train/lora/train_log.jsonl").read_text().splitlines()]
     assert {"loss", "learning_rate", "grad_norm", "tokens_per_s"} <= set(log[1])
     losses = [r["loss"] for r in log if "loss" in r]

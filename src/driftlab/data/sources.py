@@ -42,6 +42,12 @@ def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]
     return _collect(path, _jsonl_rows(path), on_bad_row)
 
 
+def prompt_items(path: Path) -> list[dict]:
+    """Prompts without gold answers (JSONL rows with a non-empty 'question'): self-replay and drift prompts."""
+    path = _existing_file(path)
+    return _collect(path, _jsonl_rows(path, parse_row=_parse_prompt_row), "error")[0]
+
+
 def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
     """Rows of a user CSV file with a header (question, answer, optional choices as 'a|b|c', other columns kept as
     meta); same validation and error style as JSONL, lines counted as the file's physical lines."""
@@ -66,7 +72,8 @@ def _collect(path: Path, rows, on_bad_row: str) -> tuple[list[dict], int]:
     return items, skipped
 
 
-def _jsonl_rows(path: Path):
+def _jsonl_rows(path: Path, parse_row=None):
+    parse_row = parse_row or _parse_row
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -75,7 +82,7 @@ def _jsonl_rows(path: Path):
                 yield lineno, _fail("not valid UTF-8")
                 continue
             if line.strip():
-                yield lineno, (lambda line=line: _parse_row(line))
+                yield lineno, (lambda line=line: parse_row(line))
 
 
 def _csv_rows(path: Path):
@@ -123,6 +130,16 @@ def _parse_row(line: str) -> dict:
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
     return _validate(row)
+
+
+def _parse_prompt_row(line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise ValueError("expected a JSON object with a non-empty 'question'")
+    return {"question": row["question"]}
 
 
 def _validate(row) -> dict:

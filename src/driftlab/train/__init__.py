@@ -1,5 +1,5 @@
-"""Stage 2 — train: fine-tune the base model with TRL + PEFT."""
+"""Stage 2 — train: fine-tune the base model with TRL (+ PEFT), one method per `train.method`."""
 
-from driftlab.train.lora import train_lora
+from driftlab.train.sft import resume_training, train_model
 
-__all__ = ["train_lora"]
+__all__ = ["train_model", "resume_training"]

@@ -1,15 +1,22 @@
-"""Training log: one JSON line per logging step (loss, learning rate, grad norm, tokens/s) in the run dir."""
+"""Training callbacks: the run dir's JSONL log, and the guard that stops on a non-finite loss."""
 
 from __future__ import annotations
 
 import json
+import math
+import resource
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "train_loss", "mean_token_accuracy", "entropy")
+
 
 class JsonlLogCallback(TrainerCallback):
+    """One JSON line per logging step: loss, eval loss, learning rate, grad norm, tokens/s, peak memory (and GPU
+    utilisation on a GPU). Appends, so a resumed run continues the same log."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict] = []
@@ -27,14 +34,43 @@ class JsonlLogCallback(TrainerCallback):
         now = time.perf_counter()
         tokens = state.num_input_tokens_seen
         row = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
-        for key in ("loss", "learning_rate", "grad_norm", "train_loss", "mean_token_accuracy", "entropy"):
-            if key in logs:
-                row[key] = logs[key]
+        row.update({k: logs[k] for k in LOGGED if k in logs})
         if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
             row["tokens_per_s"] = (tokens - self._last_tokens) / (now - self._last_time)
+            self._last_time, self._last_tokens = now, tokens
         row["tokens_seen"] = tokens
-        self._last_time, self._last_tokens = now, tokens
+        row.update(_memory())
         self.rows.append(row)
         # Appending one line is atomic enough for a log (a torn last line is skipped by readers).
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """A NaN/inf loss stops the run before the next checkpoint is written, so the last checkpoint on disk is the
+    last good one; the caller turns `bad_step` into one clear error."""
+
+    def __init__(self):
+        self.bad_step: int | None = None
+        self.bad_value: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss) and self.bad_step is None:
+            self.bad_step, self.bad_value = state.global_step, loss
+            control.should_training_stop = True
+            control.should_save = False
+        return control
+
+
+def _memory() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        out = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20}
+        try:
+            out["gpu_utilization"] = torch.cuda.utilization()  # needs pynvml; optional
+        except Exception:
+            pass
+        return out
+    return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB

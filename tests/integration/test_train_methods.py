@@ -1,0 +1,216 @@
+"""Every training method on the tiny random Qwen3: the loss goes down, isolation restricts what changes, a killed
+run resumes to the same end, SVF experts combine, replay mixes in, a non-finite loss stops the run."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from driftlab.config import ModelConfig, TrainConfig
+from driftlab.data.build import normalize
+from driftlab.errors import ConfigError, DriftlabError
+from driftlab.models import load_model, resolve_model
+from driftlab.train import resume_training, train_model
+from driftlab.train.methods import layer_range
+
+ITEMS = [{"id": f"t{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1),
+          "prompt": f"What is {i} + {i + 1}?", "completion": f"Answer: {2 * i + 1}"} for i in range(32)]
+
+
+def _model(tiny_model_dir):
+    return resolve_model(str(tiny_model_dir))
+
+
+def _train(tiny_model_dir, out, **over):
+    cfg = TrainConfig(**{"batch_size": 8, "max_steps": 8, "save_steps": 4, "learning_rate": 5e-3,
+                         "warmup_ratio": 0.0, "report_to": [], **over})
+    return train_model(_model(tiny_model_dir), ModelConfig(), cfg, ITEMS, out, seed=0)
+
+
+def _losses(out):
+    return [r["loss"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+@pytest.mark.parametrize("method, lr", [("lora", 5e-3), ("dora", 5e-3), ("full", 1e-3), ("svf", 2e-2)])
+def test_each_method_lowers_the_loss(tiny_model_dir, tmp_path, method, lr):
+    summary = _train(tiny_model_dir, tmp_path / method, method=method, learning_rate=lr)
+    losses = _losses(tmp_path / method)
+    assert sum(losses[-2:]) / 2 < losses[0], losses
+    assert 0 < summary["trainable_params"] <= summary["total_params"]
+    artifact = tmp_path / method / {"lora": "adapter", "dora": "adapter", "full": "model", "svf": "expert"}[method]
+    assert summary["artifact"] == str(artifact) and artifact.is_dir()
+    model, _ = load_model(_model(tiny_model_dir), adapter=artifact)  # what eval will load
+    base, _ = load_model(_model(tiny_model_dir))
+    changed = [n for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters()) if not torch.equal(p, q)]
+    assert changed, f"{method}: the trained artifact changes nothing"
+    if method == "dora":
+        assert json.loads((artifact / "adapter_config.json").read_text())["use_dora"] is True
+
+
+def test_qlora_without_cuda_is_one_clear_error(tiny_model_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: qlora runs there (benchmarks/)")
+    with pytest.raises(DriftlabError, match="qlora needs a CUDA GPU"):
+        _train(tiny_model_dir, tmp_path / "q", method="qlora")
+
+
+def test_isolation_trains_only_the_selected_blocks_and_modules(tiny_model_dir, tmp_path):
+    full = _train(tiny_model_dir, tmp_path / "all", method="full", max_steps=1)
+    top = _train(tiny_model_dir, tmp_path / "top", method="full", max_steps=1, layers="top:1",
+                 target_modules=["self_attn"])
+    attn_params = sum(p.numel() for n, p in load_model(_model(tiny_model_dir))[0].named_parameters()
+                      if ".layers.1.self_attn." in n and n.endswith(".weight") and "norm" not in n)
+    assert top["trainable_params"] == attn_params < full["trainable_params"] == full["total_params"]
+    lora_top = _train(tiny_model_dir, tmp_path / "lt", max_steps=1, layers="1-1")
+    lora_all = _train(tiny_model_dir, tmp_path / "la", max_steps=1)
+    assert lora_all["trainable_params"] == 2 * lora_top["trainable_params"]  # 2 blocks, same modules each
+    assert layer_range("top:2", 30) == {28, 29} and layer_range("3-5", 30) == {3, 4, 5}
+    with pytest.raises(ConfigError, match="blocks 0-1"):
+        _train(tiny_model_dir, tmp_path / "bad", layers="5-9")
+
+
+def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatch):
+    reference = _train(tiny_model_dir, tmp_path / "ref", save_steps=3)
+
+    from driftlab.train import callbacks
+
+    class Killed(Exception):
+        pass
+
+    original = callbacks.JsonlLogCallback.on_log
+
+    def dies_at_step_5(self, args, state, control, logs=None, **kw):
+        original(self, args, state, control, logs=logs, **kw)
+        if state.global_step == 5:
+            raise Killed  # after checkpoint-3, before checkpoint-6: like a kill -9 mid-run
+
+    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies_at_step_5)
+    with pytest.raises(Killed):
+        _train(tiny_model_dir, tmp_path / "run", save_steps=3)
+    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)
+    assert not (tmp_path / "run" / "adapter").exists()
+    resumed = resume_training(tmp_path / "run")
+    assert resumed["resumed"] and resumed["steps"] == reference["steps"] == 8
+    final, ref_final = _losses(tmp_path / "run")[-1], _losses(tmp_path / "ref")[-1]
+    assert abs(final - ref_final) <= 0.01 * ref_final, (final, ref_final)
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(DriftlabError, match="not a driftlab train run"):
+        resume_training(tmp_path)
+
+
+def test_svf_experts_combine_at_inference(tiny_model_dir, tmp_path):
+    from driftlab.train.svf import combine_experts, load_expert, save_vectors
+
+    a = _train(tiny_model_dir, tmp_path / "a", method="svf", learning_rate=2e-2)
+    items_b = [{**it, "completion": f"The answer is {it['answer']}."} for it in ITEMS]
+    cfg = TrainConfig(method="svf", batch_size=8, max_steps=8, learning_rate=2e-2, report_to=[])
+    b = train_model(_model(tiny_model_dir), ModelConfig(), cfg, items_b, tmp_path / "b", seed=1)
+    za, zb = load_expert(a["artifact"]), load_expert(b["artifact"])
+    mixed = save_vectors(combine_experts([za, zb], [0.5, 0.5]), tmp_path / "ab")
+    name = sorted(za)[0]
+    assert torch.allclose(load_expert(mixed)[name], (za[name] + zb[name]) / 2)
+
+    x = torch.tensor([[5, 9, 12, 40, 7]])
+    logits = {}
+    for key, adapter in [("base", None), ("a", a["artifact"]), ("b", b["artifact"]), ("ab", mixed)]:
+        with torch.no_grad():
+            logits[key] = load_model(_model(tiny_model_dir), adapter=adapter)[0](x).logits
+    for other in ("base", "a", "b"):
+        assert not torch.allclose(logits["ab"], logits[other], atol=1e-5), other
+
+
+def test_svf_with_unit_scales_is_the_base_model(tiny_model_dir):
+    from driftlab.train.svf import apply_svf
+
+    base, _ = load_model(_model(tiny_model_dir))
+    wrapped, _ = load_model(_model(tiny_model_dir))
+    apply_svf(wrapped, ["model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj"])
+    x = torch.tensor([[5, 9, 12, 40, 7]])
+    with torch.no_grad():
+        assert torch.allclose(base(x).logits, wrapped(x).logits, atol=1e-4)
+
+
+class ReplyBackend:
+    """Stands in for the base model's backend in self-replay (the tiny random model never ends a reply)."""
+
+    def __init__(self):
+        self.asked = []
+
+    def chat(self, prompt):
+        return f"<user>{prompt}"
+
+    def generate(self, prompts, max_new_tokens, stop=None):
+        from driftlab.eval.backend import Generation
+
+        self.asked += prompts
+        return [Generation(f"A short reply to: {p}", 5, "length" if "poem" in p else "stop", 0.01) for p in prompts]
+
+
+def test_replay_mix_and_augmentation(tiny_model_dir, tmp_path, monkeypatch):
+    import driftlab.eval.run
+
+    monkeypatch.setenv("DRIFTLAB_HOME", str(tmp_path / "home"))
+    fake = ReplyBackend()
+    monkeypatch.setattr(driftlab.eval.run, "open_backend", lambda *a, **k: (fake, "fp"))
+    mix = [{"name": "logic", "source": "reasoning_gym", "task": "basic_arithmetic", "ratio": 0.25,
+            "task_kwargs": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
+           {"name": "self", "source": "self_replay", "ratio": 0.25}]
+    summary = _train(tiny_model_dir, tmp_path / "m", max_steps=2, mix=mix,
+                     augment_templates=["Q: {question}", "Solve: {question}"])
+    rows = [json.loads(line) for line in (tmp_path / "m/train_set.jsonl").read_text().splitlines()]
+    assert summary["mix"]["sources"]["logic"]["items"] == 8 == sum(r.get("suite") == "mix:logic" for r in rows)
+    replay = [r for r in rows if r.get("suite") == "mix:self"]
+    assert len(replay) == 8 and len(rows) == 48
+    assert all(r["completion"] == f"A short reply to: {r['question']}" for r in replay)
+    assert not any("poem" in r["question"] for r in replay)  # cut-off replies are not trained on
+    assert any(r["prompt"].startswith(("Q: ", "Solve: ")) for r in rows if r["id"].startswith("t"))
+    asked = len(fake.asked)
+    _train(tiny_model_dir, tmp_path / "m2", max_steps=1, mix=mix)
+    assert len(fake.asked) == asked  # generated once: the second run reads the results store
+
+
+def test_replay_never_uses_eval_prompts(tiny_model_dir, tmp_path):
+    from driftlab.data.sources import reasoning_gym_items
+
+    kwargs = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    from driftlab.train.mix import MIX_SEED_OFFSET
+
+    would_draw = reasoning_gym_items("basic_arithmetic", kwargs, 20, 0 + MIX_SEED_OFFSET, "k")
+    exclude = {normalize(r["question"]) for r in would_draw[:3]}
+    cfg = TrainConfig(batch_size=8, max_steps=1, report_to=[], mix=[
+        {"name": "r", "source": "reasoning_gym", "task": "basic_arithmetic", "ratio": 0.25, "task_kwargs": kwargs}])
+    s = train_model(_model(tiny_model_dir), ModelConfig(), cfg, ITEMS, tmp_path / "x", 0, exclude)
+    rows = [json.loads(line) for line in (tmp_path / "x/train_set.jsonl").read_text().splitlines()]
+    assert not {normalize(r["question"]) for r in rows} & exclude
+    assert s["mix"]["sources"]["r"]["removed_eval_overlap"] >= 1
+
+
+def test_nonfinite_loss_stops_without_saving():
+    from transformers import TrainerControl, TrainerState
+
+    from driftlab.train.callbacks import NonFiniteLossGuard
+
+    guard, state, control = NonFiniteLossGuard(), TrainerState(), TrainerControl(should_save=True)
+    state.global_step = 7
+    guard.on_log(None, state, control, logs={"loss": 1.0})
+    assert not control.should_training_stop and guard.bad_step is None
+    guard.on_log(None, state, control, logs={"loss": math.nan})
+    assert control.should_training_stop and not control.should_save and guard.bad_step == 7
+
+
+def test_diverging_run_is_one_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(DriftlabError, match=r"loss became (nan|inf) at step \d+; last good checkpoint"):
+        _train(tiny_model_dir, tmp_path / "nan", method="full", learning_rate=1e38)
+    assert not (tmp_path / "nan" / "model").exists()
+
+
+def test_early_stopping_watches_a_held_out_loss(tiny_model_dir, tmp_path):
+    s = _train(tiny_model_dir, tmp_path / "es", eval_fraction=0.25, early_stopping_patience=1, save_steps=1,
+               max_steps=30, learning_rate=5e-2)
+    log = [json.loads(line) for line in (tmp_path / "es/train_log.jsonl").read_text().splitlines()]
+    assert any("eval_loss" in r for r in log) and s["best_eval_loss"] is not None
+    assert s["eval_items"] == 8 and s["train_items"] == 24
+    assert s["stopped_early"] and s["steps"] < 30
