@@ -94,6 +94,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Fine-tune on the config's target task (train.method: lora, dora, qlora, full, svf) with TRL."""
     from driftlab.data.build import normalize, write_data
+    from driftlab.runs import is_main_process
     from driftlab.train import resume_training, train_model
 
     try:
@@ -111,12 +112,15 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
     except DriftlabError as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "train")
-    write_data(bundle, out_dir / "data")
+    if is_main_process():
+        write_data(bundle, out_dir / "data")
     exclude = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     try:
         summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, exclude)
     except DriftlabError as err:
         _fail(err)
+    if not is_main_process():
+        return
     console.print(f"{summary['method']}: {summary['artifact']}  trainable {summary['trainable_params']:,} "
                   f"({summary['trainable_fraction']:.3%})  final loss {summary['final_loss']:.4f}  "
                   f"{summary['tokens_per_s']:.0f} tokens/s")
@@ -233,8 +237,14 @@ def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 
 
 def _out_dir(out: Optional[Path], cfg, command: str) -> Path:
-    from driftlab.runs import new_run_dir
+    from driftlab.runs import is_main_process, new_run_dir, world_size
 
+    if world_size() > 1:  # under accelerate launch every rank must agree on one dir, and only rank 0 checks it
+        if out is None:
+            _fail(DriftlabError("a distributed launch needs --out (one run dir shared by every process)"))
+        if not is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            return out
     if out is None:
         return new_run_dir(cfg.runs_dir, f"{cfg.name}-{command}")
     if out.exists() and any(out.iterdir()):

@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+def world_size() -> int:
+    """Processes in this launch (`accelerate launch` / torchrun set WORLD_SIZE); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 writes the run dir's files; the other ranks of a distributed launch only train."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def new_run_dir(runs_dir: Path, name: str) -> Path:
     """Create `runs_dir/<UTC timestamp>-<name>/`; never reuses an existing directory."""
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     assert {"prompt", "output", "extracted", "gold", "correct", "latency_s"} <= set(samples[0])
     md = (run / "report.md").read_text()
     assert "## Strategies × variants" in md and "| arithmetic | self_consistency | lora |" in md
+    assert f"| lora | lora | {train['trainable_params']:,} (" in md and "<h2>Training</h2>" in (run / "report.html").read_text()
     html = (run / "report.html").read_text()
     assert "Strategies × variants" in html
     assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained: plotly.js inlined

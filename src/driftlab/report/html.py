@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftlab.compare.stats import wilson_interval
-from driftlab.report.markdown import strategy_rows, verdict
+from driftlab.report.markdown import strategy_rows, training_rows, verdict
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
@@ -38,6 +38,7 @@ seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
 floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
 {_strategy_table(study)}
+{_training_table(study)}
 <h2>Plots</h2>{plots}
 </body></html>
 """
@@ -90,6 +91,10 @@ def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
         pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
         fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
                         line={"color": COLORS[(k + 1) % len(COLORS)]})
+        held = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+        if held:
+            fig.add_scatter(name=f"{name} (held-out)", x=[p[0] for p in held], y=[p[1] for p in held],
+                            mode="lines+markers", line={"color": COLORS[(k + 1) % len(COLORS)], "dash": "dot"})
     fig.update_layout(title="Training loss (completion tokens)", xaxis_title="step", yaxis_title="loss", height=360)
     return fig
 
@@ -120,6 +125,19 @@ def _strategy_table(study: dict) -> str:
     return ("<h2>Strategies × variants</h2><table><tr><th class=l>suite</th><th class=l>strategy</th>"
             "<th class=l>model</th><th>accuracy</th><th>format</th><th>latency p50 (s)</th><th>tokens/s</th>"
             f"<th>consistency</th></tr>{body}</table>")
+
+
+def _training_table(study: dict) -> str:
+    if not study["variants"]:
+        return ""
+    body = "".join(
+        f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{r['method']}</td>"
+        f"<td>{r['trainable']:,}</td><td>{100 * r['fraction']:.3f}%</td><td class=l>{html.escape(r['mix'])}</td>"
+        f"<td>{r['steps']}</td><td>{r['tokens_per_s']:.0f}</td><td>{r['first_loss']}</td><td>{r['final_loss']}</td>"
+        f"<td>{r['wall_s']:.0f}</td></tr>" for r in training_rows(study))
+    return ("<h2>Training</h2><table><tr><th class=l>variant</th><th class=l>method</th><th>trainable params</th>"
+            "<th>fraction</th><th class=l>replay</th><th>steps</th><th>tokens/s</th><th>first loss</th>"
+            f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
 
 
 def _table(study: dict) -> str:

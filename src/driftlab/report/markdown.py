@@ -49,19 +49,32 @@ def render_markdown(study: dict) -> str:
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
     lines += strategy_table(study)
-    lines += ["## Training", "", "| variant | trainable params | steps | tokens | tokens/s | first loss | final loss |"
-              " wall (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for v in study["variants"]:
-        t = v["train"]
-        lines.append(f"| {v['name']} | {t['trainable_params']:,} ({t['trainable_fraction']:.2%}) | {t['steps']} | "
-                     f"{t['tokens']:,} | {t['tokens_per_s']:.0f} | {_num(t['first_loss'])} | {_num(t['final_loss'])} | "
-                     f"{t['wall_s']:.0f} |")
+    lines += ["## Training", "", "| variant | method | trainable params | replay | steps | tokens | tokens/s | "
+              "first loss | final loss | wall (s) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in training_rows(study):
+        lines.append(f"| {r['variant']} | {r['method']} | {r['trainable']:,} ({r['fraction']:.3%}) | {r['mix']} | "
+                     f"{r['steps']} | {r['tokens']:,} | {r['tokens_per_s']:.0f} | {r['first_loss']} | "
+                     f"{r['final_loss']} | {r['wall_s']:.0f} |")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in study["timings_s"].items()]
     lines += ["", "## Data", "", f"Train items: {study['data']['train']}. Train/eval prompt overlap removed: "
               f"{study['data']['contamination']['removed_from_train']}; remaining overlap: "
               f"{study['data']['contamination']['train_eval_overlap_after_removal']}.", ""]
     return "\n".join(lines)
+
+
+def training_rows(study: dict) -> list[dict]:
+    """One row per variant: what it trained (method, trainable parameters, replay) and how the run went."""
+    rows = []
+    for v in study["variants"]:
+        t = v["train"]
+        mix = (t.get("mix") or {}).get("sources") or {}
+        rows.append({"variant": v["name"], "method": t["method"], "trainable": t["trainable_params"],
+                     "fraction": t["trainable_fraction"], "steps": t["steps"], "tokens": t["tokens"],
+                     "tokens_per_s": t["tokens_per_s"], "first_loss": _num(t["first_loss"]),
+                     "final_loss": _num(t["final_loss"]), "wall_s": t["wall_s"],
+                     "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none"})
+    return rows
 
 
 def strategy_rows(study: dict) -> list[dict]:

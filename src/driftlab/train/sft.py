@@ -10,6 +10,7 @@ checkpoint (optimizer, scheduler, RNG and data position come back with it: HF Tr
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from driftlab.config import ModelConfig, TrainConfig
 from driftlab.errors import DriftlabError
 from driftlab.models import ResolvedModel, load_pretrained, pick_device
-from driftlab.runs import read_jsonl, write_json, write_jsonl
+from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard
 from driftlab.train.methods import prepare, quantization_config
 
@@ -31,12 +32,17 @@ def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCo
     from driftlab.train.mix import build_training_set
 
     out_dir = Path(out_dir)
+    if train_cfg.method == "svf" and world_size() > 1 and os.environ.get("ACCELERATE_USE_FSDP", "false") == "true":
+        raise DriftlabError("train.method=svf under FSDP is not supported (its scale vectors would be sharded); "
+                            "use configs/accelerate/multi_gpu.yaml")
+    # Every rank builds the same training set (deterministic for the seed); rank 0 writes it down.
     train_set, mix_report = build_training_set(items, train_cfg, model, model_cfg, seed, exclude_prompts or set())
-    write_jsonl(out_dir / "train_set.jsonl", train_set)
-    write_json(out_dir / "train_config.json", {
-        "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
-        "model_config": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-        "seed": seed, "mix": mix_report})
+    if is_main_process():
+        write_jsonl(out_dir / "train_set.jsonl", train_set)
+        write_json(out_dir / "train_config.json", {
+            "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
+            "model_config": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
+            "seed": seed, "mix": mix_report})
     return _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, resume=False)
 
 
@@ -62,7 +68,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
            seed: int, mix_report: dict, resume: bool) -> dict:
     import torch
     from datasets import Dataset
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
     from trl.trainer.callbacks import RichProgressCallback
 
@@ -122,6 +128,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the rich bar and train_log.jsonl suffice
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = base_params
 
@@ -164,8 +171,10 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "train_loss": result.training_loss,
         "best_eval_loss": min(eval_losses) if eval_losses else None,
         "config": cfg.model_dump(mode="json"),
+        "world_size": world_size(),
     }
-    write_json(out_dir / "train.json", summary)
+    if is_main_process():
+        write_json(out_dir / "train.json", summary)
     return summary
 
 
@@ -181,15 +190,17 @@ def to_conversation(item: dict, system_prompt: str | None = None, enable_thinkin
 
 
 def _save_artifact(trainer, tokenizer, cfg: TrainConfig, path: Path, model: ResolvedModel) -> Path:
+    """adapter/ (PEFT safetensors + adapter_config.json), expert/ (SVF) or model/ (full weights + tokenizer).
+    Trainer.save_model runs on every rank: under FSDP/ZeRO-3 it gathers the shards, and rank 0 writes."""
     if cfg.method == "svf":
         from driftlab.train.svf import save_expert
 
-        return save_expert(trainer.model, path, {"base_fingerprint": model.fingerprint})
-    if cfg.method == "full":
-        trainer.save_model(str(path))
-        tokenizer.save_pretrained(str(path))
+        if is_main_process():
+            save_expert(trainer.model, path, {"base_fingerprint": model.fingerprint})
         return path
-    trainer.model.save_pretrained(str(path))  # PEFT: adapter_model.safetensors + adapter_config.json
+    trainer.save_model(str(path))
+    if cfg.method == "full" and is_main_process():
+        tokenizer.save_pretrained(str(path))
     return path
 
 
