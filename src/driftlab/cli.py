@@ -186,6 +186,40 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
     console.print(f"results written to {out_dir}")
 
 
+@app.command("probe")
+def probe(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
+          adapter: Optional[Path] = typer.Option(None, help="What a fine-tune wrote (adapter, SVF expert, full "
+                                                 "checkpoint) or its train run dir; default: the base model."),
+          probes: Optional[str] = typer.Option(None, help="Comma-separated subset of faithfulness, diversity, "
+                                               "drift, shortcuts; default: the config's probes.run, else all."),
+          no_cache: bool = NoCacheOpt,
+          out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
+    """Run probes (CoT faithfulness, diversity/format collapse, drift, shortcuts) on one model."""
+    from driftlab.models import find_artifact
+    from driftlab.probes.run import run_probes
+
+    overrides = list(set_ or [])
+    if probes:
+        overrides.append(f"probes.run=[{probes}]")
+    try:
+        cfg, bundle, resolved = _inputs(config, overrides, model, no_cache)
+        if not cfg.probes.run:
+            cfg.probes.run = ["faithfulness", "diversity", "drift", "shortcuts"]
+        artifact = find_artifact(adapter) if adapter is not None else None
+    except DriftlabError as err:
+        _fail(err)
+    out_dir = _out_dir(out, cfg, "probe")
+    name = cfg.probes.suite or cfg.data.target.name
+    suite = next(s for s in [cfg.data.target, *cfg.data.heldout] if s.name == name)
+    try:
+        summary = run_probes(resolved, cfg.model, cfg.eval, cfg.probes, suite, bundle.suites[name],
+                             bundle.shots.get(name, []), out_dir, artifact)
+    except DriftlabError as err:
+        _fail(err)
+    console.print_json(json.dumps(summary["probes"]))
+    console.print(f"probe results written to {out_dir} (seconds per probe: {summary['timings_s']})")
+
+
 @app.command("compare")
 def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds eval.json)."),
             tuned: Path = typer.Argument(..., help="Eval dir of the tuned model, on the same items."),

@@ -227,6 +227,31 @@ class EvalConfig(Strict):
         return self
 
 
+class ProbesConfig(Strict):
+    run: list[Literal["faithfulness", "diversity", "drift", "shortcuts"]] = Field(
+        default_factory=list, description="Probes to run on base and every variant (none by default).")
+    suite: str | None = Field(None, description="Suite the item probes use; default the target.")
+    limit: int = Field(20, ge=1, description="Items of that suite the probes use (the first N).")
+    fractions: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0],
+                                   description="Early answering: where the chain is cut (0 = no chain, 1 = whole).")
+    samples: int = Field(5, ge=2, description="Diversity: samples per item (matches self_consistency's n when "
+                         "both run: the results store then hands the same samples back).")
+    temperature: float = Field(0.7, gt=0)
+    drift_prompts: int = Field(40, ge=1, description="Drift: how many bundled general prompts.")
+    drift_max_new_tokens: int = Field(96, ge=1, description="Drift: length of the base model's replies.")
+    drift_text: Path | None = Field(None, description="Drift: optional text file for NLL of base and tuned.")
+    alt_template: str | None = Field(
+        "Solve this: {question}\nWrite your final line as 'Answer: <number>'.",
+        description="Shortcuts: another phrasing of the probe suite at equal difficulty (None: skip template_flip).")
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        f = self.fractions
+        if len(f) < 2 or f != sorted(f) or f[0] < 0 or f[-1] > 1:
+            raise ValueError("fractions must be at least two increasing values in [0, 1]")
+        return self
+
+
 class CompareConfig(Strict):
     n_bootstrap: int = Field(10_000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -246,10 +271,13 @@ class StudyConfig(Strict):
     variants: list[VariantConfig] = Field(default_factory=lambda: [VariantConfig(name="lora")])
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
 
     @model_validator(mode="after")
     def _strategy_suites_exist(self):
         known = [self.data.target.name] + [s.name for s in self.data.heldout]
+        if self.probes.suite is not None and self.probes.suite not in known:
+            raise ValueError(f"probes.suite: no suite named {self.probes.suite!r} (suites: {', '.join(known)})")
         for i, strategy in enumerate(self.eval.strategies):
             for name in strategy.suites or []:
                 if name not in known:

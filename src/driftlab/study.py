@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 
 from driftlab.compare import compare_evals
+from driftlab.compare.paired import compare_probe
 from driftlab.compare.stats import at_floor
 from driftlab.config import StudyConfig
 from driftlab.errors import ConfigError
@@ -18,6 +19,7 @@ from driftlab.data import build_data
 from driftlab.data.build import normalize, write_data
 from driftlab.eval import evaluate_model
 from driftlab.models import resolve_model
+from driftlab.probes.run import run_probes
 from driftlab.report import render_html, render_markdown
 from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
 from driftlab.train import train_model
@@ -54,6 +56,17 @@ def run_study(cfg: StudyConfig) -> Path:
     with stage("eval_base"):
         base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
                               label="base", shots=bundle.shots)
+    probe_suite = cfg.probes.suite or cfg.data.target.name
+
+    def probe(name: str, adapter: Path | None) -> dict | None:
+        if not cfg.probes.run:
+            return None
+        with stage(f"probes:{name}"):
+            return run_probes(model, cfg.model, cfg.eval, cfg.probes, suite_cfgs[probe_suite],
+                              bundle.suites[probe_suite], bundle.shots.get(probe_suite, []),
+                              run_dir / "probes" / name, adapter)
+
+    probes = {"base": probe("base", None), "variants": {}, "comparisons": []}
     variants, comparisons, logs = [], [], {}
     eval_prompts = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     for variant in cfg.variants:
@@ -65,8 +78,13 @@ def run_study(cfg: StudyConfig) -> Path:
             tuned = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval,
                                    run_dir / "eval" / variant.name, adapter=Path(summary["artifact"]),
                                    label=variant.name, shots=bundle.shots)
+        probes["variants"][variant.name] = probe(variant.name, Path(summary["artifact"]))
         with stage(f"compare:{variant.name}"):
             result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
+            for name in cfg.probes.run:
+                rows = [read_jsonl(run_dir / "probes" / m / f"{name}.jsonl") for m in ("base", variant.name)]
+                for metric, row in compare_probe(name, *rows, cfg.compare, cfg.seed).items():
+                    probes["comparisons"].append({"variant": variant.name, "probe": name, "metric": metric, **row})
         write_json(run_dir / "compare" / f"{variant.name}.json", result)
         comparisons += [{"variant": variant.name, "suite": suite, **row} for suite, row in result.items()]
         variants.append({"name": variant.name, "method": train_cfg.method, "train": summary,
@@ -87,6 +105,7 @@ def run_study(cfg: StudyConfig) -> Path:
         "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
         "variants": variants, "suites": suites, "comparisons": comparisons,
         "data": bundle.report, "timings_s": timings,
+        "probes": probes if cfg.probes.run else None,
     }
     with stage("report"):
         write_json(run_dir / "study.json", study)

@@ -14,6 +14,8 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)
     cfg["eval"]["strategies"] = [{"name": "zero_shot"}, {"name": "few_shot", "k": 2}, {"name": "cot"},
                                  {"name": "self_consistency", "n": 3}, {"name": "reflection"}]
+    cfg["probes"] = {"run": ["faithfulness", "diversity", "drift", "shortcuts"], "limit": 6, "samples": 3,
+                     "drift_prompts": 4, "drift_max_new_tokens": 6}
     cfg_path.write_text(yaml.safe_dump(cfg))
     result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
     assert result.exit_code == 0, result.output
@@ -48,6 +50,16 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
         assert 0 <= c["mcnemar_p"] <= 1 and isinstance(c["floor"], bool)
     assert set(study["timings_s"]) >= {"total", "data", "eval_base", "train:lora", "eval:lora"}
 
+    probes = study["probes"]
+    assert set(probes["base"]["probes"]) == {"faithfulness", "diversity", "drift", "shortcuts"}
+    assert probes["base"]["probes"]["drift"]["kl"] == 0.0  # the base model against itself
+    assert probes["variants"]["lora"]["probes"]["drift"]["kl"] > 0
+    assert {(c["probe"], c["metric"]) for c in probes["comparisons"]} >= {("drift", "kl"), ("diversity", "self_bleu"),
+                                                                           ("shortcuts", "copied_from_prompt")}
+    assert all(set(t) == set(probes["base"]["probes"]) for t in [probes["base"]["timings_s"]])
+    for rel in ["probes/base/probes.json", "probes/base/faithfulness.jsonl", "probes/lora/drift.jsonl"]:
+        assert (run / rel).exists(), rel
+
     train = study["variants"][0]["train"]
     assert train["steps"] == 6 and 0 < train["trainable_fraction"] < 1
     from driftlab.train.sft import _has_bf16
@@ -63,6 +75,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     assert {"prompt", "output", "extracted", "gold", "correct", "latency_s"} <= set(samples[0])
     md = (run / "report.md").read_text()
     assert "## Strategies × variants" in md and "| arithmetic | self_consistency | lora |" in md
+    assert "## Probes" in md and "| lora | drift | kl |" in md
     assert f"| lora | lora | {train['trainable_params']:,} (" in md and "<h2>Training</h2>" in (run / "report.html").read_text()
     html = (run / "report.html").read_text()
     assert "Strategies × variants" in html
@@ -88,3 +101,18 @@ def test_study_never_overwrites(tmp_path, tiny_model_dir):
         strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("cached", "latency_s")}
                               for r in rows]
         assert strip(a) == strip(b)
+
+
+def test_probe_command_on_a_model(tmp_path, tiny_model_dir):
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["probes"] = {"limit": 4, "samples": 2, "drift_prompts": 3, "drift_max_new_tokens": 4}
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "probe-out"
+    result = CliRunner().invoke(app, ["probe", "-c", str(cfg_path), "--probes", "drift,shortcuts", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "probes.json").read_text())
+    assert set(summary["probes"]) == {"drift", "shortcuts"} and summary["items"] == 4
+    assert summary["probes"]["drift"]["kl"] == 0.0 and set(summary["timings_s"]) == {"drift", "shortcuts"}
+    bad = CliRunner().invoke(app, ["probe", "-c", str(cfg_path), "--probes", "vibes", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "probes.run" in bad.output and not (tmp_path / "x").exists()

@@ -62,3 +62,29 @@ def compare_evals(base_dir: Path, tuned_dir: Path, cfg: CompareConfig, seed: int
                              base_metrics[suite]["chance"], cfg, seed)
         for suite in common
     }
+
+
+PROBE_METRICS = {
+    "faithfulness": ["aoc", "mistake_changed", "paraphrase_changed", "filler_correct", "nocot_correct", "cot_correct"],
+    "diversity": ["distinct_1", "distinct_2", "self_bleu", "embedding_spread", "format_entropy", "mean_tokens"],
+    "drift": ["kl", "nll_tuned"],
+    "shortcuts": ["copied_from_prompt", "copied_from_exemplars", "skipped_computation", "template_flip"],
+}
+
+
+def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareConfig, seed: int = 0) -> dict:
+    """Per metric: mean over the items both runs could measure (a chain probe skips items without a chain), the
+    paired difference and its bootstrap CI. Drift's `kl` is 0 for the base model by construction, so its row is the
+    tuned model's KL with a CI; `nll_tuned` pairs the base's NLL with the tuned model's on the same text."""
+    t_by_id = {r["id"]: r for r in tuned}
+    out = {}
+    for key in PROBE_METRICS[probe]:
+        pairs = [(float(b[key]), float(t_by_id[b["id"]][key])) for b in base
+                 if b["id"] in t_by_id and b.get(key) is not None and t_by_id[b["id"]].get(key) is not None]
+        if not pairs:
+            continue
+        b_vals, t_vals = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        lo, hi = paired_bootstrap_ci(b_vals, t_vals, cfg.n_bootstrap, cfg.confidence, seed)
+        out[key] = {"n": len(pairs), "base": float(b_vals.mean()), "tuned": float(t_vals.mean()),
+                    "diff": float(t_vals.mean() - b_vals.mean()), "ci95": [lo, hi]}
+    return out

@@ -30,6 +30,11 @@ class Backend(Protocol):
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]: ...
 
+    def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        """Greedy continuation of raw text (no chat template): a chat already rendered plus the start of the
+        assistant's reply, as the faithfulness probes need."""
+        ...
+
 
 def render_chat(tokenizer, prompt: str | list[dict], system_prompt: str | None, enable_thinking: bool | None) -> str:
     """The exact text the model sees: chat template applied, generation prompt appended. A prompt is a user
@@ -56,6 +61,10 @@ class HFBackend:
 
     def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
         encoded = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
+        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+
+    def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        encoded = [self.tok(t, add_special_tokens=False).input_ids for t in texts]
         return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,

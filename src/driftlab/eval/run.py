@@ -74,20 +74,27 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
 
 def open_backend(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig, adapter: Path | None,
                  on_progress=None) -> tuple[Backend, str]:
-    """(backend, model fingerprint for the results store). The fingerprint covers base weights + adapter weights
-    (a retrained adapter never reuses a stale result) and what changes numbers: backend, dtype, device."""
-    model_fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
+    """(backend, model fingerprint for the results store)."""
+    fp = model_fingerprint(model, model_cfg, eval_cfg, adapter)
     if eval_cfg.backend == "vllm":
         from driftlab.eval.vllm_backend import VLLMBackend
 
-        backend = VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt,
-                              model_cfg.enable_thinking, on_progress=on_progress)
-        return backend, model_fp + f"|vllm|{model_cfg.dtype}"
+        return VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt, model_cfg.enable_thinking,
+                           on_progress=on_progress), fp
     lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+    return HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
+                     on_progress=on_progress), fp
+
+
+def model_fingerprint(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig,
+                      adapter: Path | None) -> str:
+    """Base weights + adapter weights (a retrained adapter never reuses a stale result) and what changes the
+    numbers: backend, dtype, device."""
+    fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
+    if eval_cfg.backend == "vllm":
+        return fp + f"|vllm|{model_cfg.dtype}"
     device = pick_device(model_cfg.device)
-    backend = HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
-                        on_progress=on_progress)
-    return backend, model_fp + f"|{pick_dtype(model_cfg.dtype, device)}|{device}"
+    return fp + f"|{pick_dtype(model_cfg.dtype, device)}|{device}"
 
 
 def _rows_per_item(strategy: StrategyConfig) -> int:

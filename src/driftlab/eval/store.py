@@ -85,16 +85,24 @@ class CachedBackend:
             encode=lambda gs: [_generation_dict(g) for g in gs],
             decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
 
+    def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "raw": True, **({"stop": stop} if stop else {})}
+        return self._cached(
+            "complete", texts, [params] * len(texts),
+            lambda idx: self.inner.complete([texts[i] for i in idx], max_new_tokens, stop),
+            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t)
+
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
         return self._cached(
             "loglik", prompts, [{"choices": c} for c in choices],
             lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]))
 
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
-                decode=lambda v: v, rows_per_item: int = 1) -> list:
+                decode=lambda v: v, rows_per_item: int = 1, render=None) -> list:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
         items `batch_size` at a time via compute(indices), and store each batch as soon as it is done."""
-        keys = [result_key(self.model_fp, kind, self.inner.chat(p), pp) for p, pp in zip(prompts, params)]
+        render = render or self.inner.chat  # the exact text the model sees is the key
+        keys = [result_key(self.model_fp, kind, render(p), pp) for p, pp in zip(prompts, params)]
         out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
         todo = [i for i, k in enumerate(keys) if k not in out]
         self._report(len(prompts) - len(todo), len(todo), rows_per_item)

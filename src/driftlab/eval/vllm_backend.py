@@ -47,6 +47,10 @@ class VLLMBackend:
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None)
         return [gens[0] for gens in self._run([self.chat(p) for p in prompts], [params] * len(prompts))]
 
+    def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None)
+        return [gens[0] for gens in self._run(list(texts), [params] * len(texts))]
+
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
                stop: list[str] | None = None) -> list[list[Generation]]:
         texts = [self.chat(p) for p in prompts]

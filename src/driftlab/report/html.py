@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftlab.compare.stats import wilson_interval
-from driftlab.report.markdown import strategy_rows, training_rows, verdict
+from driftlab.report.markdown import probe_table, strategy_rows, training_rows, verdict
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
@@ -17,6 +17,8 @@ def render_html(study: dict, train_logs: dict[str, list[dict]]) -> str:
     figures = [accuracy_figure(study), diff_figure(study)]
     if any(train_logs.values()):
         figures.append(loss_figure(train_logs))
+    if (study.get("probes") or {}).get("base", {}).get("probes", {}).get("faithfulness"):
+        figures.append(early_answer_figure(study["probes"]))
     plots = "\n".join(
         f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}'
         "</div>" for fig in figures)
@@ -39,6 +41,7 @@ seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
 floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
 {_strategy_table(study)}
 {_training_table(study)}
+{_md_table_as_html(probe_table(study))}
 <h2>Plots</h2>{plots}
 </body></html>
 """
@@ -97,6 +100,47 @@ def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
                             mode="lines+markers", line={"color": COLORS[(k + 1) % len(COLORS)], "dash": "dot"})
     fig.update_layout(title="Training loss (completion tokens)", xaxis_title="step", yaxis_title="loss", height=360)
     return fig
+
+
+def early_answer_figure(probes: dict) -> go.Figure:
+    fig = go.Figure()
+    runs = {"base": probes["base"], **probes["variants"]}
+    for k, (name, run) in enumerate(runs.items()):
+        curve = run["probes"]["faithfulness"]["early_answer_curve"]
+        pts = [(float(f), v) for f, v in curve.items() if v is not None]
+        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                        line={"color": COLORS[k % len(COLORS)]})
+    fig.update_layout(title="Early answering: same answer as with the full chain, by fraction of the chain kept",
+                      xaxis_title="fraction of the CoT kept", yaxis_title="share same answer", yaxis_range=[0, 1.05],
+                      height=360)
+    return fig
+
+
+def _md_table_as_html(lines: list[str]) -> str:
+    """The markdown probe section (heading, notes, pipe tables) as HTML, so both reports say the same."""
+    out = []
+    for line in lines:
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("|") and set(line.replace("|", "").strip()) <= set("-: "):
+            continue
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            out.append("<tr>" + "".join(f"<td class=l>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    body, rows = [], []
+    for chunk in out:  # group consecutive rows into tables
+        if chunk.startswith("<tr>"):
+            rows.append(chunk)
+            continue
+        if rows:
+            body.append("<table>" + "".join(rows) + "</table>")
+            rows = []
+        body.append(chunk)
+    if rows:
+        body.append("<table>" + "".join(rows) + "</table>")
+    return "".join(body)
 
 
 def _verdict_list(study: dict) -> str:

@@ -49,6 +49,7 @@ def render_markdown(study: dict) -> str:
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
     lines += strategy_table(study)
+    lines += probe_table(study)
     lines += ["## Training", "", "| variant | method | trainable params | replay | steps | tokens | tokens/s | "
               "first loss | final loss | wall (s) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in training_rows(study):
@@ -75,6 +76,52 @@ def training_rows(study: dict) -> list[dict]:
                      "final_loss": _num(t["final_loss"]), "wall_s": t["wall_s"],
                      "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none"})
     return rows
+
+
+PROBE_NOTES = {
+    "aoc": "early-answering area over the curve (lower = answer depends less on the chain)",
+    "mistake_changed": "share of answers that follow an injected arithmetic mistake (lower = chain ignored)",
+    "paraphrase_changed": "share of answers changed by rewording the chain (higher = wording-sensitive)",
+    "filler_correct": "accuracy with the chain replaced by filler", "nocot_correct": "accuracy with no chain",
+    "cot_correct": "accuracy with the full chain, answer forced", "distinct_1": "unique unigrams / all (samples)",
+    "distinct_2": "unique bigrams / all", "self_bleu": "samples' BLEU against each other (higher = collapse)",
+    "embedding_spread": "mean pairwise cosine distance (lower = collapse)",
+    "format_entropy": "bits over format classes (lower = collapse)", "mean_tokens": "sample length",
+    "kl": "token KL(base ‖ tuned) on the base model's own general replies", "nll_tuned": "NLL on that text",
+    "copied_from_prompt": "wrong answer copied from the question", "copied_from_exemplars":
+    "wrong answer copied from a few-shot exemplar", "skipped_computation": "no step shown where one is needed",
+    "template_flip": "right under one phrasing, wrong under another",
+}
+
+
+def probe_table(study: dict) -> list[str]:
+    probes = study.get("probes")
+    if not probes:
+        return []
+    lines = ["## Probes", "", f"On the first {probes['base']['items']} items of `{probes['base']['suite']}`, paired "
+             "per item, base vs tuned; CIs are paired bootstrap over items.", "",
+             "| variant | probe | metric | n | base | tuned | diff | 95% CI | what it measures |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    for r in probes["comparisons"]:
+        lines.append(f"| {r['variant']} | {r['probe']} | {r['metric']} | {r['n']} | {r['base']:.3f} | "
+                     f"{r['tuned']:.3f} | {r['diff']:+.3f} | [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | "
+                     f"{PROBE_NOTES.get(r['metric'], '')} |")
+    runs = {"base": probes["base"], **probes["variants"]}
+    lines += ["", "Early answering (share of forced answers equal to the full-CoT answer, by fraction of the chain "
+              "kept) and cost:", "", "| model | chain present | " + " | ".join(
+                  f"f={f}" for f in _fractions(probes)) + " | probe seconds |",
+              "|---|---:|" + "---:|" * len(_fractions(probes)) + "---|"]
+    for name, run in runs.items():
+        f = run["probes"].get("faithfulness", {})
+        curve = f.get("early_answer_curve", {})
+        secs = ", ".join(f"{k} {v:.0f}" for k, v in run["timings_s"].items())
+        lines.append(f"| {name} | {_pct(f.get('chain_rate', 0))} | " + " | ".join(
+            _pct(curve[k]) if curve.get(k) is not None else "n/a" for k in _fractions(probes)) + f" | {secs} |")
+    return lines + [""]
+
+
+def _fractions(probes: dict) -> list[str]:
+    return list(probes["base"]["probes"].get("faithfulness", {}).get("early_answer_curve", {}))
 
 
 def strategy_rows(study: dict) -> list[dict]:

@@ -1,0 +1,53 @@
+"""Drift without external data: how far the tuned model's next-token distributions moved from the base model's on
+text the base model itself wrote (its greedy replies to the bundled general prompts, generated once and kept in the
+results store), and the tuned model's NLL on that text. Per prompt: mean token-level KL(base ‖ tuned) over the
+reply tokens, and both models' NLL. KL of a model against itself is 0; a fine-tune that leaves general behaviour
+alone stays near 0. Optional: NLL of both models on a user text file (`probes.drift_text`), in 256-token chunks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+@torch.inference_mode()
+def token_kl(base_lm, tuned_lm, ids: list[int], start: int) -> dict:
+    """Mean KL(base ‖ tuned) and mean NLLs over the tokens ids[start:], each predicted from its prefix."""
+    x = torch.tensor([ids], device=next(base_lm.parameters()).device)
+    logp_b = base_lm(x).logits[0, start - 1 : len(ids) - 1].float().log_softmax(-1)
+    logp_t = tuned_lm(x.to(next(tuned_lm.parameters()).device)).logits[0, start - 1 : len(ids) - 1].float()
+    logp_t = logp_t.log_softmax(-1).to(logp_b.device)
+    kl = (logp_b.exp() * (logp_b - logp_t)).sum(-1)
+    target = x[0, start:].to(logp_b.device)
+    rows = torch.arange(len(target), device=logp_b.device)
+    return {"kl": kl.mean().item(), "nll_base": -logp_b[rows, target].mean().item(),
+            "nll_tuned": -logp_t[rows, target].mean().item(), "tokens": len(target)}
+
+
+def drift(base_lm, tuned_lm, tok, chats: list[str], replies: list[str], ids: list[str]) -> list[dict]:
+    rows = []
+    for pid, chat, reply in zip(ids, chats, replies):
+        ctx = tok(chat, add_special_tokens=False).input_ids
+        cont = tok(reply, add_special_tokens=False).input_ids
+        if not cont:
+            continue
+        rows.append({"id": pid, **token_kl(base_lm, tuned_lm, ctx + cont, len(ctx))})
+    return rows
+
+
+def text_nll(base_lm, tuned_lm, tok, path: Path, chunk: int = 256, max_chunks: int = 64) -> dict:
+    ids = tok(Path(path).read_text(encoding="utf-8"), add_special_tokens=False).input_ids
+    rows = [token_kl(base_lm, tuned_lm, ids[i : i + chunk], 1) for i in range(0, len(ids) - 1, chunk)
+            if len(ids[i : i + chunk]) > 1][:max_chunks]
+    n = sum(r["tokens"] for r in rows)
+    return {"file": str(path), "tokens": n,
+            "nll_base": sum(r["nll_base"] * r["tokens"] for r in rows) / n if n else None,
+            "nll_tuned": sum(r["nll_tuned"] * r["tokens"] for r in rows) / n if n else None}
+
+
+def summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    mean = lambda k: sum(r[k] for r in rows) / n if n else None  # noqa: E731
+    return {"n": n, "kl": mean("kl"), "nll_base": mean("nll_base"), "nll_tuned": mean("nll_tuned")}

@@ -1,0 +1,70 @@
+"""Shortcuts: answers that come from somewhere other than the computation.
+
+copied_from_prompt     the (wrong) answer is a number that appears in the question (zero-shot replies)
+copied_from_exemplars  the (wrong) answer is an answer of one of the few-shot exemplars shown (few-shot replies)
+skipped_computation    asked to reason step by step on an item that needs an operation, the reply shows no step
+                       (no `a op b` and no `=`) — it jumped to an answer
+template_flip          the item answered right under one phrasing and wrong under another at equal difficulty
+                       (the target template vs `probes.alt_template`): sensitivity to the surface, not the task
+Each is a per-item flag, so base vs tuned is paired; a *rise* after tuning is the bad direction.
+"""
+
+from __future__ import annotations
+
+import re
+
+from driftlab.config import StrategyConfig, SuiteConfig
+from driftlab.eval.backend import Backend
+from driftlab.eval.extract import extract_answer
+from driftlab.eval.scoring import score
+from driftlab.eval.strategies import few_shot_messages, run_strategy
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+OPERATION = re.compile(r"\d\s*[-+*/×x]\s*\d")
+
+
+def _num(x: str | None) -> float | None:
+    try:
+        return float(x) if x is not None else None
+    except ValueError:
+        return None
+
+
+def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: list[dict], max_new_tokens: int,
+              cot: StrategyConfig, alt_template: str | None, k: int = 3) -> list[dict]:
+    zero = run_strategy(StrategyConfig(name="zero_shot"), backend, items, suite, max_new_tokens, shots)
+    cot_out = run_strategy(cot, backend, items, suite, max_new_tokens, shots)
+    few = run_strategy(StrategyConfig(name="few_shot", k=k), backend, items, suite, max_new_tokens, shots) \
+        if len(shots) >= k else None
+    exemplars = few_shot_messages(items, shots, k) if few else None
+    alt = None
+    if alt_template:
+        alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"])} for it in items]
+        alt = run_strategy(StrategyConfig(name="zero_shot"), backend, alt_items, suite, max_new_tokens, shots)
+    rows = []
+    for i, it in enumerate(items):
+        gold = _num(it["answer"])
+
+        def copied(text: str, sources: list[str]) -> bool:
+            ans = _num(extract_answer(text, suite.scorer).answer)
+            seen = {float(n) for s in sources for n in NUMBER.findall(s)}
+            return ans is not None and ans != gold and ans in seen
+
+        row = {"id": it["id"], "copied_from_prompt": copied(zero[i].generation.text, [it["question"]])}
+        if few is not None:
+            shown = [m["content"] for m in exemplars[i][:-1] if m["role"] == "assistant"]
+            row["copied_from_exemplars"] = copied(few[i].generation.text, shown)
+        needs_step = bool(OPERATION.search(it["question"]))
+        text = cot_out[i].generation.text
+        row["skipped_computation"] = needs_step and not (OPERATION.search(text) or "=" in text)
+        if alt is not None:
+            right = lambda out: bool(score(extract_answer(out.generation.text, suite.scorer).answer,  # noqa: E731
+                                           it["answer"], suite.scorer, it.get("choices"))[0])
+            row["template_flip"] = right(zero[i]) != right(alt[i])
+        rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    keys = ("copied_from_prompt", "copied_from_exemplars", "skipped_computation", "template_flip")
+    return {"n": len(rows), **{k: sum(r[k] for r in rows) / len(rows) for k in keys if rows and k in rows[0]}}
