@@ -117,9 +117,10 @@ def test_kl_of_a_model_against_itself_is_zero(tiny_model_dir):
 
     base, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))
     ids = tok("What is 3 + 4? Answer: 7", add_special_tokens=False).input_ids
-    same = drift.token_kl(base, base, ids, 3)
-    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["nll_base"] == same["nll_tuned"]
-    tuned, _ = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))
+    tuned, _ = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))  # a second copy: computed, not assumed
+    same = drift.token_kl(base, tuned, ids, 3)
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["nll_base"] == pytest.approx(same["nll_tuned"])
+    assert drift.token_kl(base, base, ids, 3)["kl"] == 0.0
     with torch.no_grad():
         tuned.model.layers[0].mlp.down_proj.weight.mul_(3.0)
     moved = drift.token_kl(base, tuned, ids, 3)

@@ -39,7 +39,7 @@ def format_class(text: str) -> str:
 
 def entropy(labels: list[str]) -> float:
     counts, n = Counter(labels), len(labels)
-    return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+    return max(0.0, -sum(c / n * math.log2(c / n) for c in counts.values())) if n else 0.0  # no "-0.0"
 
 
 def distinct_n(texts: list[str], n: int) -> float:

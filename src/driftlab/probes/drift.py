@@ -17,8 +17,11 @@ def token_kl(base_lm, tuned_lm, ids: list[int], start: int) -> dict:
     """Mean KL(base ‖ tuned) and mean NLLs over the tokens ids[start:], each predicted from its prefix."""
     x = torch.tensor([ids], device=next(base_lm.parameters()).device)
     logp_b = base_lm(x).logits[0, start - 1 : len(ids) - 1].float().log_softmax(-1)
-    logp_t = tuned_lm(x.to(next(tuned_lm.parameters()).device)).logits[0, start - 1 : len(ids) - 1].float()
-    logp_t = logp_t.log_softmax(-1).to(logp_b.device)
+    if tuned_lm is base_lm:  # the base run: one forward pass, KL exactly 0
+        logp_t = logp_b
+    else:
+        logp_t = tuned_lm(x.to(next(tuned_lm.parameters()).device)).logits[0, start - 1 : len(ids) - 1].float()
+        logp_t = logp_t.log_softmax(-1).to(logp_b.device)
     kl = (logp_b.exp() * (logp_b - logp_t)).sum(-1)
     target = x[0, start:].to(logp_b.device)
     rows = torch.arange(len(target), device=logp_b.device)
