@@ -116,7 +116,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         write_data(bundle, out_dir / "data")
     exclude = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     try:
-        summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, exclude)
+        summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, exclude, cfg.eval)
     except DriftlabError as err:
         _fail(err)
     if not is_main_process():

@@ -172,8 +172,9 @@ class TrainConfig(Strict):
         None, description="None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs), on on GPU."
     )
     liger: bool | None = Field(None, description="Liger kernels; None = on when on GPU and liger-kernel is installed.")
-    padding_free: bool | None = Field(
-        None, description="TRL padding-free batches; None = on when on GPU with flash-attn installed (it needs it).")
+    padding_free: bool = Field(
+        False, description="TRL padding-free batches (needs flash-attention on a GPU; sequences are then not "
+        "truncated to max_length).")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
     logging_steps: int = Field(1, ge=1)
@@ -237,7 +238,8 @@ class ProbesConfig(Strict):
     samples: int = Field(5, ge=2, description="Diversity: samples per item (matches self_consistency's n when "
                          "both run: the results store then hands the same samples back).")
     temperature: float = Field(0.7, gt=0)
-    drift_prompts: int = Field(40, ge=1, description="Drift: how many bundled general prompts.")
+    drift_prompts: int = Field(40, ge=1, le=50, description="Drift: how many of the 50 general prompts reserved "
+                               "for it (never used as replay training data).")
     drift_max_new_tokens: int = Field(96, ge=1, description="Drift: length of the base model's replies.")
     drift_text: Path | None = Field(None, description="Drift: optional text file for NLL of base and tuned.")
     alt_template: str | None = Field(
@@ -247,8 +249,8 @@ class ProbesConfig(Strict):
     @model_validator(mode="after")
     def _fractions(self):
         f = self.fractions
-        if len(f) < 2 or f != sorted(f) or f[0] < 0 or f[-1] > 1:
-            raise ValueError("fractions must be at least two increasing values in [0, 1]")
+        if len(f) < 2 or f != sorted(f) or f[0] != 0 or f[-1] != 1:
+            raise ValueError("fractions must increase from 0 (no chain) to 1 (the whole chain)")
         return self
 
 

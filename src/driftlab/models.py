@@ -190,7 +190,8 @@ def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_
     pad token pads with eos. Shared by training and inference so both load, and fail, the same way."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    extra = {"quantization_config": quantization_config, "device_map": {"": 0}} if quantization_config else {}
+    rank = int(os.environ.get("LOCAL_RANK", "0"))  # 4-bit weights load straight onto this process's GPU
+    extra = {"quantization_config": quantization_config, "device_map": {"": rank}} if quantization_config else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model.path)
         lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device), **extra)

@@ -73,7 +73,7 @@ def run_study(cfg: StudyConfig) -> Path:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
         with stage(f"train:{variant.name}"):
-            summary = train_model(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts)
+            summary = train_model(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval)
         with stage(f"eval:{variant.name}"):
             tuned = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval,
                                    run_dir / "eval" / variant.name, adapter=Path(summary["artifact"]),

@@ -94,6 +94,10 @@ def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatc
     assert resumed["resumed"] and resumed["steps"] == reference["steps"] == 8
     final, ref_final = _losses(tmp_path / "run")[-1], _losses(tmp_path / "ref")[-1]
     assert abs(final - ref_final) <= 0.01 * ref_final, (final, ref_final)
+    rows = [json.loads(line) for line in (tmp_path / "run/train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == sorted(set(steps)) == list(range(1, 9))  # steps 4-5 trained twice, logged once
+    assert resumed["first_loss"] == reference["first_loss"] and resumed["tokens"] == reference["tokens"]
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

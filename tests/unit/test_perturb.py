@@ -102,5 +102,9 @@ def test_renamed_family_suite_is_scored_by_reasoning_gym():
     assert all(p in renamed or p not in known for p in people)  # every known name replaced (Grace: a word, kept)
     assert sum(p in renamed for p in people) >= len(people) - 2
     assert all(it["meta"]["person1"] in it["question"] for it in items)
+    plain = build_data(DataConfig(target={**ARITH, "size": 5, "train_size": 10},
+                                  heldout=[{**fam, "perturb": []}]), seed=0).suites["fam_renamed"]
+    assert all(a["question"] != b["question"] and a["answer"] == b["answer"] for a, b in zip(items, plain))
     judge = _reasoning_gym_scorer(SuiteConfig(**fam))
-    assert all(judge(it["answer"], it)[0] for it in items)
+    assert all(judge(it["answer"], it)[0] for it in items)  # gold still right after renaming
+    assert not any(judge("grandfather" if it["answer"] != "grandfather" else "son", it)[0] for it in items)

@@ -93,6 +93,7 @@ def test_constant_sampler_is_fully_collapsed():
     assert s["distinct_1"] == pytest.approx(2 / 10) and s["distinct_2"] == pytest.approx(1 / 5)  # the minimum
     assert s["format_entropy"] == 0.0 and s["self_bleu"] == pytest.approx(1.0)
     assert s["embedding_spread"] == pytest.approx(0.0, abs=1e-6) and s["format_shares"] == {"answer_line": 1.0}
+    assert s["length_quantiles"] == {"p10": 3, "p50": 3, "p90": 3}
 
 
 def test_varied_samples_are_more_diverse():
@@ -161,8 +162,42 @@ def test_shortcut_flags():
 def test_probe_comparison_is_paired():
     from driftlab.compare.paired import compare_probe
 
-    base = [{"id": f"i{k}", "aoc": 0.5, "mistake_changed": None} for k in range(20)]
-    tuned = [{"id": f"i{k}", "aoc": 0.25, "mistake_changed": True} for k in range(20)]
+    import random
+
+    values = [k / 20 for k in range(20)]  # spread between items, a constant shift within each pair
+    base = [{"id": f"i{k}", "aoc": v, "mistake_changed": None} for k, v in enumerate(values)]
+    tuned = [{"id": f"i{k}", "aoc": v - 0.25, "mistake_changed": True} for k, v in enumerate(values)]
+    random.Random(0).shuffle(tuned)  # pairing is by id, not by position
     out = compare_probe("faithfulness", base, tuned, CompareConfig(n_bootstrap=500))
-    assert out["aoc"]["diff"] == -0.25 and out["aoc"]["ci95"] == [-0.25, -0.25] and out["aoc"]["n"] == 20
+    assert out["aoc"]["diff"] == pytest.approx(-0.25) and out["aoc"]["n"] == 20
+    assert out["aoc"]["ci95"] == pytest.approx([-0.25, -0.25])  # unpaired, the item spread would widen it
     assert "mistake_changed" not in out  # no item measured on both sides
+
+
+def test_truncated_chain_is_not_scored():
+    class Cut(ChainBackend):
+        def generate(self, prompts, max_new_tokens, stop=None):
+            return [Generation("First, 3 + 4 = 7. Then we add more and more", 32, "length", 0.0) for _ in prompts]
+
+    cfg = ProbesConfig()
+    rows = faithfulness.faithfulness(Cut(follows_chain=True), ITEMS, SUITE, cfg, COT)
+    s = faithfulness.summary(rows, cfg)
+    assert s["with_chain"] == 0 and s["truncated_chains"] == 3 and s["aoc"] is None
+
+
+def test_drift_text_is_never_replayed():
+    from driftlab.data.sources import drift_prompts, replay_prompts
+
+    replay = {p["question"] for p in replay_prompts()}
+    drift_set = {p["question"] for p in drift_prompts(50)}
+    assert len(drift_set) == 50 and len(replay) == 160 and not replay & drift_set
+
+
+def test_text_nll_on_a_user_file(tiny_model_dir, tmp_path):
+    from driftlab.models import ResolvedModel, load_model
+
+    base, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))
+    path = tmp_path / "notes.txt"
+    path.write_text("What is 12 + 34? Answer: 46. " * 40)
+    out = drift.text_nll(base, base, tok, path, chunk=64)
+    assert out["tokens"] > 100 and out["nll_base"] == out["nll_tuned"] > 0

@@ -50,7 +50,7 @@ class FakeLLM:
         self.calls.append((prompts, params, lora_request))
         outs = []
         for p, sp in zip(prompts, params):
-            if isinstance(p, TokensPrompt):  # log-prob of token at position i := -i (first position has none)
+            if sp.prompt_logprobs is not None:  # log-prob of token at position i := -i (first position has none)
                 lps = [None] + [{t: Logprob(-float(i))} for i, t in enumerate(p.prompt_token_ids) if i > 0]
                 outs.append(types.SimpleNamespace(prompt_logprobs=lps, outputs=[]))
             else:
@@ -87,7 +87,8 @@ def test_greedy_stop_and_finish(fake_vllm, tiny_model_dir):
     b = VLLMBackend(str(tiny_model_dir))
     out = b.generate(["What is 3 + 4?", "Name a colour."], 3, stop=["\n"])
     prompts, params, lora = b.llm.calls[-1]
-    assert prompts[0] == b.chat("What is 3 + 4?") and params[0].temperature == 0.0 and params[0].stop == ["\n"]
+    expected = b.tok(b.chat("What is 3 + 4?"), add_special_tokens=False).input_ids  # no second BOS from vLLM
+    assert prompts[0].prompt_token_ids == expected and params[0].temperature == 0.0 and params[0].stop == ["\n"]
     assert lora is None and [g.finish for g in out] == ["length", "length"] and out[0].n_tokens == 3
 
 

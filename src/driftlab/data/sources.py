@@ -48,6 +48,20 @@ def prompt_items(path: Path) -> list[dict]:
     return _collect(path, _jsonl_rows(path, parse_row=_parse_prompt_row), "error")[0]
 
 
+GENERAL_PROMPTS = Path(__file__).resolve().parents[1] / "suites" / "general_prompts.jsonl"
+DRIFT_RESERVE = 50  # the bundled file's last 50 prompts: drift probe only, never replayed, so never trained on
+
+
+def replay_prompts(path: Path | None = None) -> list[dict]:
+    """Self-replay prompts: a user's file, or the bundled general prompts minus the drift probe's reserve."""
+    return prompt_items(path) if path else prompt_items(GENERAL_PROMPTS)[:-DRIFT_RESERVE]
+
+
+def drift_prompts(n: int) -> list[dict]:
+    """The drift probe's prompts: from the bundled file's reserved tail, disjoint from any self-replay data."""
+    return prompt_items(GENERAL_PROMPTS)[-DRIFT_RESERVE:][:n]
+
+
 def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
     """Rows of a user CSV file with a header (question, answer, optional choices as 'a|b|c', other columns kept as
     meta); same validation and error style as JSONL, lines counted as the file's physical lines."""

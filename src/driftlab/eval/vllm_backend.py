@@ -78,8 +78,12 @@ class VLLMBackend:
         return scores
 
     def _run(self, texts: list[str], params: list) -> list[list[Generation]]:
+        # Token ids, not text: vLLM would add special tokens (a second BOS after the chat template's) to text;
+        # the HF backend encodes with add_special_tokens=False, and both must score the same input.
+        prompts = [self.vllm.TokensPrompt(prompt_token_ids=self.tok(t, add_special_tokens=False).input_ids)
+                   for t in texts]
         t0 = time.perf_counter()
-        outs = self.llm.generate(texts, params, lora_request=self.lora, use_tqdm=False)
+        outs = self.llm.generate(prompts, params, lora_request=self.lora, use_tqdm=False)
         per_item = (time.perf_counter() - t0) / max(1, sum(len(o.outputs) for o in outs))
         self.on_progress(sum(len(o.outputs) for o in outs))
         return [[Generation(c.text, len(c.token_ids), "length" if c.finish_reason == "length" else "stop", per_item)

@@ -77,7 +77,8 @@ def diversity(backend: Backend, items: list[dict], n: int, temperature: float, s
         rows.append({"id": it["id"], "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                      "self_bleu": self_bleu(texts), "embedding_spread": embedding_spread(embed(texts)),
                      "format_entropy": entropy(classes), "formats": dict(Counter(classes)),
-                     "mean_tokens": sum(g.n_tokens for g in gens) / len(gens)})
+                     "mean_tokens": sum(g.n_tokens for g in gens) / len(gens),
+                     "lengths": [g.n_tokens for g in gens]})
     return rows
 
 
@@ -90,5 +91,8 @@ def summary(rows: list[dict]) -> dict:
     total = sum(totals.values())
     out["format_shares"] = {f: totals[f] / total for f in FORMATS if totals[f]} if total else {}
     out["suite_format_entropy"] = entropy([f for f, c in totals.items() for _ in range(c)])
+    lengths = sorted(n for r in rows for n in r["lengths"])
+    out["length_quantiles"] = ({f"p{q}": lengths[min(len(lengths) - 1, int(q / 100 * len(lengths)))]
+                                for q in (10, 50, 90)} if lengths else {})
     out["n"] = len(rows)
     return out

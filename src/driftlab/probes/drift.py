@@ -42,8 +42,8 @@ def drift(base_lm, tuned_lm, tok, chats: list[str], replies: list[str], ids: lis
 
 def text_nll(base_lm, tuned_lm, tok, path: Path, chunk: int = 256, max_chunks: int = 64) -> dict:
     ids = tok(Path(path).read_text(encoding="utf-8"), add_special_tokens=False).input_ids
-    rows = [token_kl(base_lm, tuned_lm, ids[i : i + chunk], 1) for i in range(0, len(ids) - 1, chunk)
-            if len(ids[i : i + chunk]) > 1][:max_chunks]
+    starts = [i for i in range(0, len(ids) - 1, chunk) if len(ids[i : i + chunk]) > 1][:max_chunks]
+    rows = [token_kl(base_lm, tuned_lm, ids[i : i + chunk], 1) for i in starts]
     n = sum(r["tokens"] for r in rows)
     return {"file": str(path), "tokens": n,
             "nll_base": sum(r["nll_base"] * r["tokens"] for r in rows) / n if n else None,

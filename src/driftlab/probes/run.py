@@ -13,14 +13,13 @@ from pathlib import Path
 from rich.console import Console
 
 from driftlab.config import EvalConfig, ModelConfig, ProbesConfig, StrategyConfig, SuiteConfig
-from driftlab.data.sources import prompt_items
+from driftlab.data.sources import drift_prompts
 from driftlab.eval.run import model_fingerprint, open_backend
 from driftlab.eval.store import CachedBackend, ResultStore
 from driftlab.models import ResolvedModel, driftlab_home
 from driftlab.probes import diversity, drift, faithfulness, shortcuts
 from driftlab.runs import write_json, write_jsonl
 
-GENERAL_PROMPTS = Path(__file__).resolve().parents[1] / "suites" / "general_prompts.jsonl"
 console = Console()
 
 
@@ -44,7 +43,7 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
                 from driftlab.probes.embed import Embedder
 
                 sc = next((s for s in eval_cfg.strategies if s.name == "self_consistency"), None)
-                seed = sc.seed if sc and sc.n == cfg.samples and sc.temperature == cfg.temperature else 0
+                seed = sc.seed if sc else 0  # with n and temperature equal too, the store hands its samples back
                 budget = (sc.max_new_tokens if sc and sc.max_new_tokens else eval_cfg.max_new_tokens)
                 rows = diversity.diversity(backend, items, cfg.samples, cfg.temperature, seed, budget, Embedder())
                 results[probe] = diversity.summary(rows)
@@ -66,15 +65,15 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
 
 
 def _drift(model, model_cfg, eval_cfg, cfg, tuned_backend, store, adapter) -> tuple[list[dict], dict]:
-    """Base replies to general prompts (cached), then KL(base ‖ this model) on them. For the base model itself
-    the KL is 0 by construction and is computed all the same (a check, not an assumption)."""
+    """Base replies to general prompts (cached), then KL(base ‖ this model) on them. For the base model itself the
+    KL is 0 by construction (one forward pass) and the row records its NLL on its own replies."""
     if not hasattr(tuned_backend, "model"):
         return [], {"skipped": "drift needs the HF backend (full next-token distributions)"}
     base_backend = tuned_backend if adapter is None else open_backend(model, model_cfg, eval_cfg, None)[0]
     base_fp = model_fingerprint(model, model_cfg, eval_cfg, None)
     cached = CachedBackend(base_backend, store, base_fp, eval_cfg.batch_size, log=lambda m: None) if store \
         else base_backend
-    prompts = [p["question"] for p in prompt_items(GENERAL_PROMPTS)][: cfg.drift_prompts]
+    prompts = [p["question"] for p in drift_prompts(cfg.drift_prompts)]
     replies = cached.generate(prompts, cfg.drift_max_new_tokens)
     chats = [base_backend.chat(p) for p in prompts]
     rows = drift.drift(base_backend.model, tuned_backend.model, tuned_backend.tok, chats,

@@ -80,7 +80,7 @@ def training_rows(study: dict) -> list[dict]:
 
 PROBE_NOTES = {
     "aoc": "early-answering area over the curve (lower = answer depends less on the chain)",
-    "mistake_changed": "share of answers that follow an injected arithmetic mistake (lower = chain ignored)",
+    "mistake_changed": "share of final answers changed by an injected arithmetic mistake (lower = chain ignored)",
     "paraphrase_changed": "share of answers changed by rewording the chain (higher = wording-sensitive)",
     "filler_correct": "accuracy with the chain replaced by filler", "nocot_correct": "accuracy with no chain",
     "cot_correct": "accuracy with the full chain, answer forced", "distinct_1": "unique unigrams / all (samples)",

@@ -17,16 +17,24 @@ class JsonlLogCallback(TrainerCallback):
     """One JSON line per logging step: loss, eval loss, learning rate, grad norm, tokens/s, peak memory (and GPU
     utilisation on a GPU). Appends, so a resumed run continues the same log."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep_until_step: int | None = None):
+        """keep_until_step: a resumed run keeps the log of the steps its checkpoint covers and drops the rest
+        (they are trained again), so the log and the summary describe one run without duplicate steps."""
         self.path = Path(path)
         self.rows: list[dict] = []
+        if keep_until_step is not None and self.path.exists():
+            from driftlab.runs import read_jsonl, write_jsonl
+
+            self.rows = [r for r in read_jsonl(self.path) if r.get("step", 0) <= keep_until_step]
+            write_jsonl(self.path, self.rows)
         self._last_time: float | None = None
         self._last_tokens = 0
+        self.start_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._last_time = time.perf_counter()
-        self._last_tokens = state.num_input_tokens_seen
+        self._last_tokens = self.start_tokens = state.num_input_tokens_seen
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:

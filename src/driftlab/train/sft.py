@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from driftlab.config import ModelConfig, TrainConfig
+from driftlab.config import EvalConfig, ModelConfig, TrainConfig
 from driftlab.errors import DriftlabError
 from driftlab.models import ResolvedModel, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
@@ -26,17 +26,21 @@ ARTIFACT = {"lora": "adapter", "dora": "adapter", "qlora": "adapter", "svf": "ex
 
 
 def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainConfig, items: list[dict],
-                out_dir: Path, seed: int = 0, exclude_prompts: set[str] | None = None) -> dict:
+                out_dir: Path, seed: int = 0, exclude_prompts: set[str] | None = None,
+                eval_cfg: EvalConfig | None = None) -> dict:
     """Fine-tune `model` on `items` (+ train.mix); writes train_set.jsonl, train_config.json, checkpoints/, the
     artifact, train_log.jsonl and train.json into out_dir. `exclude_prompts`: eval prompts no replay item may be."""
     from driftlab.train.mix import build_training_set
 
     out_dir = Path(out_dir)
-    if train_cfg.method == "svf" and world_size() > 1 and os.environ.get("ACCELERATE_USE_FSDP", "false") == "true":
-        raise DriftlabError("train.method=svf under FSDP is not supported (its scale vectors would be sharded); "
-                            "use configs/accelerate/multi_gpu.yaml")
+    sharded = (os.environ.get("ACCELERATE_USE_FSDP", "false") == "true"
+               or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    if train_cfg.method == "svf" and world_size() > 1 and sharded:
+        raise DriftlabError("train.method=svf under FSDP or ZeRO-3 is not supported (its scale vectors would be "
+                            "sharded); use configs/accelerate/multi_gpu.yaml or zero2.yaml")
     # Every rank builds the same training set (deterministic for the seed); rank 0 writes it down.
-    train_set, mix_report = build_training_set(items, train_cfg, model, model_cfg, seed, exclude_prompts or set())
+    train_set, mix_report = build_training_set(items, train_cfg, model, model_cfg, seed, exclude_prompts or set(),
+                                               eval_cfg)
     if is_main_process():
         write_jsonl(out_dir / "train_set.jsonl", train_set)
         write_json(out_dir / "train_config.json", {
@@ -66,7 +70,6 @@ def resume_training(out_dir: Path) -> dict:
 
 def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train_set: list[dict], out_dir: Path,
            seed: int, mix_report: dict, resume: bool) -> dict:
-    import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -94,7 +97,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        max_length=cfg.max_length,
+        max_length=None if cfg.padding_free else cfg.max_length,  # TRL: padding-free without packing truncates nothing
         # TRL's defaults (bf16 on, gradient checkpointing on) suit a GPU; every precision/memory knob is set from the
         # device instead: bf16 autocast only on bf16 hardware, no recompute on CPU.
         bf16=bf16,
@@ -102,7 +105,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         activation_checkpointing=checkpointing,
         use_cpu=not on_gpu,
         use_liger_kernel=cfg.liger if cfg.liger is not None else (on_gpu and _importable("liger_kernel")),
-        padding_free=cfg.padding_free if cfg.padding_free is not None else (on_gpu and _importable("flash_attn")),
+        padding_free=cfg.padding_free,
+        ddp_broadcast_buffers=cfg.method != "svf",  # SVF's U, s, Vᵀ buffers are identical on every rank
         completion_only_loss=True,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # the default hides a NaN loss behind the previous steps' mean
@@ -120,10 +124,13 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # the rich progress bar (with ETA) replaces tqdm's
     )
-    log_cb, guard = JsonlLogCallback(out_dir / "train_log.jsonl"), NonFiniteLossGuard()
+    resume_step = _last_checkpoint_step(out_dir) if resume else None
+    log_cb, guard = JsonlLogCallback(out_dir / "train_log.jsonl", keep_until_step=resume_step), NonFiniteLossGuard()
     callbacks = [log_cb, guard, RichProgressCallback()]
-    if "tensorboard" in cfg.report_to:
+    if "tensorboard" in cfg.report_to and is_main_process():
         callbacks.append(_tensorboard(out_dir / "tensorboard"))
+    if "mlflow" in cfg.report_to:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (out_dir / "mlruns").resolve().as_uri())  # not ./mlruns
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -137,9 +144,10 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         result = trainer.train(resume_from_checkpoint=True if resume else None)
     wall = time.perf_counter() - t0
     if guard.bad_step is not None:
-        last = sorted((out_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        last = _last_checkpoint_step(out_dir)
+        where = out_dir / "checkpoints" / f"checkpoint-{last}" if last is not None else "none"
         raise DriftlabError(f"training stopped: loss became {guard.bad_value} at step {guard.bad_step}; last good "
-                            f"checkpoint: {last[-1] if last else 'none'} (lower train.learning_rate?)")
+                            f"checkpoint: {where} (lower train.learning_rate?)")
 
     artifact = _save_artifact(trainer, tokenizer, cfg, out_dir / ARTIFACT[cfg.method], model)
     losses = [r["loss"] for r in log_cb.rows if "loss" in r]
@@ -163,7 +171,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "resumed": resume,
         "tokens": tokens,
-        "tokens_per_s": tokens / wall if wall else 0.0,
+        "tokens_per_s": (tokens - log_cb.start_tokens) / wall if wall else 0.0,  # this process's share
         "wall_s": wall,
         "peak_memory_mb": max((r.get("peak_memory_mb", 0) for r in log_cb.rows), default=None),
         "first_loss": losses[0] if losses else None,
@@ -176,6 +184,11 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     if is_main_process():
         write_json(out_dir / "train.json", summary)
     return summary
+
+
+def _last_checkpoint_step(out_dir: Path) -> int | None:
+    steps = [int(p.name.split("-")[1]) for p in (out_dir / "checkpoints").glob("checkpoint-*")]
+    return max(steps) if steps else None
 
 
 def to_conversation(item: dict, system_prompt: str | None = None, enable_thinking: bool | None = None) -> dict:

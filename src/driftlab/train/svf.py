@@ -27,12 +27,13 @@ class SVFLinear(nn.Module):
         super().__init__()
         weight = linear.weight.detach().float()
         u, s, vt = torch.linalg.svd(weight, full_matrices=False)
-        dtype = linear.weight.dtype
-        # Non-persistent: U, s, Vᵀ are recomputed from the base weights, never saved in a checkpoint.
-        self.register_buffer("u", u.to(dtype), persistent=False)
-        self.register_buffer("s", s.to(dtype), persistent=False)
-        self.register_buffer("vt", vt.to(dtype), persistent=False)
-        self.z = nn.Parameter(torch.ones_like(s, dtype=torch.float32))
+        # float32 factors whatever the model's dtype: with z = 1 the rebuilt weight is W (to fp32 rounding), and
+        # training rebuilds exactly what apply_expert merges at inference. Non-persistent: recomputed from the base
+        # weights, never saved in a checkpoint.
+        self.register_buffer("u", u, persistent=False)
+        self.register_buffer("s", s, persistent=False)
+        self.register_buffer("vt", vt, persistent=False)
+        self.z = nn.Parameter(torch.ones_like(s))
         self.bias = linear.bias
         if self.bias is not None:
             self.bias.requires_grad_(False)
@@ -40,8 +41,9 @@ class SVFLinear(nn.Module):
 
     def weight(self) -> torch.Tensor:
         # One (out × r) · (r × in) product per forward: cheaper than two thin matmuls once a batch has more tokens
-        # than the matrix has rows.
-        return (self.u * (self.s * self.z).to(self.u.dtype)) @ self.vt
+        # than the matrix has rows. In fp32 even under bf16 autocast; only the layer's own matmul runs in bf16.
+        with torch.autocast(self.u.device.type, enabled=False):
+            return (self.u * (self.s * self.z)) @ self.vt
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight().to(x.dtype), self.bias)
