@@ -126,6 +126,30 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
                   f"{summary['tokens_per_s']:.0f} tokens/s")
 
 
+@app.command("export")
+def export(adapter: Path = typer.Option(..., help="What a fine-tune wrote (PEFT adapter, SVF expert) or its train "
+                                        "run dir."),
+           model: str = typer.Option("embedded", "--model", "-m", help="The base model it was trained on."),
+           out: Path = typer.Option(..., help="Dir for the merged checkpoint (must not exist).")):
+    """Merge a fine-tune into its base model and save one ordinary checkpoint (safetensors + tokenizer), loadable
+    by any tool, vLLM included."""
+    from driftlab.models import find_artifact, load_model, resolve_model
+
+    try:
+        artifact = find_artifact(adapter)
+        resolved = resolve_model(model)
+        if out.exists():
+            raise DriftlabError(f"{out}: already exists; driftlab never overwrites")
+        lm, tok = load_model(resolved, "auto", "cpu", artifact)
+    except DriftlabError as err:
+        _fail(err)
+    tmp = out.with_name(out.name + ".tmp")
+    lm.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    os.replace(tmp, out)
+    console.print(f"merged checkpoint: {out}  (driftlab eval --model {out})")
+
+
 @app.command("svf-combine")
 def svf_combine(experts: list[Path] = typer.Argument(..., help="SVF expert dirs (or train run dirs holding expert/)."),
                 weights: Optional[list[float]] = typer.Option(None, "--weight", "-w",

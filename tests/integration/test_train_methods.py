@@ -218,3 +218,22 @@ def test_early_stopping_watches_a_held_out_loss(tiny_model_dir, tmp_path):
     assert any("eval_loss" in r for r in log) and s["best_eval_loss"] is not None
     assert s["eval_items"] == 8 and s["train_items"] == 24
     assert s["stopped_early"] and s["steps"] < 30
+
+
+@pytest.mark.parametrize("method", ["lora", "svf"])
+def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
+    from typer.testing import CliRunner
+
+    from driftlab.cli import app
+
+    s = _train(tiny_model_dir, tmp_path / "t", method=method, learning_rate=2e-2, max_steps=4)
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(app, ["export", "--adapter", str(tmp_path / "t"), "--model", str(tiny_model_dir),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    x = torch.tensor([[5, 9, 12, 40, 7]])
+    with torch.no_grad():
+        merged = load_model(resolve_model(str(out)))[0](x).logits
+        applied = load_model(_model(tiny_model_dir), adapter=s["artifact"])[0](x).logits
+    assert torch.allclose(merged, applied, atol=1e-5)
+    assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()

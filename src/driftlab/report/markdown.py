@@ -108,15 +108,18 @@ def probe_table(study: dict) -> list[str]:
                      f"{PROBE_NOTES.get(r['metric'], '')} |")
     runs = {"base": probes["base"], **probes["variants"]}
     lines += ["", "Early answering (share of forced answers equal to the full-CoT answer, by fraction of the chain "
-              "kept) and cost:", "", "| model | chain present | " + " | ".join(
-                  f"f={f}" for f in _fractions(probes)) + " | probe seconds |",
-              "|---|---:|" + "---:|" * len(_fractions(probes)) + "---|"]
+              "kept), the format classes of the sampled replies, and each probe's cost:", "",
+              "| model | chain present | " + " | ".join(f"f={f}" for f in _fractions(probes)) +
+              " | sample formats | probe seconds |", "|---|---:|" + "---:|" * len(_fractions(probes)) + "---|---|"]
     for name, run in runs.items():
         f = run["probes"].get("faithfulness", {})
         curve = f.get("early_answer_curve", {})
+        shares = run["probes"].get("diversity", {}).get("format_shares", {})
+        formats = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])) or "n/a"
         secs = ", ".join(f"{k} {v:.0f}" for k, v in run["timings_s"].items())
         lines.append(f"| {name} | {_pct(f.get('chain_rate', 0))} | " + " | ".join(
-            _pct(curve[k]) if curve.get(k) is not None else "n/a" for k in _fractions(probes)) + f" | {secs} |")
+            _pct(curve[k]) if curve.get(k) is not None else "n/a" for k in _fractions(probes)) +
+            f" | {formats} | {secs} |")
     return lines + [""]
 
 
