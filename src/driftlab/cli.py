@@ -280,6 +280,35 @@ def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (h
         console.print(f"written to {out}")
 
 
+@app.command("gate")
+def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json)."),
+         config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose 'gate' rules apply; "
+                                               "default: the run's own config.yaml."),
+         set_: Optional[list[str]] = SetOpt):
+    """Check a study against the config's gate rules. Exit 0: every rule holds for every variant; 1: a rule is
+    violated (printed); 2: an error (no study, bad config, no rules)."""
+    from driftlab.compare.gate import check_gate
+
+    try:
+        if not (run / "study.json").exists():
+            raise DriftlabError(f"{run}: not a study run dir (no study.json)")
+        cfg = _load(config or run / "config.yaml", set_)
+        if not cfg.gate:
+            raise DriftlabError("no gate rules: add a 'gate' list to the config (README: Regression gate)")
+        results = check_gate(json.loads((run / "study.json").read_text()), cfg.gate)
+    except DriftlabError as err:
+        _fail(err)
+    table = Table("variant", "rule", "subject", "diff", "95% CI", "result")
+    for r in results:
+        ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
+        table.add_row(r["variant"], str(r["rule"]), r["subject"], "n/a" if r["diff"] is None else f"{r['diff']:+.3f}",
+                      ci, "pass" if r["passed"] else f"FAIL: {r['why']}")
+    console.print(table)
+    failed = [r for r in results if not r["passed"]]
+    console.print(f"gate: {'FAILED' if failed else 'passed'} ({len(failed)} of {len(results)} checks violated)")
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("study")
 def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
           no_cache: bool = NoCacheOpt):

@@ -263,6 +263,29 @@ class CompareConfig(Strict):
     )
 
 
+class GateRule(Strict):
+    """One regression-gate rule, checked for every variant (driftlab gate). Differences are in accuracy units
+    (0.05 = 5 points) or in the probe metric's own units."""
+    suites: Literal["target", "heldout"] | list[str] | None = Field(
+        None, description="Which suites (zero-shot results): the target, every held-out suite, or a list of names.")
+    probe: str | None = Field(None, pattern=r"^(faithfulness|diversity|drift|shortcuts)\.[a-z_0-9]+$",
+                              description="A probe metric instead of suites, e.g. faithfulness.aoc or drift.kl.")
+    min_diff: float | None = Field(None, description="Fail when the difference is below this (a required gain).")
+    max_loss: float | None = Field(None, ge=0, description="Fail when the difference is below -max_loss.")
+    max_rise: float | None = Field(None, ge=0, description="Fail when the difference is above +max_rise.")
+    ci: Literal["any", "excludes_zero"] = Field(
+        "any", description="excludes_zero: a gain must have its CI above 0 and a loss/rise only counts when its CI "
+        "lies entirely on that side of 0.")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.suites is None) == (self.probe is None):
+            raise ValueError("a gate rule names either 'suites' or 'probe'")
+        if sum(x is not None for x in (self.min_diff, self.max_loss, self.max_rise)) != 1:
+            raise ValueError("a gate rule sets exactly one of min_diff, max_loss, max_rise")
+        return self
+
+
 class StudyConfig(Strict):
     name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -274,6 +297,7 @@ class StudyConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    gate: list[GateRule] = Field(default_factory=list, description="Regression-gate rules (driftlab gate).")
 
     @model_validator(mode="after")
     def _strategy_suites_exist(self):

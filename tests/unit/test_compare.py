@@ -33,3 +33,11 @@ def test_verdict_needs_ci_and_mcnemar():
     assert verdict({**row, "mcnemar_p": 0.01}, "target") == "gained"
     assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": False}, "heldout") == "lost"
     assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": True}, "heldout").startswith("at floor")
+
+
+def test_benjamini_hochberg_by_hand():
+    from driftlab.compare.paired import with_bh
+
+    rows = with_bh({k: {"mcnemar_p": p} for k, p in zip("abcd", [0.01, 0.04, 0.03, 0.2])})
+    # sorted 0.01, 0.03, 0.04, 0.2 -> p*m/rank 0.04, 0.06, 0.0533, 0.2 -> running min from the top
+    assert [round(rows[k]["p_bh"], 4) for k in "abcd"] == [0.04, 0.0533, 0.0533, 0.2]

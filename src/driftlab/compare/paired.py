@@ -56,12 +56,26 @@ def compare_evals(base_dir: Path, tuned_dir: Path, cfg: CompareConfig, seed: int
     common = [s for s in base_metrics if s in tuned_metrics]
     if not common:
         raise DataError(f"{base_dir} and {tuned_dir} share no suites")
-    return {
+    rows = {
         suite: compare_suite(read_jsonl(Path(base_dir) / f"{suite}.jsonl"),
                              read_jsonl(Path(tuned_dir) / f"{suite}.jsonl"),
                              base_metrics[suite]["chance"], cfg, seed)
         for suite in common
     }
+    return with_bh(rows)
+
+
+def with_bh(rows: dict[str, dict]) -> dict[str, dict]:
+    """Add `p_bh`: McNemar p-values adjusted across all suites × strategies of one comparison by Benjamini-Hochberg
+    (scipy.stats.false_discovery_control), so "some suite changed" is not read off the smallest of many p-values."""
+    from scipy.stats import false_discovery_control
+
+    names = list(rows)
+    if names:
+        adjusted = false_discovery_control([rows[n]["mcnemar_p"] for n in names], method="bh")
+        for n, p in zip(names, adjusted):
+            rows[n]["p_bh"] = float(p)
+    return rows
 
 
 PROBE_METRICS = {

@@ -32,20 +32,21 @@ def render_markdown(study: dict) -> str:
                      f"{_pct(row['base_acc'])} → {_pct(row['tuned_acc'])} ({_pts(row['diff'])}, "
                      f"95% CI [{_pts(row['ci95'][0])}, {_pts(row['ci95'][1])}])")
     lines += ["", "## Per suite", "",
-              "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | "
+              "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | BH p | "
               "right→wrong | wrong→right | floor |",
-              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in study["comparisons"]:
         lines.append(
             f"| {r['variant']} | {r['suite']} | {roles[r['suite']]} | {r['n']} | {_pct(r['chance'])} | "
             f"{_pct(r['base_acc'])} | {_pct(r['tuned_acc'])} | {_pts(r['diff'])} | "
-            f"[{_pts(r['ci95'][0])}, {_pts(r['ci95'][1])}] | {r['mcnemar_p']:.3g} | {r['right_to_wrong']} | "
+            f"[{_pts(r['ci95'][0])}, {_pts(r['ci95'][1])}] | {r['mcnemar_p']:.3g} | "
+            f"{_num(r.get('p_bh'), 3) if r.get('p_bh') is not None else 'n/a'} | {r['right_to_wrong']} | "
             f"{r['wrong_to_right']} | {'**yes**' if r['floor'] else 'no'} |")
     n_boot = study["comparisons"][0]["n_bootstrap"] if study["comparisons"] else 0
     level = study["comparisons"][0].get("confidence", 0.95) if study["comparisons"] else 0.95
     lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). Verdicts 'gained'/"
               f"'lost' need the CI to exclude 0 and McNemar p < {ALPHA}. McNemar: exact binomial test on "
-              "discordant pairs. Floor: base accuracy not significantly above chance + margin (one-sided exact "
+              "discordant pairs; BH p: Benjamini-Hochberg adjusted across every suite × strategy of that variant. Floor: base accuracy not significantly above chance + margin (one-sided exact "
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
     lines += strategy_table(study)

@@ -1,0 +1,52 @@
+"""The regression gate on constructed studies: exit 1 on a regression, 0 on a clean run, 2 on an error."""
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from driftlab.cli import app
+from tests.conftest import ARITH
+
+RULES = [{"suites": "target", "min_diff": 0.05, "ci": "excludes_zero"},
+         {"suites": "heldout", "max_loss": 0.02, "ci": "excludes_zero"},
+         {"probe": "drift.kl", "max_rise": 0.5}]
+
+
+def _study(tmp_path, capitals_diff: float, capitals_ci: list, floor: bool = False, kl: float = 0.3):
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    rows = [{"variant": "lora", "suite": "arithmetic", "diff": 0.2, "ci95": [0.09, 0.31], "floor": False},
+            {"variant": "lora", "suite": "arithmetic@cot", "diff": -0.5, "ci95": [-0.6, -0.4], "floor": False},
+            {"variant": "lora", "suite": "capitals", "diff": capitals_diff, "ci95": capitals_ci, "floor": floor}]
+    study = {"suites": [{"name": "arithmetic", "role": "target"}, {"name": "arithmetic@cot", "role": "target"},
+                        {"name": "capitals", "role": "heldout"}],
+             "variants": [{"name": "lora"}], "comparisons": rows,
+             "probes": {"comparisons": [{"variant": "lora", "probe": "drift", "metric": "kl", "diff": kl,
+                                         "ci95": [kl - 0.1, kl + 0.1]}]}}
+    (run / "study.json").write_text(json.dumps(study))
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"target": ARITH}, "gate": RULES}))
+    return run
+
+
+def test_gate_fails_on_a_constructed_regression(tmp_path):
+    run = _study(tmp_path, capitals_diff=-0.10, capitals_ci=[-0.20, -0.01])
+    result = CliRunner().invoke(app, ["gate", str(run)])
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output and "capitals" in result.output and "gate: FAILED (1 of 3" in result.output
+
+
+def test_gate_passes_a_clean_run_and_ignores_noise_and_floors(tmp_path):
+    noisy = _study(tmp_path, capitals_diff=-0.10, capitals_ci=[-0.20, 0.01])  # a loss whose CI includes 0
+    assert CliRunner().invoke(app, ["gate", str(noisy)]).exit_code == 0
+    floor = _study(tmp_path / "f", capitals_diff=-0.3, capitals_ci=[-0.4, -0.2], floor=True)
+    assert CliRunner().invoke(app, ["gate", str(floor)]).exit_code == 0  # a floor suite cannot show a loss
+
+
+def test_gate_probe_rule_and_errors(tmp_path):
+    drifted = _study(tmp_path, capitals_diff=0.0, capitals_ci=[-0.05, 0.05], kl=0.9)
+    out = CliRunner().invoke(app, ["gate", str(drifted)])
+    assert out.exit_code == 1 and "drift.kl" in out.output
+    assert CliRunner().invoke(app, ["gate", str(tmp_path / "nowhere")]).exit_code == 2
+    bad = CliRunner().invoke(app, ["gate", str(drifted), "--set", "gate.0.min_diff=oops"])
+    assert bad.exit_code == 2 and "gate" in bad.output
