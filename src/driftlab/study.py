@@ -21,6 +21,7 @@ from driftlab.eval import evaluate_model
 from driftlab.models import resolve_model
 from driftlab.probes.run import run_probes
 from driftlab.report import render_html, render_markdown
+from driftlab.report.flips import collect_flips
 from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
 from driftlab.train import train_model
 
@@ -110,7 +111,8 @@ def run_study(cfg: StudyConfig) -> Path:
     with stage("report"):
         write_json(run_dir / "study.json", study)
         write_text_atomic(run_dir / "report.md", render_markdown(study))
-        write_text_atomic(run_dir / "report.html", render_html(study, logs))
+        flips = collect_flips(run_dir, [v["name"] for v in variants])
+        write_text_atomic(run_dir / "report.html", render_html(study, logs, flips))
     study["timings_s"]["report"] = timings["report"]
     write_json(run_dir / "study.json", study)
     return run_dir

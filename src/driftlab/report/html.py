@@ -13,8 +13,12 @@ from driftlab.report.markdown import probe_table, strategy_rows, training_rows, 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
 
-def render_html(study: dict, train_logs: dict[str, list[dict]]) -> str:
+def render_html(study: dict, train_logs: dict[str, list[dict]], flips: list[dict] | None = None) -> str:
     figures = [accuracy_figure(study), diff_figure(study)]
+    if strategy_rows(study):
+        figures.append(strategy_heatmap(study))
+    if any(s["base_metrics"].get("errors") for s in study["suites"]):
+        figures.append(error_figure(study))
     if any(train_logs.values()):
         figures.append(loss_figure(train_logs))
     if (study.get("probes") or {}).get("base", {}).get("probes", {}).get("faithfulness"):
@@ -30,6 +34,8 @@ table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
 th,td{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}} th{{background:#f4f4f4}}
 td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{color:#c0392b;font-weight:600}}
 .floor{{color:#888}} .plot{{margin:1.5rem 0}} code{{background:#f4f4f4;padding:0 .2rem}}
+table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}} .lost-row td{{background:#fdf0ef}}
+.gained-row td{{background:#eff8f0}}
 </style>
 <script>{get_plotlyjs()}</script></head><body>
 <h1>driftlab study: {html.escape(study['name'])}</h1>
@@ -43,6 +49,7 @@ floor (base not significantly above chance + margin) cannot show a loss; its cha
 {_training_table(study)}
 {_md_table_as_html(probe_table(study))}
 <h2>Plots</h2>{plots}
+{_flip_browser(flips or [])}
 </body></html>
 """
 
@@ -141,6 +148,50 @@ def _md_table_as_html(lines: list[str]) -> str:
     if rows:
         body.append("<table>" + "".join(rows) + "</table>")
     return "".join(body)
+
+
+def strategy_heatmap(study: dict) -> go.Figure:
+    """Accuracy per prompting strategy (rows) and model (columns)."""
+    rows = strategy_rows(study)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    labels = list(dict.fromkeys(f"{r['suite']} · {r['strategy']}" for r in rows))
+    cell = {(f"{r['suite']} · {r['strategy']}", r["model"]): r["accuracy"] for r in rows}
+    z = [[cell.get((label, m)) for m in models] for label in labels]
+    fig = go.Figure(go.Heatmap(z=z, x=models, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                               text=[[f"{v:.0%}" if v is not None else "" for v in row] for row in z],
+                               texttemplate="%{text}", colorbar={"tickformat": ".0%"}))
+    fig.update_layout(title="Accuracy by prompting strategy × model", height=120 + 40 * len(labels))
+    return fig
+
+
+def error_figure(study: dict) -> go.Figure:
+    """Error-taxonomy rates on the target's zero-shot replies, base and every variant."""
+    target = next(s for s in study["suites"] if s["role"] == "target")
+    series = [("base", target["base_metrics"].get("errors") or {})]
+    series += [(v["name"], (v.get("eval", {}).get(target["name"]) or {}).get("errors") or {})
+               for v in study["variants"]]
+    tags = sorted({t for _, errs in series for t in errs})
+    fig = go.Figure()
+    for k, (name, errs) in enumerate(series):
+        fig.add_bar(name=name, x=tags, y=[errs.get(t, 0.0) for t in tags], marker_color=COLORS[k % len(COLORS)])
+    fig.update_layout(title=f"Error taxonomy on {target['name']} (share of replies per tag)", barmode="group",
+                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=380)
+    return fig
+
+
+def _flip_browser(flips: list[dict]) -> str:
+    if not flips:
+        return ""
+    rows = "".join(
+        f"<tr class='{'lost' if f['direction'] == 'right→wrong' else 'gained'}-row'><td class=l>"
+        f"{html.escape(f['variant'])}</td><td class=l>{html.escape(f['suite'])}</td><td class=l>{f['direction']}</td>"
+        f"<td class=l><pre>{html.escape(f['prompt'])}</pre></td><td class=l>{html.escape(str(f['gold']))}</td>"
+        f"<td class=l><pre>{html.escape(f['base_output'])}</pre></td>"
+        f"<td class=l><pre>{html.escape(f['tuned_output'])}</pre></td></tr>" for f in flips)
+    return ("<h2>Flipped items</h2><p>Items whose verdict changed, both replies side by side (a few per variant, "
+            "suite and direction).</p><table class=flips><tr><th class=l>variant</th><th class=l>suite</th>"
+            "<th class=l>flip</th><th class=l>prompt</th><th class=l>gold</th><th class=l>base reply</th>"
+            f"<th class=l>tuned reply</th></tr>{rows}</table>")
 
 
 def _verdict_list(study: dict) -> str:
