@@ -280,6 +280,67 @@ def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (h
         console.print(f"written to {out}")
 
 
+@app.command("sweep")
+def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.json and train/<variant>/)."),
+          scales: str = typer.Option("0.25,0.5,0.75", help="Comma-separated scales strictly between 0 and 1 (0 is "
+                                     "the base eval and 1 the variant's, both already in the run)."),
+          out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
+    """Scale every fine-tune of a study between base and itself (LoRA scale, SVF z, WiSE-FT for full), evaluate
+    zero-shot at each scale, and plot target gain against held-out retention with the Pareto frontier."""
+    import shutil
+
+    from plotly.offline import get_plotlyjs
+
+    from driftlab.compare.sweep import frontier, pareto_figure, point, save_interpolated
+    from driftlab.config import StrategyConfig
+    from driftlab.eval import evaluate_model
+    from driftlab.models import resolve_model
+    from driftlab.runs import read_jsonl, write_json, write_text_atomic
+
+    try:
+        if not (run / "study.json").exists():
+            raise DriftlabError(f"{run}: not a study run dir (no study.json)")
+        alphas = [float(a) for a in scales.split(",")]
+        if not all(0 < a < 1 for a in alphas):
+            raise DriftlabError(f"--scales {scales!r}: every scale must lie strictly between 0 and 1")
+        cfg = _load(run / "config.yaml", [])
+        study = json.loads((run / "study.json").read_text())
+        model = resolve_model(cfg.model.name_or_path)
+    except (DriftlabError, ValueError) as err:
+        _fail(err)
+    out_dir = _out_dir(out, cfg, "sweep")
+    cfg.eval.strategies = [StrategyConfig(name="zero_shot")]
+    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+    suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in suite_cfgs}
+    roles = {s["name"]: s["role"] for s in study["suites"] if "@" not in s["name"]}
+    floors = {s["name"]: s["floor"] for s in study["suites"]}
+    base = json.loads((run / "eval" / "base" / "eval.json").read_text())["suites"]
+    points = []
+    for v in study["variants"]:
+        tuned = json.loads((run / "eval" / v["name"] / "eval.json").read_text())["suites"]
+        points += [{"variant": v["name"], "alpha": 0.0, **point(base, base, roles, floors)},
+                   {"variant": v["name"], "alpha": 1.0, **point(base, tuned, roles, floors)}]
+        for alpha in alphas:
+            model_dir = out_dir / "models" / f"{v['name']}@{alpha:g}"
+            scaled = save_interpolated(model, Path(v["train"]["artifact"]), alpha, model_dir)
+            summary = evaluate_model(scaled, cfg.model, suites, suite_cfgs, cfg.eval,
+                                     out_dir / f"{v['name']}@{alpha:g}", label=f"{v['name']} α={alpha:g}")
+            shutil.rmtree(model_dir)  # a full checkpoint per scale: kept only while it is evaluated
+            points.append({"variant": v["name"], "alpha": alpha, **point(base, summary["suites"], roles, floors)})
+    for p, on in zip(points, frontier(points)):
+        p["frontier"] = on
+    write_json(out_dir / "sweep.json", {"run": str(run), "scales": [0.0, *alphas, 1.0], "points": points})
+    fig = pareto_figure(points).to_html(full_html=False, include_plotlyjs=False)
+    write_text_atomic(out_dir / "pareto.html", f"<!doctype html><html><head><meta charset='utf-8'><script>"
+                      f"{get_plotlyjs()}</script></head><body>{fig}</body></html>")
+    table = Table("variant", "α", "target change", "held-out change", "frontier")
+    for p in points:
+        table.add_row(p["variant"], f"{p['alpha']:g}", f"{100 * p['target_gain']:+.1f}",
+                      f"{100 * p['heldout_change']:+.1f}", "yes" if p["frontier"] else "")
+    console.print(table)
+    console.print(f"sweep written to {out_dir} (pareto.html)")
+
+
 @app.command("gate")
 def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json)."),
          config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose 'gate' rules apply; "

@@ -116,3 +116,25 @@ def test_probe_command_on_a_model(tmp_path, tiny_model_dir):
     assert summary["probes"]["drift"]["kl"] == 0.0 and set(summary["timings_s"]) == {"drift", "shortcuts"}
     bad = CliRunner().invoke(app, ["probe", "-c", str(cfg_path), "--probes", "vibes", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "probes.run" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_sweep_scales_each_fine_tune_between_base_and_itself(tmp_path, tiny_model_dir):
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["variants"] = [{"name": "lora"}, {"name": "svf", "train": {"method": "svf", "learning_rate": 2e-2}}]
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
+    run = next((tmp_path / "runs").iterdir())
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["sweep", str(run), "--scales", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sorted((p["variant"], p["alpha"]) for p in sweep["points"]) == [
+        ("lora", 0.0), ("lora", 0.5), ("lora", 1.0), ("svf", 0.0), ("svf", 0.5), ("svf", 1.0)]
+    zero = [p for p in sweep["points"] if p["alpha"] == 0.0]
+    assert all(p["target_gain"] == 0 and p["heldout_change"] == 0 for p in zero)  # α = 0 is the base model
+    assert any(p["frontier"] for p in sweep["points"])
+    assert not any((out / "models").iterdir())  # each scaled checkpoint is deleted once evaluated
+    assert "Plotly.newPlot" in (out / "pareto.html").read_text()
+    bad = CliRunner().invoke(app, ["sweep", str(run), "--scales", "1.5", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and not (tmp_path / "x").exists()

@@ -237,3 +237,24 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
         applied = load_model(_model(tiny_model_dir), adapter=s["artifact"])[0](x).logits
     assert torch.allclose(merged, applied, atol=1e-5)
     assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "svf", "full"])
+def test_scaling_reaches_base_at_zero_and_the_fine_tune_at_one(tiny_model_dir, tmp_path, method):
+    from driftlab.compare.sweep import interpolate
+
+    s = _train(tiny_model_dir, tmp_path / method, method=method, learning_rate=2e-2, max_steps=3)
+    x = torch.tensor([[5, 9, 12, 40, 7]])
+    with torch.no_grad():
+        base = load_model(_model(tiny_model_dir))[0](x).logits
+        tuned = load_model(_model(tiny_model_dir), adapter=s["artifact"])[0](x).logits
+        zero, one, half = (interpolate(_model(tiny_model_dir), s["artifact"], a)[0](x).logits for a in (0, 1, 0.5))
+    assert torch.allclose(zero, base, atol=1e-4) and torch.allclose(one, tuned, atol=1e-4)
+    assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)
+
+
+def test_pareto_frontier():
+    from driftlab.compare.sweep import frontier
+
+    pts = [{"target_gain": g, "heldout_change": h} for g, h in [(0.2, -0.1), (0.1, 0.0), (0.1, -0.05), (0.0, 0.0)]]
+    assert frontier(pts) == [True, True, False, False]
