@@ -294,7 +294,7 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
     from driftlab.compare.sweep import frontier, pareto_figure, point, save_interpolated
     from driftlab.config import StrategyConfig
     from driftlab.eval import evaluate_model
-    from driftlab.models import resolve_model
+    from driftlab.models import find_artifact, resolve_model
     from driftlab.runs import read_jsonl, write_json, write_text_atomic
 
     try:
@@ -322,7 +322,8 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
                    {"variant": v["name"], "alpha": 1.0, **point(base, tuned, roles, floors)}]
         for alpha in alphas:
             model_dir = out_dir / "models" / f"{v['name']}@{alpha:g}"
-            scaled = save_interpolated(model, Path(v["train"]["artifact"]), alpha, model_dir)
+            artifact = find_artifact(run / "train" / v["name"])  # the run dir may have moved since it was written
+            scaled = save_interpolated(model, artifact, alpha, model_dir)
             summary = evaluate_model(scaled, cfg.model, suites, suite_cfgs, cfg.eval,
                                      out_dir / f"{v['name']}@{alpha:g}", label=f"{v['name']} α={alpha:g}")
             shutil.rmtree(model_dir)  # a full checkpoint per scale: kept only while it is evaluated

@@ -19,8 +19,10 @@ from driftlab.train.svf import apply_expert, is_expert, load_expert
 
 @torch.no_grad()
 def interpolate(model: ResolvedModel, artifact: Path, alpha: float, dtype: str = "auto", device: str = "auto"):
-    """(model, tokenizer) at scale alpha of the fine-tune in `artifact`."""
-    artifact = Path(artifact)
+    """(model, tokenizer) at scale alpha of the fine-tune in `artifact` (see models.find_artifact)."""
+    from driftlab.models import find_artifact
+
+    artifact = find_artifact(artifact)
     if is_expert(artifact):
         lm, tok = load_model(model, dtype, device)
         z = {name: 1 + alpha * (v - 1) for name, v in load_expert(artifact).items()}
