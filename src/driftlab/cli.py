@@ -364,7 +364,8 @@ def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json
     for r in results:
         ci = f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]" if r["ci95"] else "n/a"
         table.add_row(r["variant"], str(r["rule"]), r["subject"], "n/a" if r["diff"] is None else f"{r['diff']:+.3f}",
-                      ci, "pass" if r["passed"] else f"FAIL: {r['why']}")
+                      ci, ("skipped (at floor)" if r["why"].startswith("skipped") else "pass") if r["passed"]
+                      else f"FAIL: {r['why']}")
     console.print(table)
     failed = [r for r in results if not r["passed"]]
     console.print(f"gate: {'FAILED' if failed else 'passed'} ({len(failed)} of {len(results)} checks violated)")
