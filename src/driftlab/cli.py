@@ -93,7 +93,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
                                                 "(its own config and training set; other options are ignored)."),
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Fine-tune on the config's target task (train.method: lora, dora, qlora, full, svf) with TRL."""
-    from driftlab.data.build import normalize, write_data
+    from driftlab.data.build import write_data
     from driftlab.runs import is_main_process
     from driftlab.train import resume_training, train_model
 
@@ -114,9 +114,9 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
     out_dir = _out_dir(out, cfg, "train")
     if is_main_process():
         write_data(bundle, out_dir / "data")
-    exclude = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
     try:
-        summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, exclude, cfg.eval)
+        summary = train_model(resolved, cfg.model, train_cfg, bundle.train, out_dir, cfg.seed, bundle.eval_questions(),
+                              cfg.eval)
     except DriftlabError as err:
         _fail(err)
     if not is_main_process():
@@ -133,7 +133,7 @@ def export(adapter: Path = typer.Option(..., help="What a fine-tune wrote (PEFT 
            out: Path = typer.Option(..., help="Dir for the merged checkpoint (must not exist).")):
     """Merge a fine-tune into its base model and save one ordinary checkpoint (safetensors + tokenizer), loadable
     by any tool, vLLM included."""
-    from driftlab.models import find_artifact, load_model, resolve_model
+    from driftlab.models import find_artifact, load_model, resolve_model, save_checkpoint
 
     try:
         artifact = find_artifact(adapter)
@@ -143,10 +143,7 @@ def export(adapter: Path = typer.Option(..., help="What a fine-tune wrote (PEFT 
         lm, tok = load_model(resolved, "auto", "cpu", artifact)
     except DriftlabError as err:
         _fail(err)
-    tmp = out.with_name(out.name + ".tmp")
-    lm.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    os.replace(tmp, out)
+    save_checkpoint(lm, tok, out)
     console.print(f"merged checkpoint: {out}  (driftlab eval --model {out})")
 
 
@@ -197,7 +194,7 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
     except DriftlabError as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "eval")
-    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+    suite_cfgs = cfg.data.suite_configs()
     try:
         summary = evaluate_model(resolved, cfg.model, bundle.suites, suite_cfgs, cfg.eval, out_dir, adapter=adapter,
                                  shots=bundle.shots)
@@ -234,7 +231,7 @@ def probe(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         _fail(err)
     out_dir = _out_dir(out, cfg, "probe")
     name = cfg.probes.suite or cfg.data.target.name
-    suite = next(s for s in [cfg.data.target, *cfg.data.heldout] if s.name == name)
+    suite = cfg.data.suite_configs()[name]
     try:
         summary = run_probes(resolved, cfg.model, cfg.eval, cfg.probes, suite, bundle.suites[name],
                              bundle.shots.get(name, []), out_dir, artifact)
@@ -310,7 +307,7 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
         _fail(err)
     out_dir = _out_dir(out, cfg, "sweep")
     cfg.eval.strategies = [StrategyConfig(name="zero_shot")]
-    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+    suite_cfgs = cfg.data.suite_configs()
     suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in suite_cfgs}
     roles = {s["name"]: s["role"] for s in study["suites"] if "@" not in s["name"]}
     floors = {s["name"]: s["floor"] for s in study["suites"]}

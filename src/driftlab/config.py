@@ -99,6 +99,10 @@ class DataConfig(Strict):
         "error", description="A malformed JSONL row: stop with file:line, or skip it and count it."
     )
 
+    def suite_configs(self) -> dict[str, SuiteConfig]:
+        """Every suite's config by name, the target first."""
+        return {s.name: s for s in [self.target, *self.heldout]}
+
     @model_validator(mode="after")
     def _unique_names(self) -> DataConfig:
         if self.target.perturb:
@@ -301,7 +305,7 @@ class StudyConfig(Strict):
 
     @model_validator(mode="after")
     def _strategy_suites_exist(self):
-        known = [self.data.target.name] + [s.name for s in self.data.heldout]
+        known = list(self.data.suite_configs())
         if self.probes.suite is not None and self.probes.suite not in known:
             raise ValueError(f"probes.suite: no suite named {self.probes.suite!r} (suites: {', '.join(known)})")
         for i, strategy in enumerate(self.eval.strategies):

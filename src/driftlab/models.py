@@ -202,6 +202,17 @@ def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_
     return lm, tokenizer
 
 
+def save_checkpoint(lm, tokenizer, out_dir: Path) -> Path:
+    """Weights + tokenizer as one ordinary checkpoint, written to a temp dir and renamed (never half a checkpoint)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lm.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
 ARTIFACT_DIRS = ("adapter", "expert", "model")  # what training writes: PEFT adapter, SVF expert, full weights
 
 

@@ -16,7 +16,7 @@ from driftlab.compare.stats import at_floor
 from driftlab.config import StudyConfig
 from driftlab.errors import ConfigError
 from driftlab.data import build_data
-from driftlab.data.build import normalize, write_data
+from driftlab.data.build import write_data
 from driftlab.eval import evaluate_model
 from driftlab.models import resolve_model
 from driftlab.probes.run import run_probes
@@ -52,7 +52,7 @@ def run_study(cfg: StudyConfig) -> Path:
     console.print(f"run directory: {run_dir}")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_data(bundle, run_dir / "data")
-    suite_cfgs = {s.name: s for s in [cfg.data.target, *cfg.data.heldout]}
+    suite_cfgs = cfg.data.suite_configs()
 
     with stage("eval_base"):
         base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
@@ -69,7 +69,7 @@ def run_study(cfg: StudyConfig) -> Path:
 
     probes = {"base": probe("base", None), "variants": {}, "comparisons": []}
     variants, comparisons, logs = [], [], {}
-    eval_prompts = {normalize(it["question"]) for items in bundle.suites.values() for it in items}
+    eval_prompts = bundle.eval_questions()
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name

@@ -8,12 +8,11 @@ and at least its retention, one of them strictly better.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
-from driftlab.models import ResolvedModel, fingerprint_dir, load_model, load_pretrained, pick_device
+from driftlab.models import ResolvedModel, fingerprint_dir, load_model, load_pretrained, pick_device, save_checkpoint
 from driftlab.train.svf import apply_expert, is_expert, load_expert
 
 
@@ -47,12 +46,7 @@ def interpolate(model: ResolvedModel, artifact: Path, alpha: float, dtype: str =
 def save_interpolated(model: ResolvedModel, artifact: Path, alpha: float, out_dir: Path) -> ResolvedModel:
     """The interpolated model as an ordinary checkpoint, so the eval, its results store and its fingerprints apply
     unchanged."""
-    lm, tok = interpolate(model, artifact, alpha)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    lm.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    tmp.rename(out_dir)
+    save_checkpoint(*interpolate(model, artifact, alpha), out_dir)
     return ResolvedModel(f"{model.name}@{alpha}", str(out_dir), fingerprint_dir(out_dir))
 
 

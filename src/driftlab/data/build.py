@@ -31,6 +31,10 @@ class DataBundle:
     report: dict = field(default_factory=dict)
     shots: dict[str, list[dict]] = field(default_factory=dict)  # few-shot exemplars per suite, never eval items
 
+    def eval_questions(self) -> set[str]:
+        """Every eval question, normalised: what replay/training data may not contain."""
+        return {normalize(it["question"]) for items in self.suites.values() for it in items}
+
 
 def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataBundle:
     skipped: dict[str, int] = {}

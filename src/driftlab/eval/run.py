@@ -18,10 +18,10 @@ from driftlab.config import EvalConfig, ModelConfig, StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend, HFBackend
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
-from driftlab.eval.store import CachedBackend, ResultStore
+from driftlab.eval.store import CachedBackend, results_store
 from driftlab.eval.strategies import canonical_answers, run_strategy
 from driftlab.eval.taxonomy import error_tags, tag_rates
-from driftlab.models import ResolvedModel, driftlab_home, fingerprint_dir, load_model, pick_device, pick_dtype
+from driftlab.models import ResolvedModel, fingerprint_dir, load_model, pick_device, pick_dtype
 from driftlab.runs import write_json, write_jsonl
 
 
@@ -47,23 +47,18 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     total = sum(len(items) * _rows_per_item(s) for _, s, items in plan)
     for s in skipped:
         print(f"skipping {s['strategy']} on {s['suite']}: {s['why']}")
-    store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
-    with _progress() as progress:
+    with _progress() as progress, results_store(eval_cfg) as store:
         task = progress.add_task(f"eval {label}", total=total)
         backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter,
                                          on_progress=lambda n: progress.advance(task, n))
         if store is not None:
             backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
         metrics = {}
-        try:
-            for name, strategy, items in plan:
-                key = result_name(name, strategy.name)
-                records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
-                                                       shots.get(name, []))
-                write_jsonl(out_dir / f"{key}.jsonl", records)
-        finally:
-            if store is not None:
-                store.close()
+        for name, strategy, items in plan:
+            key = result_name(name, strategy.name)
+            records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
+                                                   shots.get(name, []))
+            write_jsonl(out_dir / f"{key}.jsonl", records)
     summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
                "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
                "skipped": skipped,

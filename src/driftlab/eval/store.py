@@ -12,6 +12,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,6 +56,20 @@ class ResultStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+@contextmanager
+def results_store(eval_cfg):
+    """The store an eval config asks for — `eval.store_path`, default $DRIFTLAB_HOME/results.sqlite — or None with
+    `eval.cache: false`; closed on exit. Eval, probes and self-replay all open it here."""
+    from driftlab.models import driftlab_home
+
+    store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
+    try:
+        yield store
+    finally:
+        if store is not None:
+            store.close()
 
 
 class CachedBackend:

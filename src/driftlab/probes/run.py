@@ -15,8 +15,8 @@ from rich.console import Console
 from driftlab.config import EvalConfig, ModelConfig, ProbesConfig, StrategyConfig, SuiteConfig
 from driftlab.data.sources import drift_prompts
 from driftlab.eval.run import model_fingerprint, open_backend
-from driftlab.eval.store import CachedBackend, ResultStore
-from driftlab.models import ResolvedModel, driftlab_home
+from driftlab.eval.store import CachedBackend, results_store
+from driftlab.models import ResolvedModel
 from driftlab.probes import diversity, drift, faithfulness, shortcuts
 from driftlab.runs import write_json, write_jsonl
 
@@ -28,11 +28,10 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
                adapter: Path | None = None) -> dict:
     items = items[: cfg.limit]
     inner, model_fp = open_backend(model, model_cfg, eval_cfg, adapter)
-    store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
-    backend = CachedBackend(inner, store, model_fp, eval_cfg.batch_size, log=lambda m: None) if store else inner
     cot = next((s for s in eval_cfg.strategies if s.name == "cot"), StrategyConfig(name="cot", max_new_tokens=96))
     results, timings = {}, {}
-    try:
+    with results_store(eval_cfg) as store:
+        backend = CachedBackend(inner, store, model_fp, eval_cfg.batch_size, log=lambda m: None) if store else inner
         for probe in cfg.run:
             console.print(f"probe {probe} ({len(items)} items)")
             t0 = time.perf_counter()
@@ -55,9 +54,6 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
                 rows, results[probe] = _drift(model, model_cfg, eval_cfg, cfg, inner, store, adapter)
             timings[probe] = round(time.perf_counter() - t0, 2)
             write_jsonl(out_dir / f"{probe}.jsonl", rows)
-    finally:
-        if store is not None:
-            store.close()
     summary = {"model": model.name, "adapter": str(adapter) if adapter else None, "suite": suite.name,
                "items": len(items), "probes": results, "timings_s": timings}
     write_json(out_dir / "probes.json", summary)

@@ -14,7 +14,7 @@ from driftlab.config import EvalConfig, MixSource, ModelConfig, TrainConfig
 from driftlab.data.build import normalize
 from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items, replay_prompts
 from driftlab.errors import DataError
-from driftlab.models import ResolvedModel, driftlab_home
+from driftlab.models import ResolvedModel
 
 MIX_SEED_OFFSET = 20_000_033  # replay generators draw far from any eval or train stream
 
@@ -64,19 +64,15 @@ def self_replay(src: MixSource, model: ResolvedModel, model_cfg: ModelConfig, n:
     """The base model's greedy replies to up to n general prompts; replies cut off at max_new_tokens are dropped
     (training on them would teach the model to stop mid-sentence)."""
     from driftlab.eval.run import open_backend
-    from driftlab.eval.store import CachedBackend, ResultStore
+    from driftlab.eval.store import CachedBackend, results_store
 
     prompts = replay_prompts(src.path)[:n]  # the bundled file's tail is the drift probe's, never trained on
     eval_cfg = eval_cfg or EvalConfig()  # the study's: same backend, batch size and results store (or none)
     backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter=None)
-    store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
-    try:
+    with results_store(eval_cfg) as store:
         cached = CachedBackend(backend, store, model_fp, eval_cfg.batch_size,
                                log=lambda m: print(f"self-replay: {m}")) if store else backend
         replies = cached.generate([p["question"] for p in prompts], src.max_new_tokens)
-    finally:
-        if store is not None:
-            store.close()
     rows = [{"question": p["question"], "answer": g.text.strip(), "meta": {"self_replay": True}}
             for p, g in zip(prompts, replies) if g.finish == "stop" and g.text.strip()]
     if not rows:
