@@ -242,101 +242,100 @@ def probe(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 
 
 @app.command("compare")
-def compare(base: Path = typer.Argument(..., help="Eval dir of the base model (holds eval.json)."),
-            tuned: Path = typer.Argument(..., help="Eval dir of the tuned model, on the same items."),
+def compare(a: str = typer.Argument(..., help="Model A (usually the base): <study run>:<model> (base or a variant "
+                                    "name), an eval dir (eval.json), a probe dir (probes.json)."),
+            b: str = typer.Argument(..., help="Model B (usually the fine-tune), on the same items."),
             config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                                  help="Study config for the 'compare' block and seed; "
+                                                  help="Study config for the 'compare' block, seed and runs_dir; "
                                                        "default: built-in defaults."),
             set_: Optional[list[str]] = SetOpt,
-            out: Optional[Path] = typer.Option(None, help="Write the comparison JSON here.")):
-    """Paired comparison per suite: difference, paired bootstrap CI, exact McNemar p, floor flag."""
-    from driftlab.compare import compare_evals
+            out: Optional[Path] = typer.Option(None, help="Output dir for compare.json (must not exist); default: "
+                                               "a new run dir.")):
+    """Paired comparison of two models: every suite × strategy (difference, paired bootstrap CI, exact McNemar,
+    Benjamini-Hochberg, floor flag) and every probe metric (difference, paired bootstrap CI)."""
+    from driftlab.compare.paired import compare_results
     from driftlab.config import CompareConfig
-    from driftlab.runs import write_json
+    from driftlab.runs import new_run_dir, write_json
 
     try:
-        if config is not None:
-            study_cfg = _load(config, set_)
-            cmp_cfg, seed = study_cfg.compare, study_cfg.seed
-        else:
-            cmp_cfg, seed = CompareConfig(), 0
-        for d in (base, tuned):
-            if not (d / "eval.json").exists():
-                raise DriftlabError(f"{d}: not an eval dir (no eval.json)")
-        result = compare_evals(base, tuned, cmp_cfg, seed)
+        study_cfg = _load(config, set_) if config is not None else None
+        cmp_cfg = study_cfg.compare if study_cfg else CompareConfig()
+        result = compare_results(a, b, cmp_cfg, study_cfg.seed if study_cfg else 0)
     except DriftlabError as err:
         _fail(err)
-    table = Table("suite", "n", "base", "tuned", "diff (pts)", "95% CI", "McNemar p", "floor")
-    for suite, r in result.items():
-        table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}", f"{100 * r['diff']:+.1f}",
-                      f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]", f"{r['mcnemar_p']:.3g}",
-                      "yes" if r["floor"] else "no")
-    console.print(table)
-    if out:
-        write_json(out, result)
-        console.print(f"written to {out}")
+    if result["suites"]:
+        table = Table("suite", "n", "A", "B", "diff (pts)", f"{cmp_cfg.confidence:.0%} CI", "McNemar p", "BH p",
+                      "floor", title=f"{a}  →  {b}")
+        for suite, r in result["suites"].items():
+            table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}",
+                          f"{100 * r['diff']:+.1f}", f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]",
+                          f"{r['mcnemar_p']:.3g}", f"{r['p_bh']:.3g}", "yes" if r["floor"] else "no")
+        console.print(table)
+    if result["probes"]:
+        table = Table("probe", "metric", "n", "A", "B", "diff", f"{cmp_cfg.confidence:.0%} CI")
+        for probe, metrics in result["probes"].items():
+            for metric, r in metrics.items():
+                table.add_row(probe, metric, str(r["n"]), f"{r['base']:.3f}", f"{r['tuned']:.3f}", f"{r['diff']:+.3f}",
+                              f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]")
+        console.print(table)
+    m = result["method"]
+    console.print(f"CIs: {m['ci']}, {m['n_bootstrap']} resamples, seed {m['seed']}; {m['binary_test']}; "
+                  f"{m['multiple_comparisons']}; floor: {m['floor']}.")
+    if out is not None and out.exists() and any(out.iterdir()):
+        _fail(DriftlabError(f"{out}: already exists and is not empty; driftlab never overwrites a run"))
+    out_dir = out or new_run_dir(study_cfg.runs_dir if study_cfg else Path("runs"),
+                                 f"{study_cfg.name}-compare" if study_cfg else "compare")
+    write_json(out_dir / "compare.json", result)
+    console.print(f"written to {out_dir / 'compare.json'}")
 
 
 @app.command("sweep")
 def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.json and train/<variant>/)."),
-          scales: str = typer.Option("0.25,0.5,0.75", help="Comma-separated scales strictly between 0 and 1 (0 is "
-                                     "the base eval and 1 the variant's, both already in the run)."),
+          scales: Optional[str] = typer.Option(None, help="Comma-separated scales strictly between 0 and 1 (0 is the "
+                                               "base eval and 1 the variant's, both already in the run); default: "
+                                               "the config's sweep.scales, else 0.25,0.5,0.75."),
+          limit: Optional[int] = typer.Option(None, help="First N items per suite (default: the config's "
+                                              "sweep.limit)."),
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Scale every fine-tune of a study between base and itself (LoRA scale, SVF z, WiSE-FT for full), evaluate
     zero-shot at each scale, and plot target gain against held-out retention with the Pareto frontier."""
-    import shutil
+    from pydantic import ValidationError
 
-    from plotly.offline import get_plotlyjs
-
-    from driftlab.compare.sweep import frontier, pareto_figure, point, save_interpolated
-    from driftlab.config import StrategyConfig
-    from driftlab.eval import evaluate_model
+    from driftlab.compare.sweep import pareto_html, run_sweep
+    from driftlab.config import SweepConfig
     from driftlab.models import find_artifact, resolve_model
-    from driftlab.runs import read_jsonl, write_json, write_text_atomic
+    from driftlab.runs import read_jsonl, write_text_atomic
 
     try:
         if not (run / "study.json").exists():
             raise DriftlabError(f"{run}: not a study run dir (no study.json)")
-        alphas = [float(a) for a in scales.split(",")]
-        if not all(0 < a < 1 for a in alphas):
-            raise DriftlabError(f"--scales {scales!r}: every scale must lie strictly between 0 and 1")
         cfg = _load(run / "config.yaml", [])
+        spec = SweepConfig(scales=[float(a) for a in scales.split(",")] if scales else
+                           cfg.sweep.scales or [0.25, 0.5, 0.75], limit=limit or cfg.sweep.limit)
         study = json.loads((run / "study.json").read_text())
         model = resolve_model(cfg.model.name_or_path)
+        # find_artifact: the run dir may have moved since its train summaries were written
+        artifacts = {v["name"]: find_artifact(run / "train" / v["name"]) for v in study["variants"]}
+    except ValidationError as err:
+        _fail(DriftlabError(f"--scales {scales!r}: {err.errors()[0]['msg']}"))
     except (DriftlabError, ValueError) as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "sweep")
-    cfg.eval.strategies = [StrategyConfig(name="zero_shot")]
-    suite_cfgs = cfg.data.suite_configs()
-    suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in suite_cfgs}
+    suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in cfg.data.suite_configs()}
     roles = {s["name"]: s["role"] for s in study["suites"] if "@" not in s["name"]}
     floors = {s["name"]: s["floor"] for s in study["suites"]}
-    base = json.loads((run / "eval" / "base" / "eval.json").read_text())["suites"]
-    points = []
-    for v in study["variants"]:
-        tuned = json.loads((run / "eval" / v["name"] / "eval.json").read_text())["suites"]
-        points += [{"variant": v["name"], "alpha": 0.0, **point(base, base, roles, floors)},
-                   {"variant": v["name"], "alpha": 1.0, **point(base, tuned, roles, floors)}]
-        for alpha in alphas:
-            model_dir = out_dir / "models" / f"{v['name']}@{alpha:g}"
-            artifact = find_artifact(run / "train" / v["name"])  # the run dir may have moved since it was written
-            scaled = save_interpolated(model, artifact, alpha, model_dir)
-            summary = evaluate_model(scaled, cfg.model, suites, suite_cfgs, cfg.eval,
-                                     out_dir / f"{v['name']}@{alpha:g}", label=f"{v['name']} α={alpha:g}")
-            shutil.rmtree(model_dir)  # a full checkpoint per scale: kept only while it is evaluated
-            points.append({"variant": v["name"], "alpha": alpha, **point(base, summary["suites"], roles, floors)})
-    for p, on in zip(points, frontier(points)):
-        p["frontier"] = on
-    write_json(out_dir / "sweep.json", {"run": str(run), "scales": [0.0, *alphas, 1.0], "points": points})
-    fig = pareto_figure(points).to_html(full_html=False, include_plotlyjs=False)
-    write_text_atomic(out_dir / "pareto.html", f"<!doctype html><html><head><meta charset='utf-8'><script>"
-                      f"{get_plotlyjs()}</script></head><body>{fig}</body></html>")
-    table = Table("variant", "α", "target change", "held-out change", "frontier")
-    for p in points:
-        table.add_row(p["variant"], f"{p['alpha']:g}", f"{100 * p['target_gain']:+.1f}",
-                      f"{100 * p['heldout_change']:+.1f}", "yes" if p["frontier"] else "")
+    result = run_sweep(model, cfg, suites, roles, floors, artifacts, run / "eval", out_dir, spec)
+    write_text_atomic(out_dir / "pareto.html", pareto_html(result["points"]))
+    table = Table("variant", "α", "target change (95% CI)", "held-out change (95% CI)", "frontier")
+    for p in result["points"]:
+        table.add_row(p["variant"], f"{p['alpha']:g}", _pts(p["target_gain"], p["target_ci"]),
+                      _pts(p["heldout_change"], p["heldout_ci"]), "yes" if p["frontier"] else "")
     console.print(table)
-    console.print(f"sweep written to {out_dir} (pareto.html)")
+    console.print(f"sweep written to {out_dir} (sweep.json, pareto.html)")
+
+
+def _pts(diff: float, ci: list[float]) -> str:
+    return f"{100 * diff:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
 @app.command("gate")

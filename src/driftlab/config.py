@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from driftlab.errors import ConfigError
 
@@ -267,6 +267,23 @@ class CompareConfig(Strict):
     )
 
 
+class SweepConfig(Strict):
+    """The scale sweep (driftlab sweep, and the study when `scales` is set): every fine-tune evaluated zero-shot at
+    scales between the base model (0) and itself (1), for the gain-vs-retention Pareto plot."""
+    scales: list[float] = Field(default_factory=list, description="Scales strictly between 0 and 1; the endpoints "
+                                "are the base and tuned evals the study already has. Empty: no sweep in the study.")
+    limit: int | None = Field(None, ge=1, description="Evaluate the first N items of each suite only (the endpoints "
+                              "are cut to the same items, so every point stays paired).")
+
+    @field_validator("scales")
+    @classmethod
+    def _inside(cls, scales: list[float]) -> list[float]:
+        bad = [a for a in scales if not 0 < a < 1]
+        if bad:
+            raise ValueError(f"every scale must lie strictly between 0 and 1 (got {bad})")
+        return sorted(set(scales))
+
+
 class GateRule(Strict):
     """One regression-gate rule, checked for every variant (driftlab gate). Differences are in accuracy units
     (0.05 = 5 points) or in the probe metric's own units."""
@@ -301,7 +318,9 @@ class StudyConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
-    gate: list[GateRule] = Field(default_factory=list, description="Regression-gate rules (driftlab gate).")
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    gate: list[GateRule] = Field(default_factory=list, description="Regression-gate rules (driftlab gate; checked "
+                                 "by the study too, its result in the report's verdict).")
 
     @model_validator(mode="after")
     def _strategy_suites_exist(self):

@@ -12,7 +12,9 @@ from rich.console import Console
 
 from driftlab.compare import compare_evals
 from driftlab.compare.paired import compare_probe
+from driftlab.compare.gate import check_gate
 from driftlab.compare.stats import at_floor
+from driftlab.compare.sweep import run_sweep
 from driftlab.config import StudyConfig
 from driftlab.errors import ConfigError
 from driftlab.data import build_data
@@ -99,6 +101,13 @@ def run_study(cfg: StudyConfig) -> Path:
                        "floor": at_floor(metrics["correct"], metrics["n"], metrics["chance"],
                                          cfg.compare.floor_margin),
                        "base_metrics": metrics})
+    sweep = None
+    if cfg.sweep.scales and variants:
+        with stage("sweep"):
+            sweep = run_sweep(model, cfg, bundle.suites, {s["name"]: s["role"] for s in suites if "@" not in s["name"]},
+                              {s["name"]: s["floor"] for s in suites},
+                              {v["name"]: Path(v["train"]["artifact"]) for v in variants}, run_dir / "eval",
+                              run_dir / "sweep", cfg.sweep)
     timings["total"] = round(time.perf_counter() - t_start, 2)
     study = {
         "schema_version": 1,
@@ -107,7 +116,12 @@ def run_study(cfg: StudyConfig) -> Path:
         "variants": variants, "suites": suites, "comparisons": comparisons,
         "data": bundle.report, "timings_s": timings,
         "probes": probes if cfg.probes.run else None,
+        "sweep": sweep,
     }
+    if cfg.gate:
+        checks = check_gate(study, cfg.gate)
+        study["gate"] = {"passed": all(c["passed"] for c in checks), "rules": [r.model_dump() for r in cfg.gate],
+                         "checks": checks}
     with stage("report"):
         write_json(run_dir / "study.json", study)
         write_text_atomic(run_dir / "report.md", render_markdown(study))

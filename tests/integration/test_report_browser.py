@@ -21,6 +21,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def test_report_renders_in_headless_chromium(tmp_path, tiny_model_dir):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)
     cfg["eval"]["strategies"] = [{"name": "zero_shot"}, {"name": "cot", "limit": 4}]
+    cfg["variants"] = [{"name": "lora"}, {"name": "svf", "train": {"method": "svf", "learning_rate": 2e-2}}]
+    cfg["sweep"] = {"scales": [0.5], "limit": 6}
+    cfg["gate"] = [{"suites": "target", "min_diff": 0.05, "ci": "excludes_zero"}, {"suites": "heldout", "max_loss": 0.02}]
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
@@ -31,7 +34,8 @@ def test_report_renders_in_headless_chromium(tmp_path, tiny_model_dir):
                           report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     plots = re.split(r'class="plotly-graph-div', dom.stdout)[1:]
-    assert len(plots) >= 4  # accuracy, differences, strategy heatmap, error taxonomy, loss curve
+    assert len(plots) >= 6  # accuracy, differences, strategy heatmap, Pareto, error taxonomy, loss curve
+    assert "Gain vs retention" in dom.stdout and "gate:" in dom.stdout
     assert all("main-svg" in p for p in plots), "a plot did not render"
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or
                                                                                        "Uncaught" in line)]

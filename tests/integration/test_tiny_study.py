@@ -121,20 +121,36 @@ def test_probe_command_on_a_model(tmp_path, tiny_model_dir):
 def test_sweep_scales_each_fine_tune_between_base_and_itself(tmp_path, tiny_model_dir):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)
     cfg["variants"] = [{"name": "lora"}, {"name": "svf", "train": {"method": "svf", "learning_rate": 2e-2}}]
+    cfg["sweep"] = {"scales": [0.5], "limit": 6}
+    cfg["gate"] = [{"suites": "target", "min_diff": 0.5}, {"probe": "drift.kl", "max_rise": 1.0}]
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
     run = next((tmp_path / "runs").iterdir())
+    study = json.loads((run / "study.json").read_text())
+    # The study ran the sweep (config 'sweep') and applied the gate; both are in the report.
+    assert study["sweep"]["items"] == {"arithmetic": 6, "capitals": 6}  # copy_word is at its floor: not swept
+    assert len(study["sweep"]["points"]) == 6 and (run / "sweep/lora@0.5/arithmetic.jsonl").exists()
+    assert not (run / "sweep/models").exists()
+    # a +50-point gain is out of reach, and no probes ran, so each variant fails both rules
+    assert study["gate"]["passed"] is False and len(study["gate"]["checks"]) == 4
+    md = (run / "report.md").read_text()
+    assert "## Gain vs retention (scale sweep)" in md and "Gate (2 rules, 4 checks): **FAILED**" in md
+    assert "- **lora** — gained:" in md and "gate: FAILED (2 checks)" in md
     out = tmp_path / "sweep"
-    result = CliRunner().invoke(app, ["sweep", str(run), "--scales", "0.5", "--out", str(out)])
+    result = CliRunner().invoke(app, ["sweep", str(run), "--out", str(out)])
     assert result.exit_code == 0, result.output
     sweep = json.loads((out / "sweep.json").read_text())
     assert sorted((p["variant"], p["alpha"]) for p in sweep["points"]) == [
         ("lora", 0.0), ("lora", 0.5), ("lora", 1.0), ("svf", 0.0), ("svf", 0.5), ("svf", 1.0)]
+    assert sweep["points"] == study["sweep"]["points"]  # the command and the study agree (config's scales, limit)
+    full = CliRunner().invoke(app, ["sweep", str(run), "--scales", "0.5", "--limit", "12", "--out", str(tmp_path / "s2")])
+    assert full.exit_code == 0, full.output
+    assert json.loads((tmp_path / "s2/sweep.json").read_text())["items"]["arithmetic"] == 12
     zero = [p for p in sweep["points"] if p["alpha"] == 0.0]
     assert all(p["target_gain"] == 0 and p["heldout_change"] == 0 for p in zero)  # α = 0 is the base model
     assert any(p["frontier"] for p in sweep["points"])
-    assert not any((out / "models").iterdir())  # each scaled checkpoint is deleted once evaluated
+    assert not (out / "models").exists()  # each scaled checkpoint is deleted once evaluated
     assert "Plotly.newPlot" in (out / "pareto.html").read_text()
     bad = CliRunner().invoke(app, ["sweep", str(run), "--scales", "1.5", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and not (tmp_path / "x").exists()

@@ -53,3 +53,20 @@ def test_floor_flag():
 def test_wilson_known_value():
     lo, hi = wilson_interval(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+
+
+def test_grouped_bootstrap_reduces_to_the_paired_one_and_averages_groups():
+    from driftlab.compare.stats import grouped_bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    base, tuned = rng.random(80) < 0.5, rng.random(80) < 0.6
+    d = tuned.astype(float) - base.astype(float)
+    assert grouped_bootstrap_ci([d], 2000, 0.95, seed=5) == paired_bootstrap_ci(base, tuned, 2000, 0.95, seed=5)
+    # Constant differences per group: every resample has the same mean of group means.
+    lo, hi = grouped_bootstrap_ci([np.full(10, 0.2), np.full(30, -0.4)], 500, 0.95, seed=0)
+    assert lo == pytest.approx(-0.1) and hi == pytest.approx(-0.1)
+    # Groups weigh equally whatever their size (a mean over suites, not over items).
+    lo, hi = grouped_bootstrap_ci([np.ones(5), np.zeros(500)], 500, 0.95, seed=0)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        grouped_bootstrap_ci([np.ones(3), np.array([])])

@@ -102,3 +102,46 @@ def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareC
         out[key] = {"n": len(pairs), "base": float(b_vals.mean()), "tuned": float(t_vals.mean()),
                     "diff": float(t_vals.mean() - b_vals.mean()), "ci95": [lo, hi]}
     return out
+
+
+def results_dirs(spec: str) -> tuple[Path | None, Path | None]:
+    """(eval dir, probe dir) of one model named by `spec`: `<study run>:<model>` (base or a variant name), or a
+    directory holding eval.json (what `driftlab eval` writes), probes.json (`driftlab probe`), or both."""
+    run, _, name = spec.rpartition(":")
+    if run and (Path(run) / "study.json").exists():
+        root = Path(run)
+        found = [d for d in (root / "eval" / name, root / "probes" / name) if d.is_dir()]
+        if not found:
+            models = sorted(d.name for d in (root / "eval").iterdir()) if (root / "eval").is_dir() else []
+            raise DataError(f"{spec}: the study has no model {name!r} (models: {', '.join(models)})")
+        return ((root / "eval" / name) if (root / "eval" / name / "eval.json").exists() else None,
+                (root / "probes" / name) if (root / "probes" / name / "probes.json").exists() else None)
+    path = Path(spec)
+    if (path / "study.json").exists():
+        raise DataError(f"{spec}: a study run holds several models; name one as {spec}:base or {spec}:<variant>")
+    ev, pr = path / "eval.json", path / "probes.json"
+    if not (ev.exists() or pr.exists()):
+        raise DataError(f"{spec}: neither an eval dir (eval.json), a probe dir (probes.json) nor <study run>:<model>")
+    return (path if ev.exists() else None, path if pr.exists() else None)
+
+
+def compare_results(a: str, b: str, cfg: CompareConfig, seed: int = 0) -> dict:
+    """Everything two models share, paired: every suite × strategy (difference, bootstrap CI, exact McNemar,
+    Benjamini-Hochberg across those rows, floor flag) and every probe metric (difference, bootstrap CI)."""
+    (a_eval, a_probe), (b_eval, b_probe) = results_dirs(a), results_dirs(b)
+    suites = compare_evals(a_eval, b_eval, cfg, seed) if a_eval and b_eval else {}
+    probes = {}
+    if a_probe and b_probe:
+        for name in PROBE_METRICS:
+            if (a_probe / f"{name}.jsonl").exists() and (b_probe / f"{name}.jsonl").exists():
+                probes[name] = compare_probe(name, read_jsonl(a_probe / f"{name}.jsonl"),
+                                             read_jsonl(b_probe / f"{name}.jsonl"), cfg, seed)
+    if not suites and not probes:
+        raise DataError(f"{a} and {b} share no eval suites and no probes")
+    return {"a": a, "b": b, "suites": suites, "probes": probes,
+            "method": {"ci": f"{cfg.confidence:.0%} percentile paired bootstrap over items",
+                       "n_bootstrap": cfg.n_bootstrap, "seed": seed, "binary_test": "exact McNemar (binomial)",
+                       "multiple_comparisons": f"Benjamini-Hochberg across the {len(suites)} suite × strategy rows "
+                                               "(p_bh); probe metrics carry bootstrap CIs only",
+                       "floor": f"base accuracy not significantly above chance + {cfg.floor_margin} (one-sided "
+                                "exact binomial, alpha 0.05)"}}

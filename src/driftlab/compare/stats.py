@@ -26,6 +26,23 @@ def paired_bootstrap_ci(base: np.ndarray, tuned: np.ndarray, n_resamples: int = 
     return float(lo), float(hi)
 
 
+def grouped_bootstrap_ci(diffs: list[np.ndarray], n_resamples: int = 10_000, confidence: float = 0.95,
+                         seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean over groups of each group's mean paired difference (e.g. the mean change over
+    several held-out suites), resampling items within each group independently (stratified paired bootstrap)."""
+    if not diffs or any(len(d) == 0 for d in diffs):
+        raise ValueError("grouped_bootstrap_ci needs at least one group, each non-empty")
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n_resamples)
+    for d in diffs:
+        d = np.asarray(d, dtype=float)
+        means += d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1)
+    means /= len(diffs)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
 def mcnemar_exact(base: np.ndarray, tuned: np.ndarray) -> dict:
     """Exact (binomial) McNemar test on paired binary outcomes. b = right->wrong, c = wrong->right."""
     base, tuned = np.asarray(base, dtype=bool), np.asarray(tuned, dtype=bool)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from driftlab.compare.stats import grouped_bootstrap_ci
+from driftlab.config import CompareConfig, StudyConfig, SweepConfig
 from driftlab.models import ResolvedModel, fingerprint_dir, load_model, load_pretrained, pick_device, save_checkpoint
 from driftlab.train.svf import apply_expert, is_expert, load_expert
 
@@ -50,14 +53,67 @@ def save_interpolated(model: ResolvedModel, artifact: Path, alpha: float, out_di
     return ResolvedModel(f"{model.name}@{alpha}", str(out_dir), fingerprint_dir(out_dir))
 
 
-def point(base_suites: dict, tuned_suites: dict, roles: dict, floors: dict) -> dict:
-    """(target change, mean held-out change over suites not at floor) between two zero-shot eval summaries."""
+def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str],
+              floors: dict[str, bool], artifacts: dict[str, Path], eval_root: Path, out_dir: Path,
+              sweep: SweepConfig) -> dict:
+    """Evaluate every fine-tune (variant name -> artifact) zero-shot at each scale of `sweep` on the target and the
+    held-out suites not at their floor (the only ones a point uses), and return the points, α = 0 and 1 taken from
+    the base and tuned evals in eval_root/<name>/ on the same items. Writes <variant>@<α>/ evals and sweep.json."""
+    import shutil
+
+    from driftlab.config import StrategyConfig
+    from driftlab.eval import evaluate_model
+    from driftlab.runs import read_jsonl, write_json
+
+    used = [n for n, r in roles.items() if r == "target" or (r == "heldout" and not floors.get(n))]
+    suite_cfgs = {n: c for n, c in cfg.data.suite_configs().items() if n in used}
+    items = {n: suites[n][: sweep.limit] for n in used}
+    eval_cfg = cfg.eval.model_copy(update={"strategies": [StrategyConfig(name="zero_shot")]})
+
+    def records(eval_dir: Path) -> dict[str, list[dict]]:
+        return {n: read_jsonl(eval_dir / f"{n}.jsonl") for n in used}
+
+    base = records(eval_root / "base")
+    points = []
+    for variant, artifact in artifacts.items():
+        at = {0.0: base, 1.0: records(eval_root / variant)}
+        for alpha in sweep.scales:
+            model_dir = out_dir / "models" / f"{variant}@{alpha:g}"
+            scaled = save_interpolated(model, artifact, alpha, model_dir)
+            evaluate_model(scaled, cfg.model, items, suite_cfgs, eval_cfg, out_dir / f"{variant}@{alpha:g}",
+                           label=f"{variant} α={alpha:g}")
+            shutil.rmtree(model_dir)  # a full checkpoint per scale: kept only while it is evaluated
+            at[alpha] = records(out_dir / f"{variant}@{alpha:g}")
+        for alpha in sorted(at):
+            points.append({"variant": variant, "alpha": alpha,
+                           **point(base, at[alpha], roles, floors, items, cfg.compare, cfg.seed)})
+    shutil.rmtree(out_dir / "models", ignore_errors=True)
+    for p, on in zip(points, frontier(points)):
+        p["frontier"] = on
+    result = {"scales": [0.0, *sweep.scales, 1.0], "limit": sweep.limit, "items": {n: len(v) for n, v in items.items()},
+              "n_bootstrap": cfg.compare.n_bootstrap, "confidence": cfg.compare.confidence, "points": points}
+    write_json(out_dir / "sweep.json", result)
+    return result
+
+
+def point(base: dict[str, list[dict]], other: dict[str, list[dict]], roles: dict, floors: dict,
+          items: dict[str, list[dict]], cmp: CompareConfig, seed: int = 0) -> dict:
+    """Target change and mean held-out change (suites not at floor) between two per-item evals, on the items of
+    `items` only, each with a stratified paired bootstrap CI (items resampled within each suite)."""
     target = [n for n, r in roles.items() if r == "target"]
     held = [n for n, r in roles.items() if r == "heldout" and not floors.get(n)]
-    diff = {n: tuned_suites[n]["accuracy"] - base_suites[n]["accuracy"] for n in target + held}
-    return {"target_gain": sum(diff[n] for n in target) / len(target),
-            "heldout_change": sum(diff[n] for n in held) / len(held) if held else 0.0,
-            "suites": diff}
+    diffs = {}
+    for n in target + held:
+        ids = [it["id"] for it in items[n]]
+        b, o = ({r["id"]: float(bool(r["correct"])) for r in recs[n]} for recs in (base, other))
+        diffs[n] = np.array([o[i] - b[i] for i in ids])
+    out = {"target_gain": float(np.mean([diffs[n].mean() for n in target])),
+           "target_ci": list(grouped_bootstrap_ci([diffs[n] for n in target], cmp.n_bootstrap, cmp.confidence, seed)),
+           "heldout_change": float(np.mean([diffs[n].mean() for n in held])) if held else 0.0,
+           "heldout_ci": (list(grouped_bootstrap_ci([diffs[n] for n in held], cmp.n_bootstrap, cmp.confidence, seed))
+                          if held else [0.0, 0.0]),
+           "suites": {n: float(d.mean()) for n, d in diffs.items()}}
+    return out
 
 
 def frontier(points: list[dict]) -> list[bool]:
@@ -78,7 +134,8 @@ def pareto_figure(points: list[dict]):
     for variant in dict.fromkeys(p["variant"] for p in points):
         pts = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["alpha"])
         fig.add_scatter(name=variant, x=[p["heldout_change"] for p in pts], y=[p["target_gain"] for p in pts],
-                        mode="lines+markers+text", text=[f"α={p['alpha']:g}" for p in pts], textposition="top center")
+                        mode="lines+markers+text", text=[f"α={p['alpha']:g}" for p in pts], textposition="top center",
+                        error_x=_bars(pts, "heldout_change", "heldout_ci"), error_y=_bars(pts, "target_gain", "target_ci"))
     front = sorted((p for p in points if p["frontier"]), key=lambda p: p["heldout_change"])
     fig.add_scatter(name="frontier", x=[p["heldout_change"] for p in front], y=[p["target_gain"] for p in front],
                     mode="lines", line={"dash": "dot", "color": "#333"})
@@ -86,3 +143,20 @@ def pareto_figure(points: list[dict]):
                       "fine-tunes scaled from base (α=0) to full (α=1)", xaxis_title="mean held-out change",
                       yaxis_title="target change", xaxis_tickformat="+.0%", yaxis_tickformat="+.0%", height=460)
     return fig
+
+
+def _bars(pts: list[dict], key: str, ci: str) -> dict:
+    """Asymmetric error bars from a point's CI (older sweep.json files have none)."""
+    if not all(ci in p for p in pts):
+        return {"visible": False}
+    return {"type": "data", "symmetric": False, "thickness": 1, "width": 3,
+            "array": [p[ci][1] - p[key] for p in pts], "arrayminus": [p[key] - p[ci][0] for p in pts]}
+
+
+def pareto_html(points: list[dict]) -> str:
+    """The Pareto plot alone, as one self-contained page (plotly.js inlined)."""
+    from plotly.offline import get_plotlyjs
+
+    fig = pareto_figure(points).to_html(full_html=False, include_plotlyjs=False)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><script>{get_plotlyjs()}</script></head><body>{fig}"
+            "</body></html>")

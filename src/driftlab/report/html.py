@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftlab.compare.stats import wilson_interval
-from driftlab.report.markdown import probe_table, strategy_rows, training_rows, verdict
+from driftlab.compare.sweep import pareto_figure
+from driftlab.report.markdown import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
+                                      variant_summary, verdict)
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
@@ -23,9 +25,10 @@ def render_html(study: dict, train_logs: dict[str, list[dict]], flips: list[dict
         figures.append(loss_figure(train_logs))
     if (study.get("probes") or {}).get("base", {}).get("probes", {}).get("faithfulness"):
         figures.append(early_answer_figure(study["probes"]))
-    plots = "\n".join(
-        f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}'
-        "</div>" for fig in figures)
+    plots = "\n".join(_plot(fig) for fig in figures)
+    sweep = ""
+    if study.get("sweep"):
+        sweep = _md_table_as_html(sweep_table(study)) + _plot(pareto_figure(study["sweep"]["points"]))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftlab: {html.escape(study['name'])}</title>
 <style>
@@ -46,6 +49,7 @@ seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
 floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
 {_strategy_table(study)}
+{sweep}
 {_training_table(study)}
 {_md_table_as_html(probe_table(study))}
 <h2>Plots</h2>{plots}
@@ -194,8 +198,22 @@ def _flip_browser(flips: list[dict]) -> str:
             f"<th class=l>tuned reply</th></tr>{rows}</table>")
 
 
+def _plot(fig: go.Figure) -> str:
+    return (f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})}'
+            "</div>")
+
+
 def _verdict_list(study: dict) -> str:
     roles = {s["name"]: s["role"] for s in study["suites"]}
+    summary = "".join(
+        f"<li><b>{html.escape(v['variant'])}</b> — gained: <span class=gained>{html.escape(', '.join(v['gained']))}"
+        f"</span>{'' if v['gained'] else 'none'}; lost: <span class=lost>{html.escape(', '.join(v['lost']))}</span>"
+        f"{'' if v['lost'] else 'none'}; gate: "
+        f"<span class={'lost' if v['gate'].startswith('FAILED') else 'gained'}>{html.escape(v['gate'])}</span></li>"
+        for v in variant_summary(study))
+    gate = gate_lines(study)
+    gate_html = ("<p>" + html.escape(gate[1].replace("**", "")) + "</p><ul>" +
+                 "".join(f"<li>{html.escape(line[2:])}</li>" for line in gate[2:]) + "</ul>") if gate else ""
     items = []
     for r in study["comparisons"]:
         v = verdict(r, roles[r["suite"]])
@@ -204,7 +222,8 @@ def _verdict_list(study: dict) -> str:
                      f'({roles[r["suite"]]}): <span class="{cls}">{html.escape(v)}</span> — '
                      f'{100 * r["base_acc"]:.1f}% → {100 * r["tuned_acc"]:.1f}% '
                      f'({100 * r["diff"]:+.1f} pts, CI [{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}])</li>')
-    return "<ul>" + "".join(items) + "</ul>"
+    return (f"<ul class=summary>{summary}</ul>{gate_html}<details><summary>Every comparison</summary><ul>"
+            + "".join(items) + "</ul></details>")
 
 
 def _strategy_table(study: dict) -> str:

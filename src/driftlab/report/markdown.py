@@ -26,6 +26,11 @@ def render_markdown(study: dict) -> str:
     lines += [f"Model: `{study['model']['name']}` (fingerprint `{study['model']['fingerprint']}`), "
               f"seed {study['seed']}, run `{study['run_dir']}`.", ""]
     lines += ["## Verdict", ""]
+    for v in variant_summary(study):
+        lines.append(f"- **{v['variant']}** — gained: {', '.join(v['gained']) or 'none'}; lost: "
+                     f"{', '.join(v['lost']) or 'none'}; gate: {v['gate']}")
+    lines += gate_lines(study)
+    lines += ["", "Every comparison:", ""]
     for row in study["comparisons"]:
         role = roles[row["suite"]]
         lines.append(f"- **{row['variant']}** on `{row['suite']}` ({role}): {verdict(row, role)} — "
@@ -50,6 +55,7 @@ def render_markdown(study: dict) -> str:
               "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
               "answer.", ""]
     lines += strategy_table(study)
+    lines += sweep_table(study)
     lines += probe_table(study)
     lines += ["## Training", "", "| variant | method | trainable params | replay | steps | tokens | tokens/s | "
               "first loss | final loss | wall (s) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -63,6 +69,60 @@ def render_markdown(study: dict) -> str:
               f"{study['data']['contamination']['removed_from_train']}; remaining overlap: "
               f"{study['data']['contamination']['train_eval_overlap_after_removal']}.", ""]
     return "\n".join(lines)
+
+
+def variant_summary(study: dict) -> list[dict]:
+    """Per variant: the suites (× strategies) it gained and lost on, and its gate result."""
+    roles = {s["name"]: s["role"] for s in study["suites"]}
+    gate = study.get("gate")
+    out = []
+    for v in study["variants"]:
+        rows = [r for r in study["comparisons"] if r["variant"] == v["name"]]
+        failed = [c for c in (gate or {}).get("checks", []) if c["variant"] == v["name"] and not c["passed"]]
+        out.append({"variant": v["name"],
+                    "gained": [r["suite"] for r in rows if verdict(r, roles[r["suite"]]) == "gained"],
+                    "lost": [r["suite"] for r in rows if verdict(r, roles[r["suite"]]) == "lost"],
+                    "gate": "no rules" if gate is None else f"FAILED ({len(failed)} checks)" if failed else "passed"})
+    return out
+
+
+def gate_lines(study: dict) -> list[str]:
+    """The gate's result and every violated check (the study applies the config's gate rules, as `driftlab gate`)."""
+    gate = study.get("gate")
+    if gate is None:
+        return []
+    failed = [c for c in gate["checks"] if not c["passed"]]
+    lines = ["", f"Gate ({len(gate['rules'])} rules, {len(gate['checks'])} checks): "
+             f"**{'FAILED' if failed else 'passed'}**" + ("" if failed else ".")]
+    for c in failed:
+        ci = f", CI [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}]" if c["ci95"] else ""
+        diff = "" if c["diff"] is None else f" (diff {c['diff']:+.3f}{ci})"
+        lines.append(f"- {c['variant']}: rule {c['rule']} on `{c['subject']}`{diff}: {c['why']}")
+    return lines
+
+
+def sweep_rows(study: dict) -> list[dict]:
+    return (study.get("sweep") or {}).get("points", [])
+
+
+def sweep_table(study: dict) -> list[str]:
+    sweep = study.get("sweep")
+    if not sweep:
+        return []
+    items = ", ".join(f"{n} {k}" for n, k in sweep["items"].items())
+    lines = ["## Gain vs retention (scale sweep)", "",
+             f"Each fine-tune evaluated zero-shot at scales α between the base (α=0) and itself (α=1) without "
+             f"retraining (LoRA scale, SVF z, WiSE-FT for full weights), on {items} items. Held-out change: mean over "
+             f"the held-out suites not at their floor. CIs: {sweep['confidence']:.0%} stratified paired bootstrap "
+             f"({sweep['n_bootstrap']} resamples). Frontier: no other point gains at least as much and retains at "
+             "least as much.", "",
+             "| variant | α | target change (pts) | 95% CI | held-out change (pts) | 95% CI | frontier |",
+             "|---|---:|---:|---|---:|---|---|"]
+    for p in sweep["points"]:
+        lines.append(f"| {p['variant']} | {p['alpha']:g} | {_pts(p['target_gain'])} | [{_pts(p['target_ci'][0])}, "
+                     f"{_pts(p['target_ci'][1])}] | {_pts(p['heldout_change'])} | [{_pts(p['heldout_ci'][0])}, "
+                     f"{_pts(p['heldout_ci'][1])}] | {'yes' if p['frontier'] else ''} |")
+    return lines + [""]
 
 
 def training_rows(study: dict) -> list[dict]:
