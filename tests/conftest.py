@@ -45,6 +45,13 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def private_train_cache(tmp_path, monkeypatch):
+    """Each test gets its own train cache, so no test reuses another's fine-tune (tests that want a hit train
+    twice within one test)."""
+    monkeypatch.setattr("driftlab.train.cache.driftlab_home", lambda: tmp_path / "driftlab-home")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3"))

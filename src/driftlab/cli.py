@@ -27,7 +27,8 @@ DEFAULT_CONFIG = Path("configs/default.yaml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="Study config (YAML).")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: --set train.learning_rate=5e-4 (repeatable).")
 ModelOpt = typer.Option(None, "--model", "-m", help="'embedded', an HF model id, or a local checkpoint dir.")
-NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute everything; neither read nor write the results store.")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute everything; neither read nor write the results store "
+                          "or the train cache.")
 
 
 def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = None, no_cache: bool = False):
@@ -37,7 +38,7 @@ def _load(config: Path, overrides: Optional[list[str]], model: Optional[str] = N
     if model:
         overrides.append(f"model.name_or_path={model}")
     if no_cache:
-        overrides.append("eval.cache=false")
+        overrides += ["eval.cache=false", "train.cache=false"]
     return load_config(config, overrides)
 
 
@@ -91,6 +92,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
           variant: Optional[str] = typer.Option(None, help="Apply this variant's train overrides."),
           resume: Optional[Path] = typer.Option(None, help="Continue this train run dir from its last checkpoint "
                                                 "(its own config and training set; other options are ignored)."),
+          no_cache: bool = NoCacheOpt,
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Fine-tune on the config's target task (train.method: lora, dora, qlora, full, svf) with TRL."""
     from driftlab.data.build import write_data
@@ -102,7 +104,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
             summary = resume_training(resume)
             console.print(f"resumed: {summary['artifact']}  final loss {summary['final_loss']}")
             return
-        cfg, bundle, resolved = _inputs(config, set_, model)
+        cfg, bundle, resolved = _inputs(config, set_, model, no_cache)
         train_cfg = cfg.train
         if variant:
             match = [v for v in cfg.variants if v.name == variant]
@@ -121,6 +123,9 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         _fail(err)
     if not is_main_process():
         return
+    if (summary.get("cache") or {}).get("hit"):
+        console.print(f"identical run found in the train cache (key {summary['cache']['key']}); artifact copied, "
+                      "not retrained (--no-cache trains anyway)")
     console.print(f"{summary['method']}: {summary['artifact']}  trainable {summary['trainable_params']:,} "
                   f"({summary['trainable_fraction']:.3%})  final loss {summary['final_loss']:.4f}  "
                   f"{summary['tokens_per_s']:.0f} tokens/s")

@@ -182,6 +182,9 @@ class TrainConfig(Strict):
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
     logging_steps: int = Field(1, ge=1)
+    cache: bool = Field(True, description="Reuse the artifact of an identical earlier run (same base weights, "
+                        "training set, config, seed, library versions) from $DRIFTLAB_HOME/train-cache instead of "
+                        "training again.")
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self):

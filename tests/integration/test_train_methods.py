@@ -87,7 +87,7 @@ def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies_at_step_5)
     with pytest.raises(Killed):
-        _train(tiny_model_dir, tmp_path / "run", save_steps=3)
+        _train(tiny_model_dir, tmp_path / "run", save_steps=3, cache=False)  # trained again, not copied
     monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)
     assert not (tmp_path / "run" / "adapter").exists()
     resumed = resume_training(tmp_path / "run")
@@ -258,3 +258,26 @@ def test_pareto_frontier():
 
     pts = [{"target_gain": g, "heldout_change": h} for g, h in [(0.2, -0.1), (0.1, 0.0), (0.1, -0.05), (0.0, 0.0)]]
     assert frontier(pts) == [True, True, False, False]
+
+
+def test_identical_run_comes_from_the_train_cache(tiny_model_dir, tmp_path):
+    first = _train(tiny_model_dir, tmp_path / "a", max_steps=4)
+    assert first["cache"]["hit"] is False
+    second = _train(tiny_model_dir, tmp_path / "b", max_steps=4)
+    assert second["cache"] == {"key": first["cache"]["key"], "hit": True, "trained_wall_s": first["wall_s"]}
+    assert second["artifact"] == str(tmp_path / "b" / "adapter") and not (tmp_path / "b" / "checkpoints").exists()
+    for f in ("adapter/adapter_model.safetensors", "train_log.jsonl"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert json.loads((tmp_path / "b" / "train.json").read_text())["cache"]["hit"] is True
+    # Anything that changes the weights misses: another seed-free knob (the learning rate), or cache off.
+    assert _train(tiny_model_dir, tmp_path / "c", max_steps=4, learning_rate=1e-3)["cache"]["hit"] is False
+    assert "cache" not in _train(tiny_model_dir, tmp_path / "d", max_steps=4, cache=False)
+
+
+def test_cached_artifact_matches_a_fresh_training(tiny_model_dir, tmp_path):
+    """The cache is only honest if training is deterministic: a second run with the cache off writes the same
+    weights bit for bit."""
+    _train(tiny_model_dir, tmp_path / "a", max_steps=4)
+    _train(tiny_model_dir, tmp_path / "b", max_steps=4, cache=False)
+    f = "adapter/adapter_model.safetensors"
+    assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()

@@ -19,6 +19,7 @@ from driftlab.config import EvalConfig, ModelConfig, TrainConfig
 from driftlab.errors import DriftlabError
 from driftlab.models import ResolvedModel, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
+from driftlab.train.cache import cache_key, lookup, store
 from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard
 from driftlab.train.methods import prepare, quantization_config
 
@@ -47,7 +48,20 @@ def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCo
             "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
             "model_config": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
             "seed": seed, "mix": mix_report})
-    return _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, resume=False)
+    key = None
+    if train_cfg.cache and world_size() == 1:
+        key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), train_cfg.model_dump(mode="json"),
+                        train_set, seed, pick_device(model_cfg.device))
+        hit = lookup(key, ARTIFACT[train_cfg.method], out_dir)
+        if hit is not None:
+            write_json(out_dir / "train.json", hit)
+            return hit
+    summary = _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, resume=False)
+    if key is not None:
+        store(key, out_dir, Path(summary["artifact"]), summary)
+        summary["cache"] = {"key": key, "hit": False}
+        write_json(out_dir / "train.json", summary)
+    return summary
 
 
 def resume_training(out_dir: Path) -> dict:
