@@ -145,7 +145,7 @@ def export(adapter: Path = typer.Option(..., help="What a fine-tune wrote (PEFT 
         resolved = resolve_model(model)
         if out.exists():
             raise DriftlabError(f"{out}: already exists; driftlab never overwrites")
-        lm, tok = load_model(resolved, "auto", "cpu", artifact)
+        lm, tok = load_model(resolved, "float32", "cpu", artifact)  # merged and saved at full precision
     except DriftlabError as err:
         _fail(err)
     save_checkpoint(lm, tok, out)

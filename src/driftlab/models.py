@@ -175,14 +175,39 @@ def pick_device(device: str) -> str:
 
 
 def pick_dtype(dtype: str, device: str):
+    """Weights' dtype for loading (and training): 'auto' = bfloat16 on a GPU that has it, else float32."""
     import torch
 
     if dtype == "auto":
-        # CPU: float32 — without bf16 hardware, bf16 matmuls are emulated and many times slower.
         if device == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
     return getattr(torch, dtype)
+
+
+def inference_dtype(dtype: str, device: str):
+    """Weights' dtype for evaluation: as pick_dtype, except that 'auto' on a CPU with bf16 hardware (AVX512-BF16 /
+    AMX) is bfloat16 too — measured on this project's 2-core CPU: GEMMs 4.3x faster than float32, the default
+    study's 200 zero-shot items 2.4x faster with the same accuracy. Without such hardware bf16 is emulated and slow."""
+    import torch
+
+    if dtype == "auto" and device == "cpu" and has_bf16("cpu"):
+        return torch.bfloat16
+    return pick_dtype(dtype, device)
+
+
+def has_bf16(device: str) -> bool:
+    """bf16 pays off only on bf16 hardware: a CUDA GPU that has it, or a CPU with AVX512-BF16 / AMX (measured on
+    this project's 2-core AVX512-BF16 CPU: LoRA steps 1.9x faster); elsewhere it is emulated."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_config=None):
@@ -230,8 +255,9 @@ def find_artifact(path: Path) -> Path:
 
 
 def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
-    """(model, tokenizer) ready for inference. `adapter` is what a fine-tune wrote (see find_artifact): a PEFT
-    adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint replaces the base."""
+    """(model, tokenizer) ready for inference, in inference_dtype. `adapter` is what a fine-tune wrote (see
+    find_artifact): a PEFT adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint
+    replaces the base — all at load precision, cast only afterwards, so a merge loses nothing to bf16."""
     from driftlab.train.svf import apply_expert, is_expert, load_expert
 
     device = pick_device(device)
@@ -244,5 +270,8 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
         from peft import PeftModel
 
         lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+    target = inference_dtype(dtype, device)
+    if lm.dtype != target and getattr(lm, "quantization_config", None) is None:
+        lm = lm.to(target)
     lm.eval()
     return lm, tokenizer

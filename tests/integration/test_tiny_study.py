@@ -62,9 +62,9 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
 
     train = study["variants"][0]["train"]
     assert train["steps"] == 6 and 0 < train["trainable_fraction"] < 1
-    from driftlab.train.sft import _has_bf16
+    from driftlab.models import has_bf16
 
-    assert train["bf16"] is _has_bf16("cpu") and train["gradient_checkpointing"] is False  # CPU defaults
+    assert train["bf16"] is has_bf16("cpu") and train["gradient_checkpointing"] is False  # CPU defaults
     assert train["peak_memory_mb"] > 0 and (run / "train/lora/tensorboard").is_dir()
     log = [json.loads(line) for line in (run / "train/lora/train_log.jsonl").read_text().splitlines()]
     assert {"loss", "learning_rate", "grad_norm", "tokens_per_s"} <= set(log[1])

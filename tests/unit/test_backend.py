@@ -7,7 +7,8 @@ from driftlab.models import ResolvedModel, load_model
 
 
 def _backend(tiny_model_dir, batch_size):
-    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"))
+    # float32: exact comparisons (bf16, the 'auto' choice on bf16 CPUs, rounds differently per batch shape)
+    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32")
     return HFBackend(model, tok, batch_size=batch_size), model, tok
 
 

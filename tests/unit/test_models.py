@@ -23,3 +23,16 @@ def test_local_dir_fingerprint_tracks_weights(tmp_path, tiny_model_dir):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"other weights")
     assert resolve_model(str(tmp_path)).fingerprint != resolved.fingerprint
+
+
+def test_inference_dtype_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from driftlab import models
+
+    monkeypatch.setattr(models, "has_bf16", lambda device: True)
+    assert models.inference_dtype("auto", "cpu") == torch.bfloat16
+    assert models.pick_dtype("auto", "cpu") == torch.float32  # training keeps float32 master weights on CPU
+    assert models.inference_dtype("float32", "cpu") == torch.float32  # an explicit choice wins
+    monkeypatch.setattr(models, "has_bf16", lambda device: False)
+    assert models.inference_dtype("auto", "cpu") == torch.float32

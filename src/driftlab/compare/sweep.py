@@ -20,8 +20,9 @@ from driftlab.train.svf import apply_expert, is_expert, load_expert
 
 
 @torch.no_grad()
-def interpolate(model: ResolvedModel, artifact: Path, alpha: float, dtype: str = "auto", device: str = "auto"):
-    """(model, tokenizer) at scale alpha of the fine-tune in `artifact` (see models.find_artifact)."""
+def interpolate(model: ResolvedModel, artifact: Path, alpha: float, dtype: str = "float32", device: str = "auto"):
+    """(model, tokenizer) at scale alpha of the fine-tune in `artifact` (see models.find_artifact), by default at
+    full precision (it is saved as a checkpoint; the eval then loads it in its own dtype)."""
     from driftlab.models import find_artifact
 
     artifact = find_artifact(artifact)

@@ -21,7 +21,7 @@ from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, results_store
 from driftlab.eval.strategies import canonical_answers, run_strategy
 from driftlab.eval.taxonomy import error_tags, tag_rates
-from driftlab.models import ResolvedModel, fingerprint_dir, load_model, pick_device, pick_dtype
+from driftlab.models import ResolvedModel, fingerprint_dir, load_model, inference_dtype, pick_device
 from driftlab.runs import write_json, write_jsonl
 
 
@@ -89,7 +89,7 @@ def model_fingerprint(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: Ev
     if eval_cfg.backend == "vllm":
         return fp + f"|vllm|{model_cfg.dtype}"
     device = pick_device(model_cfg.device)
-    return fp + f"|{pick_dtype(model_cfg.dtype, device)}|{device}"
+    return fp + f"|{inference_dtype(model_cfg.dtype, device)}|{device}"
 
 
 def _rows_per_item(strategy: StrategyConfig) -> int:

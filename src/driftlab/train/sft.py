@@ -17,7 +17,7 @@ from pathlib import Path
 
 from driftlab.config import EvalConfig, ModelConfig, TrainConfig
 from driftlab.errors import DriftlabError
-from driftlab.models import ResolvedModel, load_pretrained, pick_device
+from driftlab.models import ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
 from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard
@@ -99,7 +99,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     rows = [to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking) for it in train_set]
     n_eval = int(len(rows) * cfg.eval_fraction)
     train_ds, eval_ds = Dataset.from_list(rows[n_eval:]), (Dataset.from_list(rows[:n_eval]) if n_eval else None)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else _has_bf16(device)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else has_bf16(device)
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else on_gpu
     args = SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
@@ -258,20 +258,6 @@ def _completion_tokens_only(device: str):
         yield
     finally:
         trl_utils._use_triton = original
-
-
-def _has_bf16(device: str) -> bool:
-    """bf16 autocast pays off only on bf16 hardware: a CUDA GPU that has it, or a CPU with AVX512-BF16 / AMX
-    (measured on this project's 2-core AVX512-BF16 CPU: LoRA steps 1.9x faster); elsewhere it is emulated."""
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _tensorboard(log_dir: Path):
