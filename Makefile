@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.driftlab-installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup model study test clean
+.PHONY: setup model study test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ study: model
 
 test: setup
 	$(PY) -m pytest -q
+
+# Speed against the peers (TRL SFTTrainer, lm-evaluation-harness), each in the same run; not part of `make test`.
+# ~30 min on the 2-core CPU. Results: benchmarks/results/*.json and docs/benchmarks.md.
+bench: model
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/eval_throughput.py
+	$(PY) benchmarks/study_wall_time.py
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,9 +2,11 @@
 
 The items are the default study's zero-shot generate suites (target + reworded held-out), each prompt rendered by
 the model's chat template on both sides (lm-eval: `apply_chat_template`), greedy, the same max new tokens, stopping
-at end-of-turn. lm-eval runs twice: at its default batch size (1) and at driftlab's (32). Model loading is outside
-every timer; driftlab's results store is off (a warm store would answer from SQLite, not measure decoding).
-Reported: items/s, generated tokens/s, and the share of items whose reply text is identical to driftlab's.
+at end-of-turn. driftlab runs at its default dtype ('auto': bfloat16 on a bf16-capable CPU) and at float32;
+lm-eval at its defaults (batch 1, dtype auto = the checkpoint's float32) and at driftlab's batch size in each dtype.
+Model loading is outside every timer; driftlab's results store is off (a warm store would answer from SQLite, not
+measure decoding). Reported: items/s, generated tokens/s, and the share of items whose reply text is identical to
+driftlab's in the same dtype (bf16 rounding depends on the batch shape, so only float32 can match exactly).
 
     python benchmarks/eval_throughput.py
 """
@@ -33,13 +35,14 @@ def _items(config: Path):
     return cfg, {n: bundle.suites[n] for n in SUITES}
 
 
-def measure_driftlab(config: Path) -> dict:
+def measure_driftlab(config: Path, dtype: str) -> dict:
     from driftlab.eval.run import evaluate_suite, open_backend
-    from driftlab.models import resolve_model
+    from driftlab.models import inference_dtype, resolve_model
 
     cfg, suites = _items(config)
     eval_cfg = cfg.eval.model_copy(update={"cache": False})
-    backend, _ = open_backend(resolve_model(cfg.model.name_or_path), cfg.model, eval_cfg, None)
+    model_cfg = cfg.model.model_copy(update={"dtype": dtype})
+    backend, _ = open_backend(resolve_model(cfg.model.name_or_path), model_cfg, eval_cfg, None)
     suite_cfgs = cfg.data.suite_configs()
     t0 = time.perf_counter()
     outputs, tokens = {}, 0
@@ -48,11 +51,12 @@ def measure_driftlab(config: Path) -> dict:
         outputs[name] = [r["output"] for r in records]
         tokens += sum(r["n_tokens"] for r in records)
     wall = time.perf_counter() - t0
-    return {"run": "driftlab", "batch_size": eval_cfg.batch_size, "items": sum(map(len, outputs.values())),
-            "wall_s": round(wall, 2), "tokens": tokens, "outputs": outputs, "peak_rss_mb": round(peak_rss_mb())}
+    return {"batch_size": eval_cfg.batch_size, "dtype": str(inference_dtype(dtype, "cpu")).replace("torch.", ""),
+            "items": sum(map(len, outputs.values())), "wall_s": round(wall, 2), "tokens": tokens, "outputs": outputs,
+            "peak_rss_mb": round(peak_rss_mb())}
 
 
-def measure_lm_eval(config: Path, batch_size: int) -> dict:
+def measure_lm_eval(config: Path, batch_size: int, dtype: str) -> dict:
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -71,7 +75,7 @@ def measure_lm_eval(config: Path, batch_size: int) -> dict:
             "output_type": "generate_until", "doc_to_text": "{{prompt}}", "doc_to_target": "{{answer}}",
             "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": cfg.eval.max_new_tokens},
             "metric_list": [{"metric": "exact_match"}]}))
-    lm = HFLM(pretrained=model.path, device="cpu", dtype="float32", batch_size=batch_size)
+    lm = HFLM(pretrained=model.path, device="cpu", dtype=dtype, batch_size=batch_size)
     t0 = time.perf_counter()
     results = lm_eval.simple_evaluate(model=lm, tasks=[f"driftlab_{n}" for n in suites], num_fewshot=0,
                                       apply_chat_template=True, log_samples=True,
@@ -82,37 +86,48 @@ def measure_lm_eval(config: Path, batch_size: int) -> dict:
         samples = sorted(results["samples"][f"driftlab_{name}"], key=lambda s: s["doc_id"])
         outputs[name] = [s["resps"][0][0] for s in samples]
         tokens += sum(len(lm.tok_encode(o)) for o in outputs[name])
-    return {"run": f"lm_eval_bs{batch_size}", "batch_size": batch_size, "items": sum(map(len, outputs.values())),
+    return {"batch_size": batch_size, "dtype": str(lm.model.dtype).replace("torch.", ""),
+            "items": sum(map(len, outputs.values())),
             "wall_s": round(wall, 2), "tokens": tokens, "outputs": outputs, "peak_rss_mb": round(peak_rss_mb())}
+
+
+# name: (tool, batch size, dtype, the driftlab run it must agree with); batch None = driftlab's eval.batch_size
+RUNS = {"driftlab": ("driftlab", None, "auto", "driftlab"),
+        "driftlab_fp32": ("driftlab", None, "float32", "driftlab_fp32"),
+        "lm_eval_defaults": ("lm_eval", 1, "auto", "driftlab_fp32"),
+        "lm_eval_bs32_bf16": ("lm_eval", 32, "bfloat16", "driftlab"),
+        "lm_eval_bs32_fp32": ("lm_eval", 32, "float32", "driftlab_fp32")}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
-    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--one", choices=RUNS, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        r = measure_driftlab(args.config) if args.one == "driftlab" else measure_lm_eval(args.config, int(args.one))
-        print("\n" + json.dumps(r))
+        tool, batch, dtype, _ = RUNS[args.one]
+        r = measure_driftlab(args.config, dtype) if tool == "driftlab" else measure_lm_eval(args.config, batch, dtype)
+        print("\n" + json.dumps({"run": args.one, **r}))
         return
     runs = {}
-    for one in ["driftlab", "1", "32"]:
-        print(f"eval_throughput: {one} ...", file=sys.stderr, flush=True)
-        r = run_child(Path(__file__), ["--one", one, "--config", str(args.config)])
-        runs[r["run"]] = r
-    ref = runs["driftlab"]["outputs"]
-    for r in runs.values():
+    for name in RUNS:
+        print(f"eval_throughput: {name} ...", file=sys.stderr, flush=True)
+        runs[name] = run_child(Path(__file__), ["--one", name, "--config", str(args.config)])
+    for name, r in runs.items():
+        ref = runs[RUNS[name][3]]["outputs"]
         r["items_per_s"] = round(r["items"] / r["wall_s"], 2)
         r["tokens_per_s"] = round(r["tokens"] / r["wall_s"], 1)
         pairs = [(a.strip(), b.strip()) for n in SUITES for a, b in zip(ref[n], r["outputs"][n])]
+        r["compared_with"] = RUNS[name][3]
         r["identical_to_driftlab"] = round(sum(a == b for a, b in pairs) / len(pairs), 4)
-        r["examples_differing"] = [{"driftlab": a, r["run"]: b} for a, b in pairs if a != b][:3]
+        r["examples_differing"] = [{"driftlab": a, name: b} for a, b in pairs if a != b][:3]
+    for r in runs.values():
         del r["outputs"]
     d = runs["driftlab"]
     result = {"benchmark": "eval_throughput", "machine": machine(), "command": "python benchmarks/eval_throughput.py",
               "suites": SUITES, "runs": runs,
               "ratios": {f"items_per_s_vs_{k}": round(d["items_per_s"] / r["items_per_s"], 2)
-                         for k, r in runs.items() if k != "driftlab"}}
+                         for k, r in runs.items() if k.startswith("lm_eval")}}
     print(json.dumps(result["ratios"]), file=sys.stderr)
     save("eval_throughput", result)
 

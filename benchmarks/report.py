@@ -1,0 +1,100 @@
+"""Write docs/benchmarks.md from benchmarks/results/*.json: what was measured, where, with which command, and how
+each ratio compares with its target (issue 8). Only measured numbers appear; a missing result says so."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DOC, RESULTS  # noqa: E402
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _machine(m: dict) -> str:
+    bf16 = "AVX512-BF16" if m.get("avx512_bf16") else "no bf16 hardware"
+    versions = ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "trl", "peft", "lm_eval") if k in m)
+    return f"{m['cpu']}, {m['cores']} cores ({bf16}), {m['ram_gib']} GiB; {m.get('gpu', 'no GPU')}; {versions}; {m['date']}"
+
+
+def _target(value: float, target: float, higher: bool = True) -> str:
+    ok = value >= target if higher else value <= target
+    return f"{'met' if ok else '**not met**'} (target {'≥' if higher else '≤'} {target:g})"
+
+
+def train_section(r: dict | None) -> list[str]:
+    if r is None:
+        return ["## Training throughput", "", "Not measured yet: `python benchmarks/train_throughput.py`.", ""]
+    lines = ["## Training throughput", "", f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`.  ",
+             f"GEMM ceiling measured in the same run: float32 {r['gemm_flops']['float32']} GFLOP/s, bfloat16 "
+             f"{r['gemm_flops']['bfloat16']} GFLOP/s.", "",
+             "| run | bf16 | grad. checkpointing | tokens | wall (s) | tokens/s | utilisation | peak mem (MB) | "
+             "first loss | final loss |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, x in r["runs"].items():
+        lines.append(f"| {name} | {x['bf16']} | {x['gradient_checkpointing']} | {x['tokens']:,} | {x['wall_s']} | "
+                     f"{x['tokens_per_s']} | {x['utilisation']:.0%} | {x['peak_memory_mb']:,} {x['memory_kind']} | "
+                     f"{x['first_loss']:.4f} | {x['final_loss']:.4f} |")
+    q = r["ratios"]
+    util = r["runs"]["driftlab"]["utilisation"]
+    lines += ["", f"- driftlab vs TRL at its best settings: **{q['tokens_per_s_vs_trl_best']}×** tokens/s — "
+              f"{_target(q['tokens_per_s_vs_trl_best'], 1.6)}",
+              f"- driftlab vs TRL defaults: **{q['tokens_per_s_vs_trl_defaults']}×** tokens/s — "
+              f"{_target(q['tokens_per_s_vs_trl_defaults'], 15)}; peak memory {q['memory_vs_trl_defaults']}× TRL's",
+              f"- utilisation (4·N FLOPs per token × tokens/s ÷ GEMM FLOP/s of the dtype in use): "
+              f"**{util:.0%}** — {_target(util, 0.8)}",
+              f"- final loss vs TRL best: relative difference {q['final_loss_rel_diff_vs_trl_best']:.2%} "
+              "(the same training, not a faster different one)", ""]
+    return lines
+
+
+def eval_section(r: dict | None) -> list[str]:
+    if r is None:
+        return ["## Evaluation throughput", "", "Not measured yet: `python benchmarks/eval_throughput.py`.", ""]
+    lines = ["## Evaluation throughput", "", f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`.  ",
+             f"Items: the default study's zero-shot suites {', '.join(r['suites'])}, chat template, greedy.", "",
+             "| run | batch | dtype | items | wall (s) | items/s | generated tokens/s | identical replies to |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
+    for name, x in r["runs"].items():
+        same = "—" if x["compared_with"] == name else f"{x['identical_to_driftlab']:.1%} of {x['compared_with']}"
+        lines.append(f"| {name} | {x['batch_size']} | {x['dtype']} | {x['items']} | {x['wall_s']} | "
+                     f"{x['items_per_s']} | {x['tokens_per_s']} | {same} |")
+    lines.append("")
+    for k, v in r["ratios"].items():
+        lines.append(f"- driftlab {k.replace('_', ' ')}: **{v}×** — {_target(v, 3)}")
+    return lines + [""]
+
+
+def study_section(r: dict | None) -> list[str]:
+    if r is None:
+        return ["## Study wall time", "", "Not measured yet: `python benchmarks/study_wall_time.py`.", ""]
+    cold, warm = r["cold"], r["warm"]
+    lines = ["## Study wall time", "", f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}` "
+             f"({r['config']}; model already converted).", "",
+             f"- cold (empty results store and train cache): **{cold['wall_s'] / 60:.1f} min** — "
+             f"{_target(cold['wall_s'] / 60, 10, higher=False)} minutes",
+             f"- warm re-run: **{warm['wall_s']:.0f} s = {r['ratios']['warm_vs_cold']:.1%} of cold** — "
+             f"{_target(r['ratios']['warm_vs_cold'], 0.05, higher=False)}", "",
+             "| stage | cold (s) | warm (s) |", "|---|---:|---:|"]
+    for stage, secs in cold["timings_s"].items():
+        lines.append(f"| {stage} | {secs:.1f} | {warm['timings_s'].get(stage, 0):.1f} |")
+    return lines + [""]
+
+
+def main() -> None:
+    head = ["# Benchmarks", "", "Measured by the scripts in `benchmarks/` (`make bench`), each comparing driftlab with "
+            "its peer in the same run; JSON in `benchmarks/results/`. This page is generated by "
+            "`benchmarks/report.py` from those files: every number below was measured, none typed in.", ""]
+    body = train_section(_load("train_throughput")) + eval_section(_load("eval_throughput"))
+    body += study_section(_load("study_wall_time"))
+    notes = Path(__file__).with_name("NOTES.md")
+    DOC.write_text("\n".join(head + body) + ("\n" + notes.read_text() if notes.exists() else ""))
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
