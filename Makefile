@@ -35,6 +35,7 @@ test: setup
 bench: model
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/profile_train.py
 	$(PY) benchmarks/eval_throughput.py
 	$(PY) benchmarks/study_wall_time.py
 	$(PY) benchmarks/report.py

@@ -99,6 +99,17 @@ RUNS = {"driftlab": ("driftlab", None, "auto", "driftlab"),
         "lm_eval_bs32_fp32": ("lm_eval", 32, "float32", "driftlab_fp32")}
 
 
+# items/s ratios, like against like: each tool at its defaults, then the same batch size and dtype on both sides
+PAIRS = {"defaults": ("driftlab", "lm_eval_defaults"), "float32_batch32": ("driftlab_fp32", "lm_eval_bs32_fp32"),
+         "bfloat16_batch32": ("driftlab", "lm_eval_bs32_bf16")}
+
+
+def ratios(runs: dict) -> dict:
+    return {k: {"driftlab": a, "lm_eval": b, "items_per_s_ratio": round(runs[a]["items_per_s"] / runs[b]["items_per_s"], 2),
+                "identical_replies": runs[b]["identical_to_driftlab"] if runs[b]["compared_with"] == a else None}
+            for k, (a, b) in PAIRS.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
@@ -123,11 +134,8 @@ def main() -> None:
         r["examples_differing"] = [{"driftlab": a, name: b} for a, b in pairs if a != b][:3]
     for r in runs.values():
         del r["outputs"]
-    d = runs["driftlab"]
     result = {"benchmark": "eval_throughput", "machine": machine(), "command": "python benchmarks/eval_throughput.py",
-              "suites": SUITES, "runs": runs,
-              "ratios": {f"items_per_s_vs_{k}": round(d["items_per_s"] / r["items_per_s"], 2)
-                         for k, r in runs.items() if k.startswith("lm_eval")}}
+              "suites": SUITES, "runs": runs, "ratios": ratios(runs)}
     print(json.dumps(result["ratios"]), file=sys.stderr)
     save("eval_throughput", result)
 

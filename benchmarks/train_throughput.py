@@ -71,7 +71,7 @@ def measure(name: str, steps: int, config: Path) -> dict:
     trainer.train()
     wall = time.perf_counter() - t0
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-    params = sum(p.numel() for p in trainer.model.get_base_model().parameters())
+    params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)  # the base model's N
     return _result(name, trainer.state.num_input_tokens_seen, wall, losses, bool(args.bf16),
                    bool(args.activation_checkpointing), params)
 

@@ -254,6 +254,25 @@ def find_artifact(path: Path) -> Path:
                      "checkpoint (config.json) there, nor in its adapter/, expert/ or model/ subdir")
 
 
+def _is_full_checkpoint(adapter: Path | None) -> bool:
+    from driftlab.train.svf import is_expert
+
+    return adapter is not None and not (Path(adapter) / "adapter_config.json").exists() and not is_expert(adapter)
+
+
+def load_tokenizer(model: ResolvedModel, adapter: Path | None = None):
+    """The tokenizer load_model would return, without the weights (enough to render chat text)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter) if _is_full_checkpoint(adapter) else model.path)
+    except OSError as err:
+        raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
     """(model, tokenizer) ready for inference, in inference_dtype. `adapter` is what a fine-tune wrote (see
     find_artifact): a PEFT adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint
@@ -261,7 +280,7 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     from driftlab.train.svf import apply_expert, is_expert, load_expert
 
     device = pick_device(device)
-    full = adapter is not None and not (Path(adapter) / "adapter_config.json").exists() and not is_expert(adapter)
+    full = _is_full_checkpoint(adapter)
     lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(adapter), "") if full else model, dtype, device)
     lm = lm.to(device)
     if adapter is not None and is_expert(adapter):

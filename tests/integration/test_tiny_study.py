@@ -154,3 +154,32 @@ def test_sweep_scales_each_fine_tune_between_base_and_itself(tmp_path, tiny_mode
     assert "Plotly.newPlot" in (out / "pareto.html").read_text()
     bad = CliRunner().invoke(app, ["sweep", str(run), "--scales", "1.5", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+def test_warm_rerun_loads_no_weights(tmp_path, tiny_model_dir, monkeypatch):
+    """Evals and probes answered entirely from the results store (drift's KL rows included) never load a model:
+    what makes a warm study re-run cost seconds."""
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["variants"] = []
+    cfg["probes"] = {"run": ["faithfulness", "diversity", "drift", "shortcuts"], "limit": 4, "samples": 2,
+                     "drift_prompts": 3, "drift_max_new_tokens": 4}
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
+
+    import driftlab.eval.run as eval_run
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a fully cached re-run loaded a model")
+
+    monkeypatch.setattr(eval_run, "load_model", no_loading)
+    result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
+    assert result.exit_code == 0, result.output
+    first, second = sorted((tmp_path / "runs").iterdir())
+    for rel in ["eval/base/eval.json", "probes/base/drift.jsonl"]:
+        a, b = ((run / rel).read_text() for run in (first, second))
+        if rel.endswith(".jsonl"):
+            assert a == b
+        else:  # latencies differ (a cached row keeps its own); the verdicts may not
+            assert {k: v["correct"] for k, v in json.loads(a)["suites"].items()} == {
+                k: v["correct"] for k, v in json.loads(b)["suites"].items()}

@@ -15,13 +15,13 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from driftlab.config import EvalConfig, ModelConfig, StrategyConfig, SuiteConfig
-from driftlab.eval.backend import Backend, HFBackend
+from driftlab.eval.backend import Backend, HFBackend, render_chat
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.store import CachedBackend, results_store
 from driftlab.eval.strategies import canonical_answers, run_strategy
 from driftlab.eval.taxonomy import error_tags, tag_rates
-from driftlab.models import ResolvedModel, fingerprint_dir, load_model, inference_dtype, pick_device
+from driftlab.models import ResolvedModel, fingerprint_dir, inference_dtype, load_model, load_tokenizer, pick_device
 from driftlab.runs import write_json, write_jsonl
 
 
@@ -76,9 +76,43 @@ def open_backend(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalCon
 
         return VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt, model_cfg.enable_thinking,
                            on_progress=on_progress), fp
-    lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
-    return HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
-                     on_progress=on_progress), fp
+    def load() -> HFBackend:
+        lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+        return HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
+                         on_progress=on_progress)
+
+    return LazyBackend(load, lambda: load_tokenizer(model, adapter), model_cfg.system_prompt,
+                       model_cfg.enable_thinking, on_progress), fp
+
+
+class LazyBackend:
+    """The HF backend, loaded on first use: rendering chat text (what the results store keys on) needs only the
+    tokenizer, so an eval or probe answered entirely from the store never loads weights, merges an adapter or
+    decomposes an SVF expert — a warm study re-run costs seconds per model."""
+
+    def __init__(self, load, load_tokenizer, system_prompt: str | None, enable_thinking: bool | None,
+                 on_progress=None):
+        self._load, self._load_tokenizer, self._backend, self._tok = load, load_tokenizer, None, None
+        self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
+        self.on_progress = on_progress or (lambda n: None)  # the results store advances the bar for cached rows
+
+    @property
+    def loaded(self) -> HFBackend:
+        if self._backend is None:
+            self._backend = self._load()
+        return self._backend
+
+    def chat(self, prompt) -> str:
+        if self._backend is not None:
+            return self._backend.chat(prompt)
+        if self._tok is None:
+            self._tok = self._load_tokenizer()
+        return render_chat(self._tok, prompt, self.system_prompt, self.enable_thinking)
+
+    def __getattr__(self, name: str):  # generate, sample, complete, loglik, model, tok: load, then delegate
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
 
 
 def model_fingerprint(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig,

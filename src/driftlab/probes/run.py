@@ -7,6 +7,7 @@ time it, write its rows. Drift also loads the base model beside the tuned one (K
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from rich.console import Console
 
 from driftlab.config import EvalConfig, ModelConfig, ProbesConfig, StrategyConfig, SuiteConfig
 from driftlab.data.sources import drift_prompts
-from driftlab.eval.run import model_fingerprint, open_backend
-from driftlab.eval.store import CachedBackend, results_store
+from driftlab.eval.backend import HFBackend
+from driftlab.eval.run import LazyBackend, model_fingerprint, open_backend
+from driftlab.eval.store import CachedBackend, result_key, results_store
 from driftlab.models import ResolvedModel
 from driftlab.probes import diversity, drift, faithfulness, shortcuts
 from driftlab.runs import write_json, write_jsonl
@@ -51,7 +53,7 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
                                            cfg.alt_template)
                 results[probe] = shortcuts.summary(rows)
             else:
-                rows, results[probe] = _drift(model, model_cfg, eval_cfg, cfg, inner, store, adapter)
+                rows, results[probe] = _drift(model, model_cfg, eval_cfg, cfg, inner, model_fp, store, adapter)
             timings[probe] = round(time.perf_counter() - t0, 2)
             write_jsonl(out_dir / f"{probe}.jsonl", rows)
     summary = {"model": model.name, "adapter": str(adapter) if adapter else None, "suite": suite.name,
@@ -60,21 +62,28 @@ def run_probes(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfi
     return summary
 
 
-def _drift(model, model_cfg, eval_cfg, cfg, tuned_backend, store, adapter) -> tuple[list[dict], dict]:
+def _drift(model, model_cfg, eval_cfg, cfg, tuned_backend, tuned_fp, store, adapter) -> tuple[list[dict], dict]:
     """Base replies to general prompts (cached), then KL(base ‖ this model) on them. For the base model itself the
-    KL is 0 by construction (one forward pass) and the row records its NLL on its own replies."""
-    if not hasattr(tuned_backend, "model"):
+    KL is 0 by construction (one forward pass) and the row records its NLL on its own replies. The rows are kept in
+    the results store under both models' fingerprints and the exact texts, so a re-run loads neither model."""
+    if not isinstance(tuned_backend, (HFBackend, LazyBackend)):
         return [], {"skipped": "drift needs the HF backend (full next-token distributions)"}
     base_backend = tuned_backend if adapter is None else open_backend(model, model_cfg, eval_cfg, None)[0]
     base_fp = model_fingerprint(model, model_cfg, eval_cfg, None)
     cached = CachedBackend(base_backend, store, base_fp, eval_cfg.batch_size, log=lambda m: None) if store \
         else base_backend
     prompts = [p["question"] for p in drift_prompts(cfg.drift_prompts)]
-    replies = cached.generate(prompts, cfg.drift_max_new_tokens)
+    replies = [g.text for g in cached.generate(prompts, cfg.drift_max_new_tokens)]
     chats = [base_backend.chat(p) for p in prompts]
-    rows = drift.drift(base_backend.model, tuned_backend.model, tuned_backend.tok, chats,
-                       [g.text for g in replies], [f"general-{i:03d}" for i in range(len(prompts))])
+    user_text = Path(cfg.drift_text).read_text(encoding="utf-8") if cfg.drift_text else None
+    key = result_key(f"{base_fp}|{tuned_fp}", "drift", json.dumps([chats, replies, user_text]), {})
+    if store is not None and (hit := store.get_many([key]).get(key)) is not None:
+        return hit["rows"], hit["result"]
+    rows = drift.drift(base_backend.model, tuned_backend.model, tuned_backend.tok, chats, replies,
+                       [f"general-{i:03d}" for i in range(len(prompts))])
     result = drift.summary(rows)
     if cfg.drift_text:
         result["text"] = drift.text_nll(base_backend.model, tuned_backend.model, tuned_backend.tok, cfg.drift_text)
+    if store is not None:
+        store.put_many({key: {"rows": rows, "result": result}})
     return rows, result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,15 +202,30 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     return summary
 
 
-def _finish_distributed() -> None:
+def _finish_distributed(grace_s: float = 60.0) -> None:
     """A distributed launch ends together: every rank waits until rank 0 has written the run dir, then the process
     group is torn down (left to interpreter exit, gloo's threads sometimes abort a rank: 'terminate called without
-    an active exception', seen once in a 2-process CPU test run)."""
+    an active exception', seen once in a 2-process CPU test run). gloo's teardown itself can hang now and then
+    (pytorch/pytorch#75097; seen once here, on rank 1 after rank 0 had exited): a rank other than 0, which has
+    nothing left to write, then leaves after `grace_s` instead of waiting forever."""
+    import threading
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    done = threading.Event()
+
+    def destroy() -> None:
         dist.destroy_process_group()
+        done.set()
+
+    threading.Thread(target=destroy, daemon=True).start()
+    if not done.wait(grace_s) and not is_main_process():
+        print(f"process-group teardown still waiting after {grace_s:.0f}s; this rank exits (rank 0 holds the run)",
+              file=sys.stderr, flush=True)
+        os._exit(0)
 
 
 def _last_checkpoint_step(out_dir: Path) -> int | None:
