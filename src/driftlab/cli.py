@@ -263,6 +263,8 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
     from driftlab.runs import new_run_dir, write_json
 
     try:
+        if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DriftlabError(f"--out {out}: exists and is not an empty directory; driftlab never overwrites a run")
         study_cfg = _load(config, set_) if config is not None else None
         cmp_cfg = study_cfg.compare if study_cfg else CompareConfig()
         result = compare_results(a, b, cmp_cfg, study_cfg.seed if study_cfg else 0)
@@ -286,8 +288,6 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
     m = result["method"]
     console.print(f"CIs: {m['ci']}, {m['n_bootstrap']} resamples, seed {m['seed']}; {m['binary_test']}; "
                   f"{m['multiple_comparisons']}; floor: {m['floor']}.")
-    if out is not None and out.exists() and any(out.iterdir()):
-        _fail(DriftlabError(f"{out}: already exists and is not empty; driftlab never overwrites a run"))
     out_dir = out or new_run_dir(study_cfg.runs_dir if study_cfg else Path("runs"),
                                  f"{study_cfg.name}-compare" if study_cfg else "compare")
     write_json(out_dir / "compare.json", result)
@@ -299,14 +299,14 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
           scales: Optional[str] = typer.Option(None, help="Comma-separated scales strictly between 0 and 1 (0 is the "
                                                "base eval and 1 the variant's, both already in the run); default: "
                                                "the config's sweep.scales, else 0.25,0.5,0.75."),
-          limit: Optional[int] = typer.Option(None, help="First N items per suite (default: the config's "
-                                              "sweep.limit)."),
+          limit: Optional[int] = typer.Option(None, min=1, help="First N items per suite (default: the config's "
+                                              "sweep.limit; without either, every item the study evaluated)."),
           out: Optional[Path] = typer.Option(None, help="Output dir (must not exist); default: a new run dir.")):
     """Scale every fine-tune of a study between base and itself (LoRA scale, SVF z, WiSE-FT for full), evaluate
     zero-shot at each scale, and plot target gain against held-out retention with the Pareto frontier."""
     from pydantic import ValidationError
 
-    from driftlab.compare.sweep import pareto_html, run_sweep
+    from driftlab.compare.sweep import pareto_html, plan_sweep, run_sweep
     from driftlab.config import SweepConfig
     from driftlab.models import find_artifact, resolve_model
     from driftlab.runs import read_jsonl, write_text_atomic
@@ -321,15 +321,19 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
         model = resolve_model(cfg.model.name_or_path)
         # find_artifact: the run dir may have moved since its train summaries were written
         artifacts = {v["name"]: find_artifact(run / "train" / v["name"]) for v in study["variants"]}
+        suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in cfg.data.suite_configs()}
+        roles = {s["name"]: s["role"] for s in study["suites"] if "@" not in s["name"]}
+        floors = {s["name"]: s["floor"] for s in study["suites"]}
+        plan_sweep(cfg, suites, roles, floors, list(artifacts), run / "eval", spec)  # fails before anything is written
     except ValidationError as err:
         _fail(DriftlabError(f"--scales {scales!r}: {err.errors()[0]['msg']}"))
     except (DriftlabError, ValueError) as err:
         _fail(err)
     out_dir = _out_dir(out, cfg, "sweep")
-    suites = {n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in cfg.data.suite_configs()}
-    roles = {s["name"]: s["role"] for s in study["suites"] if "@" not in s["name"]}
-    floors = {s["name"]: s["floor"] for s in study["suites"]}
-    result = run_sweep(model, cfg, suites, roles, floors, artifacts, run / "eval", out_dir, spec)
+    try:
+        result = run_sweep(model, cfg, suites, roles, floors, artifacts, run / "eval", out_dir, spec)
+    except DriftlabError as err:
+        _fail(err)
     write_text_atomic(out_dir / "pareto.html", pareto_html(result["points"]))
     table = Table("variant", "α", "target change (95% CI)", "held-out change (95% CI)", "frontier")
     for p in result["points"]:

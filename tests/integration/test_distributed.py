@@ -24,7 +24,7 @@ def test_two_process_cpu_launch(tmp_path, tiny_model_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DRIFTLAB_HOME": str(tmp_path / "home")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "driftlab.cli", "train", "-c", str(cfg_path), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "train.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 4

@@ -154,6 +154,9 @@ def test_sweep_scales_each_fine_tune_between_base_and_itself(tmp_path, tiny_mode
     assert "Plotly.newPlot" in (out / "pareto.html").read_text()
     bad = CliRunner().invoke(app, ["sweep", str(run), "--scales", "1.5", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and not (tmp_path / "x").exists()
+    (run / "eval/svf/capitals.jsonl").unlink()  # an endpoint is gone: one error naming it, before any work
+    gone = CliRunner().invoke(app, ["sweep", str(run), "--scales", "0.5", "--out", str(tmp_path / "y")])
+    assert gone.exit_code == 2 and "eval/svf/capitals.jsonl: missing" in gone.output and not (tmp_path / "y").exists()
 
 
 def test_warm_rerun_loads_no_weights(tmp_path, tiny_model_dir, monkeypatch):

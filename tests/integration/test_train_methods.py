@@ -281,3 +281,26 @@ def test_cached_artifact_matches_a_fresh_training(tiny_model_dir, tmp_path):
     _train(tiny_model_dir, tmp_path / "b", max_steps=4, cache=False)
     f = "adapter/adapter_model.safetensors"
     assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+
+
+def test_train_cache_misses_on_what_changes_the_weights(tiny_model_dir, tmp_path, monkeypatch):
+    first = _train(tiny_model_dir, tmp_path / "a", max_steps=4)
+    # save_steps sets when a held-out loss is taken (early stopping, best checkpoint): part of the key
+    assert _train(tiny_model_dir, tmp_path / "b", max_steps=4, save_steps=2)["cache"]["hit"] is False
+    # bf16 decided from the hardware at train time: another machine's choice is another artifact
+    import driftlab.train.sft as sft
+
+    with monkeypatch.context() as m:
+        m.setattr(sft, "has_bf16", lambda device: not first["bf16"])
+        assert _train(tiny_model_dir, tmp_path / "c", max_steps=4)["cache"]["hit"] is False
+    assert _train(tiny_model_dir, tmp_path / "d", max_steps=4)["cache"]["hit"] is True
+
+
+def test_a_broken_cache_entry_is_a_miss(tiny_model_dir, tmp_path):
+    import shutil
+
+    first = _train(tiny_model_dir, tmp_path / "a", max_steps=4)
+    entry = tmp_path / "driftlab-home" / "train-cache" / first["cache"]["key"]
+    shutil.rmtree(entry / "adapter")
+    again = _train(tiny_model_dir, tmp_path / "b", max_steps=4)
+    assert again["cache"]["hit"] is False and (tmp_path / "b" / "adapter" / "adapter_config.json").exists()

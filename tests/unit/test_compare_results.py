@@ -72,6 +72,10 @@ def test_compare_command_prints_and_writes_json(study_run, tmp_path):
     assert saved["suites"]["held"]["ci95"][1] < 0
     again = CliRunner().invoke(app, ["compare", f"{study_run}:base", f"{study_run}:lora", "--out", str(out)])
     assert again.exit_code == 2 and "never overwrites" in again.output
+    a_file = tmp_path / "file.json"
+    a_file.write_text("{}")
+    to_file = CliRunner().invoke(app, ["compare", f"{study_run}:base", f"{study_run}:lora", "--out", str(a_file)])
+    assert to_file.exit_code == 2 and "not an empty directory" in to_file.output and a_file.read_text() == "{}"
     bad = CliRunner().invoke(app, ["compare", str(study_run), f"{study_run}:lora", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "name one as" in bad.output and not (tmp_path / "x").exists()
 

@@ -91,6 +91,10 @@ def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareC
     paired difference and its bootstrap CI. Drift's `kl` is 0 for the base model by construction, so its row is the
     tuned model's KL with a CI; `nll_tuned` pairs the base's NLL with the tuned model's on the same text."""
     t_by_id = {r["id"]: r for r in tuned}
+    if set(t_by_id) != {r["id"] for r in base}:
+        differ = sorted(set(t_by_id) ^ {r["id"] for r in base})[:3]
+        raise DataError(f"cannot pair {probe} probe rows: the two runs probed different items (e.g. {differ}); "
+                        "were they run with the same config, data and probes.limit?")
     out = {}
     for key in PROBE_METRICS[probe]:
         pairs = [(float(b[key]), float(t_by_id[b["id"]][key])) for b in base

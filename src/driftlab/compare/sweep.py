@@ -54,6 +54,34 @@ def save_interpolated(model: ResolvedModel, artifact: Path, alpha: float, out_di
     return ResolvedModel(f"{model.name}@{alpha}", str(out_dir), fingerprint_dir(out_dir))
 
 
+def plan_sweep(cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str], floors: dict[str, bool],
+               variants: list[str], eval_root: Path, sweep: SweepConfig) -> tuple[dict[str, list[dict]], object]:
+    """(items per swept suite, the zero-shot strategy to run) — checked before anything is computed: every swept
+    suite must have base and tuned per-item results in eval_root covering those items (the endpoints)."""
+    from driftlab.config import StrategyConfig
+    from driftlab.errors import DataError
+    from driftlab.runs import read_jsonl
+
+    # The study's own zero-shot settings (token budget, stop strings, slice), so α = 0 and 1 match the middle.
+    zero = next((s for s in cfg.eval.strategies if s.name == "zero_shot"), StrategyConfig(name="zero_shot"))
+    limits = [n for n in (zero.limit, sweep.limit) if n is not None]
+    limit = min(limits) if limits else None
+    used = [n for n, r in roles.items() if (r == "target" or (r == "heldout" and not floors.get(n)))
+            and (zero.suites is None or n in zero.suites or cfg.data.suite_configs()[n].mode == "loglik")]
+    items = {n: suites[n][:limit] for n in used}
+    for name in ["base", *variants]:
+        for suite in used:
+            path = eval_root / name / f"{suite}.jsonl"
+            if not path.exists():
+                raise DataError(f"{path}: missing; the sweep's endpoints are the study's own zero-shot evals")
+            have = {r["id"] for r in read_jsonl(path)}
+            missing = [it["id"] for it in items[suite] if it["id"] not in have]
+            if missing:
+                raise DataError(f"{path}: lacks {len(missing)} of the swept items (e.g. {missing[0]}); lower "
+                                "sweep.limit to the study's zero-shot slice")
+    return items, zero.model_copy(update={"limit": None, "suites": None})
+
+
 def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str],
               floors: dict[str, bool], artifacts: dict[str, Path], eval_root: Path, out_dir: Path,
               sweep: SweepConfig) -> dict:
@@ -62,14 +90,14 @@ def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dic
     the base and tuned evals in eval_root/<name>/ on the same items. Writes <variant>@<α>/ evals and sweep.json."""
     import shutil
 
-    from driftlab.config import StrategyConfig
     from driftlab.eval import evaluate_model
     from driftlab.runs import read_jsonl, write_json
 
-    used = [n for n, r in roles.items() if r == "target" or (r == "heldout" and not floors.get(n))]
+    items, zero = plan_sweep(cfg, suites, roles, floors, list(artifacts), eval_root, sweep)
+    used = list(items)
+    roles = {n: r for n, r in roles.items() if n in items}
     suite_cfgs = {n: c for n, c in cfg.data.suite_configs().items() if n in used}
-    items = {n: suites[n][: sweep.limit] for n in used}
-    eval_cfg = cfg.eval.model_copy(update={"strategies": [StrategyConfig(name="zero_shot")]})
+    eval_cfg = cfg.eval.model_copy(update={"strategies": [zero]})
 
     def records(eval_dir: Path) -> dict[str, list[dict]]:
         return {n: read_jsonl(eval_dir / f"{n}.jsonl") for n in used}

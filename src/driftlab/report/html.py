@@ -222,7 +222,9 @@ def _verdict_list(study: dict) -> str:
                      f'({roles[r["suite"]]}): <span class="{cls}">{html.escape(v)}</span> — '
                      f'{100 * r["base_acc"]:.1f}% → {100 * r["tuned_acc"]:.1f}% '
                      f'({100 * r["diff"]:+.1f} pts, CI [{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}])</li>')
-    return (f"<ul class=summary>{summary}</ul>{gate_html}<details><summary>Every comparison</summary><ul>"
+    note = ("<p class=floor>gained/lost: per suite × strategy, CI excluding 0 and McNemar p &lt; 0.05, not "
+            "corrected for multiple comparisons (Benjamini-Hochberg p in the table below).</p>")
+    return (f"<ul class=summary>{summary}</ul>{note}{gate_html}<details><summary>Every comparison</summary><ul>"
             + "".join(items) + "</ul></details>")
 
 
@@ -248,7 +250,7 @@ def _training_table(study: dict) -> str:
         f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{r['method']}</td>"
         f"<td>{r['trainable']:,}</td><td>{100 * r['fraction']:.3f}%</td><td class=l>{html.escape(r['mix'])}</td>"
         f"<td>{r['steps']}</td><td>{r['tokens_per_s']:.0f}</td><td>{r['first_loss']}</td><td>{r['final_loss']}</td>"
-        f"<td>{r['wall_s']:.0f}</td></tr>" for r in training_rows(study))
+        f"<td>{r['wall_s']:.0f}{' (train cache)' if r['cached'] else ''}</td></tr>" for r in training_rows(study))
     return ("<h2>Training</h2><table><tr><th class=l>variant</th><th class=l>method</th><th>trainable params</th>"
             "<th>fraction</th><th class=l>replay</th><th>steps</th><th>tokens/s</th><th>first loss</th>"
             f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
@@ -257,11 +259,13 @@ def _training_table(study: dict) -> str:
 def _table(study: dict) -> str:
     roles = {s["name"]: s["role"] for s in study["suites"]}
     head = ("<tr><th class=l>variant</th><th class=l>suite</th><th class=l>role</th><th>n</th><th>chance</th>"
-            "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>floor</th></tr>")
+            "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>BH p</th>"
+            "<th>floor</th></tr>")
     rows = "".join(
         f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{html.escape(r['suite'])}</td>"
         f"<td class=l>{roles[r['suite']]}</td><td>{r['n']}</td><td>{100 * r['chance']:.1f}%</td>"
         f"<td>{100 * r['base_acc']:.1f}%</td><td>{100 * r['tuned_acc']:.1f}%</td><td>{100 * r['diff']:+.1f}</td>"
         f"<td>[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]</td><td>{r['mcnemar_p']:.3g}</td>"
+        f"<td>{r['p_bh']:.3g}</td>"
         f"<td>{'yes' if r['floor'] else 'no'}</td></tr>" for r in study["comparisons"])
     return f"<table>{head}{rows}</table>"

@@ -29,6 +29,8 @@ def render_markdown(study: dict) -> str:
     for v in variant_summary(study):
         lines.append(f"- **{v['variant']}** — gained: {', '.join(v['gained']) or 'none'}; lost: "
                      f"{', '.join(v['lost']) or 'none'}; gate: {v['gate']}")
+    lines += ["", "(gained/lost: per suite × strategy, CI excluding 0 and McNemar p < 0.05, not corrected for "
+              "multiple comparisons — the Benjamini-Hochberg p of each row is in the table below.)"]
     lines += gate_lines(study)
     lines += ["", "Every comparison:", ""]
     for row in study["comparisons"]:
@@ -62,7 +64,7 @@ def render_markdown(study: dict) -> str:
     for r in training_rows(study):
         lines.append(f"| {r['variant']} | {r['method']} | {r['trainable']:,} ({r['fraction']:.3%}) | {r['mix']} | "
                      f"{r['steps']} | {r['tokens']:,} | {r['tokens_per_s']:.0f} | {r['first_loss']} | "
-                     f"{r['final_loss']} | {r['wall_s']:.0f} |")
+                     f"{r['final_loss']} | {r['wall_s']:.0f}{' (train cache: an earlier run)' if r['cached'] else ''} |")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in study["timings_s"].items()]
     lines += ["", "## Data", "", f"Train items: {study['data']['train']}. Train/eval prompt overlap removed: "
@@ -135,6 +137,7 @@ def training_rows(study: dict) -> list[dict]:
                      "fraction": t["trainable_fraction"], "steps": t["steps"], "tokens": t["tokens"],
                      "tokens_per_s": t["tokens_per_s"], "first_loss": _num(t["first_loss"]),
                      "final_loss": _num(t["final_loss"]), "wall_s": t["wall_s"],
+                     "cached": bool((t.get("cache") or {}).get("hit")),  # copied from the train cache, not run now
                      "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none"})
     return rows
 

@@ -51,8 +51,12 @@ def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCo
             "seed": seed, "mix": mix_report})
     key = None
     if train_cfg.cache and world_size() == 1:
+        device = pick_device(model_cfg.device)
+        resolved = {"bf16": train_cfg.bf16 if train_cfg.bf16 is not None else has_bf16(device),
+                    "liger": train_cfg.liger if train_cfg.liger is not None else (
+                        device == "cuda" and _importable("liger_kernel"))}
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), train_cfg.model_dump(mode="json"),
-                        train_set, seed, pick_device(model_cfg.device))
+                        train_set, seed, device, resolved)
         hit = lookup(key, ARTIFACT[train_cfg.method], out_dir)
         if hit is not None:
             write_json(out_dir / "train.json", hit)
