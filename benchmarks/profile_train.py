@@ -21,7 +21,6 @@ GEMM = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", 
 
 
 def main() -> None:
-    import torch
     from torch.profiler import ProfilerActivity, profile
     from trl import SFTTrainer
 

@@ -213,17 +213,15 @@ def has_bf16(device: str) -> bool:
 def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_config=None):
     """(model, tokenizer) as from_pretrained gives them, on the CPU (4-bit ones on the GPU); a tokenizer without a
     pad token pads with eos. Shared by training and inference so both load, and fail, the same way."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     rank = int(os.environ.get("LOCAL_RANK", "0"))  # 4-bit weights load straight onto this process's GPU
     extra = {"quantization_config": quantization_config, "device_map": {"": rank}} if quantization_config else {}
+    tokenizer = load_tokenizer(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
         lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=pick_dtype(dtype, device), **extra)
     except OSError as err:  # not cached and no hub access, or not a model: one line, not a traceback
         raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return lm, tokenizer
 
 
@@ -261,7 +259,8 @@ def _is_full_checkpoint(adapter: Path | None) -> bool:
 
 
 def load_tokenizer(model: ResolvedModel, adapter: Path | None = None):
-    """The tokenizer load_model would return, without the weights (enough to render chat text)."""
+    """The tokenizer load_pretrained/load_model return, without the weights (enough to render chat text); one
+    without a pad token pads with eos."""
     from transformers import AutoTokenizer
 
     try:

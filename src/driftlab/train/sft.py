@@ -52,11 +52,8 @@ def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCo
     key = None
     if train_cfg.cache and world_size() == 1:
         device = pick_device(model_cfg.device)
-        resolved = {"bf16": train_cfg.bf16 if train_cfg.bf16 is not None else has_bf16(device),
-                    "liger": train_cfg.liger if train_cfg.liger is not None else (
-                        device == "cuda" and _importable("liger_kernel"))}
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), train_cfg.model_dump(mode="json"),
-                        train_set, seed, device, resolved)
+                        train_set, seed, device, _machine_choices(train_cfg, device))
         hit = lookup(key, ARTIFACT[train_cfg.method], out_dir)
         if hit is not None:
             write_json(out_dir / "train.json", hit)
@@ -104,7 +101,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     rows = [to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking) for it in train_set]
     n_eval = int(len(rows) * cfg.eval_fraction)
     train_ds, eval_ds = Dataset.from_list(rows[n_eval:]), (Dataset.from_list(rows[:n_eval]) if n_eval else None)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else has_bf16(device)
+    choices = _machine_choices(cfg, device)
+    bf16 = choices["bf16"]
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else on_gpu
     args = SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
@@ -123,7 +121,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         fp16=False,
         activation_checkpointing=checkpointing,
         use_cpu=not on_gpu,
-        use_liger_kernel=cfg.liger if cfg.liger is not None else (on_gpu and _importable("liger_kernel")),
+        use_liger_kernel=choices["liger"],
         padding_free=cfg.padding_free,
         ddp_broadcast_buffers=cfg.method != "svf",  # SVF's U, s, Vᵀ buffers are identical on every rank
         completion_only_loss=True,
@@ -204,6 +202,12 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         write_json(out_dir / "train.json", summary)
     _finish_distributed()
     return summary
+
+
+def _machine_choices(cfg: TrainConfig, device: str) -> dict:
+    """Settings left to the machine (None in the config), decided once here for training and the train-cache key."""
+    return {"bf16": cfg.bf16 if cfg.bf16 is not None else has_bf16(device),
+            "liger": cfg.liger if cfg.liger is not None else (device == "cuda" and _importable("liger_kernel"))}
 
 
 def _finish_distributed(grace_s: float = 60.0) -> None:
