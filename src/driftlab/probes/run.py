@@ -15,8 +15,7 @@ from rich.console import Console
 
 from driftlab.config import EvalConfig, ModelConfig, ProbesConfig, StrategyConfig, SuiteConfig
 from driftlab.data.sources import drift_prompts
-from driftlab.eval.backend import HFBackend
-from driftlab.eval.run import LazyBackend, model_fingerprint, open_backend
+from driftlab.eval.run import model_fingerprint, open_backend
 from driftlab.eval.store import CachedBackend, result_key, results_store
 from driftlab.models import ResolvedModel
 from driftlab.probes import diversity, drift, faithfulness, shortcuts
@@ -66,7 +65,7 @@ def _drift(model, model_cfg, eval_cfg, cfg, tuned_backend, tuned_fp, store, adap
     """Base replies to general prompts (cached), then KL(base ‖ this model) on them. For the base model itself the
     KL is 0 by construction (one forward pass) and the row records its NLL on its own replies. The rows are kept in
     the results store under both models' fingerprints and the exact texts, so a re-run loads neither model."""
-    if not isinstance(tuned_backend, (HFBackend, LazyBackend)):
+    if eval_cfg.backend != "hf":
         return [], {"skipped": "drift needs the HF backend (full next-token distributions)"}
     base_backend = tuned_backend if adapter is None else open_backend(model, model_cfg, eval_cfg, None)[0]
     base_fp = model_fingerprint(model, model_cfg, eval_cfg, None)
