@@ -292,4 +292,32 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     if lm.dtype != target and getattr(lm, "quantization_config", None) is None:
         lm = lm.to(target)
     lm.eval()
+    _contiguous_head_input(lm)
     return lm, tokenizer
+
+
+def _contiguous_head_input(lm) -> None:
+    """Generation's prefill feeds the LM head a strided slice of the hidden states (the last position of every
+    row). torch.matmul folds such a 3-D input into one matrix multiply only when the weight requires grad; a frozen
+    head (a merged PEFT model has every weight frozen) instead goes through bmm with the vocab x hidden weight
+    expanded and copied once per row — measured 1.4 s of a 2.5 s generate call on the embedded model, batch 32.
+    A copy of the (small) input in plain row-major strides keeps every model on the one-GEMM path (`.contiguous()`
+    is not enough: a [rows, 1, hidden] slice counts as contiguous whatever its first stride)."""
+    import torch
+
+    def dense(module, args):
+        if not args or args[0].dim() < 3 or args[0].stride() == _row_major(args[0].shape):
+            return None
+        return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])
+
+    head = lm.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(dense)
+
+
+def _row_major(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
