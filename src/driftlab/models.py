@@ -272,22 +272,41 @@ def load_tokenizer(model: ResolvedModel, adapter: Path | None = None):
     return tokenizer
 
 
-def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None):
+def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None,
+               scale: float = 1.0):
     """(model, tokenizer) ready for inference, in inference_dtype. `adapter` is what a fine-tune wrote (see
     find_artifact): a PEFT adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint
-    replaces the base — all at load precision, cast only afterwards, so a merge loses nothing to bf16."""
+    replaces the base — all at load precision, cast only afterwards, so a merge loses nothing to bf16.
+
+    `scale` α puts the model between the base (0) and the fine-tune (1), without retraining (the sweep's points):
+    LoRA/DoRA through PEFT's `rescale_adapter_scale` before merging, SVF with z_α = 1 + α(z − 1), a full fine-tune
+    by WiSE-FT weight interpolation (1 − α)·W_base + α·W_tuned."""
+    import torch
+
     from driftlab.train.svf import apply_expert, is_expert, load_expert
 
     device = pick_device(device)
     full = _is_full_checkpoint(adapter)
-    lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(adapter), "") if full else model, dtype, device)
+    if adapter is None and scale != 1.0:
+        raise ValueError("scale needs an adapter: it interpolates between the base and a fine-tune")
+    if full and scale != 1.0:
+        lm, tokenizer = load_pretrained(model, dtype, device)
+        tuned = dict(load_pretrained(ResolvedModel(model.name, str(adapter), ""), dtype, device)[0].named_parameters())
+        with torch.no_grad():
+            for name, p in lm.named_parameters():
+                p.copy_((1 - scale) * p + scale * tuned[name])
+    else:
+        lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(adapter), "") if full else model, dtype, device)
     lm = lm.to(device)
     if adapter is not None and is_expert(adapter):
-        lm = apply_expert(lm, load_expert(adapter))
+        lm = apply_expert(lm, {name: 1 + scale * (z - 1) for name, z in load_expert(adapter).items()})
     elif adapter is not None and not full:
         from peft import PeftModel
+        from peft.helpers import rescale_adapter_scale
 
-        lm = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+        peft_model = PeftModel.from_pretrained(lm, str(adapter))
+        with rescale_adapter_scale(peft_model, scale):
+            lm = peft_model.merge_and_unload()
     target = inference_dtype(dtype, device)
     if lm.dtype != target and getattr(lm, "quantization_config", None) is None:
         lm = lm.to(target)

@@ -241,14 +241,13 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
 
 @pytest.mark.parametrize("method", ["lora", "svf", "full"])
 def test_scaling_reaches_base_at_zero_and_the_fine_tune_at_one(tiny_model_dir, tmp_path, method):
-    from driftlab.compare.sweep import interpolate
-
     s = _train(tiny_model_dir, tmp_path / method, method=method, learning_rate=2e-2, max_steps=3)
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
         base = load_model(_model(tiny_model_dir), "float32")[0](x).logits
         tuned = load_model(_model(tiny_model_dir), "float32", adapter=s["artifact"])[0](x).logits
-        zero, one, half = (interpolate(_model(tiny_model_dir), s["artifact"], a)[0](x).logits for a in (0, 1, 0.5))
+        zero, one, half = (load_model(_model(tiny_model_dir), "float32", adapter=s["artifact"], scale=a)[0](x).logits
+                           for a in (0.0, 1.0, 0.5))
     assert torch.allclose(zero, base, atol=1e-4) and torch.allclose(one, tuned, atol=1e-4)
     assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)
 

@@ -1,7 +1,7 @@
 """Scale sweep without retraining, and the gain-vs-retention Pareto (after Biderman et al. 2024, "LoRA Learns Less
-and Forgets Less"). Each fine-tune is evaluated at scales α between the base model (α = 0) and itself (α = 1):
-LoRA/DoRA through PEFT's `rescale_adapter_scale` before merging, SVF with z_α = 1 + α(z − 1), a full fine-tune by
-WiSE-FT weight interpolation (1 − α)·W_base + α·W_tuned. Each point is (mean change on the held-out suites that are
+and Forgets Less"). Each fine-tune is evaluated at scales α between the base model (α = 0) and itself (α = 1),
+built in memory by models.load_model (LoRA/DoRA scaled before merging, SVF's z moved towards 1, a full fine-tune
+interpolated with the base: WiSE-FT); no checkpoint is written, and a warm re-run loads nothing. Each point is (mean change on the held-out suites that are
 not at their floor, change on the target); a point is on the frontier when no other point has at least its gain
 and at least its retention, one of them strictly better.
 """
@@ -11,47 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from driftlab.compare.stats import grouped_bootstrap_ci
 from driftlab.config import CompareConfig, StudyConfig, SweepConfig
-from driftlab.models import ResolvedModel, fingerprint_dir, load_model, load_pretrained, pick_device, save_checkpoint
-from driftlab.train.svf import apply_expert, is_expert, load_expert
-
-
-@torch.no_grad()
-def interpolate(model: ResolvedModel, artifact: Path, alpha: float, dtype: str = "float32", device: str = "auto"):
-    """(model, tokenizer) at scale alpha of the fine-tune in `artifact` (see models.find_artifact), by default at
-    full precision (it is saved as a checkpoint; the eval then loads it in its own dtype)."""
-    from driftlab.models import find_artifact
-
-    artifact = find_artifact(artifact)
-    if is_expert(artifact):
-        lm, tok = load_model(model, dtype, device)
-        z = {name: 1 + alpha * (v - 1) for name, v in load_expert(artifact).items()}
-        return apply_expert(lm, z), tok
-    if (artifact / "adapter_config.json").exists():
-        from peft import PeftModel
-        from peft.helpers import rescale_adapter_scale
-
-        lm, tok = load_model(model, dtype, device)
-        peft_model = PeftModel.from_pretrained(lm, str(artifact))
-        with rescale_adapter_scale(peft_model, alpha):
-            merged = peft_model.merge_and_unload()
-        return merged.eval(), tok
-    base, tok = load_pretrained(model, dtype, pick_device(device))
-    tuned, _ = load_pretrained(ResolvedModel(model.name, str(artifact), ""), dtype, pick_device(device))
-    tuned_params = dict(tuned.named_parameters())
-    for name, p in base.named_parameters():  # WiSE-FT
-        p.copy_((1 - alpha) * p + alpha * tuned_params[name])
-    return base.to(pick_device(device)).eval(), tok
-
-
-def save_interpolated(model: ResolvedModel, artifact: Path, alpha: float, out_dir: Path) -> ResolvedModel:
-    """The interpolated model as an ordinary checkpoint, so the eval, its results store and its fingerprints apply
-    unchanged."""
-    save_checkpoint(*interpolate(model, artifact, alpha), out_dir)
-    return ResolvedModel(f"{model.name}@{alpha}", str(out_dir), fingerprint_dir(out_dir))
+from driftlab.models import ResolvedModel, find_artifact
 
 
 def plan_sweep(cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str], floors: dict[str, bool],
@@ -88,8 +51,6 @@ def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dic
     """Evaluate every fine-tune (variant name -> artifact) zero-shot at each scale of `sweep` on the target and the
     held-out suites not at their floor (the only ones a point uses), and return the points, α = 0 and 1 taken from
     the base and tuned evals in eval_root/<name>/ on the same items. Writes <variant>@<α>/ evals and sweep.json."""
-    import shutil
-
     from driftlab.eval import evaluate_model
     from driftlab.runs import read_jsonl, write_json
 
@@ -107,16 +68,12 @@ def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dic
     for variant, artifact in artifacts.items():
         at = {0.0: base, 1.0: records(eval_root / variant)}
         for alpha in sweep.scales:
-            model_dir = out_dir / "models" / f"{variant}@{alpha:g}"
-            scaled = save_interpolated(model, artifact, alpha, model_dir)
-            evaluate_model(scaled, cfg.model, items, suite_cfgs, eval_cfg, out_dir / f"{variant}@{alpha:g}",
-                           label=f"{variant} α={alpha:g}")
-            shutil.rmtree(model_dir)  # a full checkpoint per scale: kept only while it is evaluated
+            evaluate_model(model, cfg.model, items, suite_cfgs, eval_cfg, out_dir / f"{variant}@{alpha:g}",
+                           adapter=find_artifact(artifact), label=f"{variant} α={alpha:g}", scale=alpha)
             at[alpha] = records(out_dir / f"{variant}@{alpha:g}")
         for alpha in sorted(at):
             points.append({"variant": variant, "alpha": alpha,
                            **point(base, at[alpha], roles, floors, items, cfg.compare, cfg.seed)})
-    shutil.rmtree(out_dir / "models", ignore_errors=True)
     for p, on in zip(points, frontier(points)):
         p["frontier"] = on
     result = {"scales": [0.0, *sweep.scales, 1.0], "limit": sweep.limit, "items": {n: len(v) for n, v in items.items()},

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from driftlab.config import EvalConfig, ModelConfig, StrategyConfig, SuiteConfig
+from driftlab.errors import ConfigError
 from driftlab.eval.backend import Backend, HFBackend, render_chat
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.scoring import normalize_text, score
@@ -28,9 +29,10 @@ from driftlab.runs import write_json, write_jsonl
 def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[str, list[dict]],
                    suite_cfgs: dict[str, SuiteConfig], eval_cfg: EvalConfig, out_dir: Path,
                    adapter: Path | None = None, label: str = "model",
-                   shots: dict[str, list[dict]] | None = None) -> dict:
+                   shots: dict[str, list[dict]] | None = None, scale: float = 1.0) -> dict:
     """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `eval.json` into out_dir, where
-    key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
+    key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`. `scale`: the
+    fine-tune in `adapter` at scale α between the base and itself (models.load_model)."""
     shots = shots or {}
     plan, skipped = [], []
     for name in suites:
@@ -50,7 +52,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
     with _progress() as progress, results_store(eval_cfg) as store:
         task = progress.add_task(f"eval {label}", total=total)
         backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter,
-                                         on_progress=lambda n: progress.advance(task, n))
+                                         on_progress=lambda n: progress.advance(task, n), scale=scale)
         if store is not None:
             backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
         metrics = {}
@@ -60,6 +62,7 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
                                                    shots.get(name, []))
             write_jsonl(out_dir / f"{key}.jsonl", records)
     summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
+               **({"scale": scale} if scale != 1.0 else {}),
                "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
                "skipped": skipped,
                "suites": metrics}
@@ -68,16 +71,19 @@ def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[st
 
 
 def open_backend(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig, adapter: Path | None,
-                 on_progress=None) -> tuple[Backend, str]:
+                 on_progress=None, scale: float = 1.0) -> tuple[Backend, str]:
     """(backend, model fingerprint for the results store)."""
-    fp = model_fingerprint(model, model_cfg, eval_cfg, adapter)
+    fp = model_fingerprint(model, model_cfg, eval_cfg, adapter, scale)
+    if eval_cfg.backend == "vllm" and scale != 1.0:
+        raise ConfigError("eval.backend=vllm cannot evaluate a fine-tune at a scale other than 1 (the sweep); "
+                          "use the hf backend for it")
     if eval_cfg.backend == "vllm":
         from driftlab.eval.vllm_backend import VLLMBackend
 
         return VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt, model_cfg.enable_thinking,
                            on_progress=on_progress), fp
     def load() -> HFBackend:
-        lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter)
+        lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter, scale)
         return HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
                          on_progress=on_progress)
 
@@ -116,10 +122,10 @@ class LazyBackend:
 
 
 def model_fingerprint(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig,
-                      adapter: Path | None) -> str:
-    """Base weights + adapter weights (a retrained adapter never reuses a stale result) and what changes the
-    numbers: backend, dtype, device."""
-    fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "")
+                      adapter: Path | None, scale: float = 1.0) -> str:
+    """Base weights + adapter weights (a retrained adapter never reuses a stale result), the adapter's scale,
+    and what changes the numbers: backend, dtype, device."""
+    fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "") + (f"@{scale!r}" if scale != 1 else "")
     if eval_cfg.backend == "vllm":
         return fp + f"|vllm|{model_cfg.dtype}"
     device = pick_device(model_cfg.device)
