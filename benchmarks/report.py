@@ -47,9 +47,15 @@ def train_section(r: dict | None) -> list[str]:
               f"{_target(q['tokens_per_s_vs_trl_defaults'], 15)}; peak memory {q['memory_vs_trl_defaults']}× TRL's",
               f"- utilisation (4·N FLOPs per token × tokens/s ÷ GEMM FLOP/s of the dtype in use): "
               f"**{util:.0%}** — {_target(util, 0.8)}",
-              f"- final loss vs TRL best: relative difference {q['final_loss_rel_diff_vs_trl_best']:.2%} "
-              "(the same training, not a faster different one)", ""]
-    return lines
+              f"- final loss vs TRL best: relative difference {q['final_loss_rel_diff_vs_trl_best']:.2%}"]
+    dist = q.get("loss_curve_dist_vs_fp32")
+    if dist:
+        ok = dist["driftlab"] <= max(dist["trl_best"], dist["trl_defaults"]) * 1.25
+        lines.append("- distance of each loss curve from TRL in float32 (mean over steps of |loss − fp32 loss| ÷ fp32 "
+                     "loss; bf16 rounding alone moves it): " + ", ".join(f"{k} {v:.2%}" for k, v in dist.items())
+                     + (" — driftlab is as close to the exact computation as TRL's bf16 runs: the same training, not a "
+                        "faster different one" if ok else " — **driftlab strays further from float32 than TRL**"))
+    return lines + [""]
 
 
 def profile_section(r: dict | None) -> list[str]:
