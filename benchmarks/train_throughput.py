@@ -4,8 +4,8 @@ Four runs, each in its own process: driftlab (its CPU/GPU defaults), TRL with it
 checkpointing on), TRL at its best settings for this machine (bf16 only where the hardware has it, no gradient
 checkpointing), and TRL in float32 — the exact computation, the reference both bf16 runs' losses are held against
 (bf16 rounding alone moves a 12-step loss curve by a few percent; a speed-up counts only if driftlab stays as close
-to float32 as TRL does). All four get driftlab's default-study training set, LoRA r16/alpha32 on all linear layers, batch 16,
-the same learning-rate schedule, seed and step count. Reported: real (non-pad) tokens/s, peak RSS (or VRAM), final
+to float32 as TRL does). All four get driftlab's default-study training set, LoRA r16/alpha32 on all linear layers,
+batch 16, the same learning-rate schedule, seed and step count. Reported: real (non-pad) tokens/s, peak RSS (or VRAM), final
 loss, and utilisation = 4·N FLOPs per token (LoRA: forward 2N + backward through frozen weights 2N) × tokens/s ÷
 the GEMM FLOP/s this benchmark measures for the dtype in use (driftlab skips the LM head on prompt tokens, so its
 figure counts FLOPs it did not have to execute: read it as model-FLOPs utilisation, not hardware utilisation).

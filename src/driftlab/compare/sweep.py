@@ -1,9 +1,9 @@
 """Scale sweep without retraining, and the gain-vs-retention Pareto (after Biderman et al. 2024, "LoRA Learns Less
 and Forgets Less"). Each fine-tune is evaluated at scales α between the base model (α = 0) and itself (α = 1),
 built in memory by models.load_model (LoRA/DoRA scaled before merging, SVF's z moved towards 1, a full fine-tune
-interpolated with the base: WiSE-FT); no checkpoint is written, and a warm re-run loads nothing. Each point is (mean change on the held-out suites that are
-not at their floor, change on the target); a point is on the frontier when no other point has at least its gain
-and at least its retention, one of them strictly better.
+interpolated with the base: WiSE-FT); no checkpoint is written, and a warm re-run loads nothing. Each point is
+(mean change on the held-out suites that are not at their floor, change on the target); a point is on the frontier
+when no other point has at least its gain and at least its retention, one of them strictly better.
 """
 
 from __future__ import annotations
