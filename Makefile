@@ -38,6 +38,8 @@ bench: model
 	$(PY) benchmarks/profile_train.py
 	$(PY) benchmarks/eval_throughput.py
 	$(PY) benchmarks/study_wall_time.py
+	if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		$(PY) benchmarks/gpu_throughput.py; else echo "no CUDA device: benchmarks/gpu_throughput.py skipped"; fi
 	$(PY) benchmarks/report.py
 
 clean:

@@ -1,0 +1,199 @@
+"""GPU benchmark: the Qwen3-4B architecture with random weights (throughput and memory do not depend on the weights,
+and no weights can be carried to the GPU machine), bf16, LoRA r16 on all linear layers, sequence length 1024.
+
+Training: `driftlab train` against TRL's `SFTTrainer` at its defaults, the same random checkpoint, data, LoRA,
+batch and steps, each in its own process: real tokens/s, peak VRAM (torch.cuda.max_memory_allocated) and MFU =
+model FLOPs per token × tokens/s ÷ the H100's dense bf16 peak (989 TFLOP/s). Model FLOPs of a LoRA step per token:
+forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weights' gradients (2·N), i.e. 4·N + 12·L·T·d
+(recomputation under gradient checkpointing is not counted: it is overhead, not model work).
+Evaluation: driftlab's HF backend against its vLLM backend (when vLLM is installed) on the same prompts, greedy, same
+max new tokens: items/s and generated tokens/s.
+
+    python benchmarks/gpu_throughput.py                 # on a CUDA machine (about 10 min on an H100)
+    python benchmarks/gpu_throughput.py --tiny --steps 2  # anywhere: a 2-layer model, checks the script runs
+
+`--tiny` measures nothing worth reporting; its result is written to gpu_throughput_tiny.json, never to the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, run_child, save  # noqa: E402
+
+H100_BF16_PEAK = 989e12
+# Qwen3-4B (config.json of Qwen/Qwen3-4B): the architecture whose throughput and memory are measured.
+QWEN3_4B = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
+                rope_theta=1_000_000, rms_norm_eps=1e-6, tie_word_embeddings=True)
+TINY = dict(QWEN3_4B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, vocab_size=49152)
+
+
+def build_model(out: Path, tiny: bool) -> Path:
+    """A random-weight checkpoint of the architecture, with the embedded model's tokenizer (its ids fit the vocab)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
+
+    from driftlab.models import resolve_model
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(Qwen3Config(**(TINY if tiny else QWEN3_4B)), dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(resolve_model("embedded").path).save_pretrained(out)
+    return out
+
+
+def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
+    """n training items of seq_len tokens once chat-templated: a long context, a question, a short answer
+    (completion-only loss scores the answer, as in the default study)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    words = " ".join(f"w{i % 97}" for i in range(seq_len))
+    filler = tok.decode(tok(words, add_special_tokens=False).input_ids[: seq_len - 48])  # room for template + Q/A
+    rows = []
+    for i in range(n):
+        prompt = f"{filler}\nWhat is {i} + {i + 7}?"
+        rows.append({"id": f"g{i}", "question": prompt, "answer": str(2 * i + 7), "prompt": prompt,
+                     "completion": f"Answer: {2 * i + 7}"})
+    return rows
+
+
+def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) -> dict:
+    import torch
+
+    from driftlab.config import ModelConfig, TrainConfig
+    from driftlab.models import ResolvedModel, fingerprint_dir
+    from driftlab.train import train_model
+
+    data = items(steps * batch, seq_len, model_dir)
+    out = Path(tempfile.mkdtemp(prefix=f"gpu-{name}-"))
+    cfg = TrainConfig(method="lora", lora_r=16, lora_alpha=32, target_modules="all-linear", batch_size=batch,
+                      max_steps=steps, save_steps=10**6, report_to=[], cache=False, max_length=seq_len + 64,
+                      warmup_ratio=0.0)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    if name == "driftlab":
+        s = train_model(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)), ModelConfig(),
+                        cfg, data, out, seed=0)
+        tokens, wall, checkpointing = s["tokens"], s["wall_s"], s["gradient_checkpointing"]
+    else:  # TRL at its defaults, the same LoRA, batch, steps and data
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import SFTConfig, SFTTrainer
+
+        from driftlab.train.sft import to_conversation
+
+        args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, logging_steps=1,
+                         save_strategy="no", report_to=[], max_length=seq_len + 64, seed=0, disable_tqdm=True,
+                         include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available())
+        lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        trainer = SFTTrainer(model=str(model_dir), args=args, peft_config=lora,
+                             train_dataset=Dataset.from_list([to_conversation(it) for it in data]))
+        t0 = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - t0
+        tokens, checkpointing = trainer.state.num_input_tokens_seen, bool(args.activation_checkpointing)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"run": name, "tokens": int(tokens), "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
+            "peak_vram_gib": round(peak, 2) if peak is not None else None, "gradient_checkpointing": checkpointing}
+
+
+def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int) -> dict:
+    from driftlab.eval.backend import HFBackend
+    from driftlab.models import ResolvedModel, load_model
+
+    prompts = [f"Question {i}: what is {i} + {i + 7}? Explain step by step." for i in range(n)]
+    if name == "hf":
+        backend = HFBackend(*load_model(ResolvedModel("qwen3-4b-random", str(model_dir), "x"), "bfloat16"),
+                            batch_size=64)
+    else:
+        from driftlab.eval.vllm_backend import VLLMBackend
+
+        backend = VLLMBackend(str(model_dir), "bfloat16")
+    backend.generate(prompts[:4], 8)  # warm-up outside the timer (CUDA graphs, kernels)
+    t0 = time.perf_counter()
+    out = backend.generate(prompts, max_new_tokens)
+    wall = time.perf_counter() - t0
+    return {"run": name, "items": n, "wall_s": round(wall, 2), "items_per_s": round(n / wall, 2),
+            "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
+
+
+def lora_flops_per_token(cfg: dict, seq_len: int) -> float:
+    h, f, layers, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    q, kv = cfg["num_attention_heads"] * cfg["head_dim"], cfg["num_key_value_heads"] * cfg["head_dim"]
+    n = layers * (h * (q + 2 * kv) + q * h + 3 * h * f) + v * h  # matmul weights incl. the (tied) LM head
+    return 4 * n + 12 * layers * seq_len * q
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true", help="2-layer model: a smoke test of the script, not a measurement")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--eval-items", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        kind, name = args.one.split(":")
+        result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len) if kind == "train"
+                  else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens))
+        print("\n" + json.dumps(result))
+        return
+
+    import torch
+
+    if not torch.cuda.is_available() and not args.tiny:
+        sys.exit("gpu_throughput: no CUDA device here; run it on a GPU machine, or with --tiny to check the script")
+    model_dir = build_model(Path(tempfile.mkdtemp(prefix="qwen3-random-")) / "model", args.tiny)
+    common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--batch", str(args.batch), "--seq-len",
+              str(args.seq_len), "--eval-items", str(args.eval_items), "--max-new-tokens", str(args.max_new_tokens)]
+    train = {}
+    for name in ("driftlab", "trl_defaults"):
+        print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
+        train[name] = run_child(Path(__file__), ["--one", f"train:{name}", *common])
+    per_token = lora_flops_per_token(TINY if args.tiny else QWEN3_4B, args.seq_len)
+    for r in train.values():
+        r["mfu"] = round(per_token * r["tokens_per_s"] / H100_BF16_PEAK, 4)
+    evals = {}
+    for name in ("hf", "vllm"):
+        if name == "vllm" and not _importable("vllm"):
+            evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
+            continue
+        print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
+        evals[name] = run_child(Path(__file__), ["--one", f"eval:{name}", *common])
+    d, trl = train["driftlab"], train["trl_defaults"]
+    result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny,
+              "command": "python benchmarks/gpu_throughput.py" + (" --tiny" if args.tiny else ""),
+              "settings": {"steps": args.steps, "batch": args.batch, "seq_len": args.seq_len, "lora_r": 16,
+                           "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens},
+              "train": train, "eval": evals,
+              "ratios": {"tokens_per_s_vs_trl_defaults": round(d["tokens_per_s"] / trl["tokens_per_s"], 2),
+                         "vram_vs_trl_defaults": (round(d["peak_vram_gib"] / trl["peak_vram_gib"], 2)
+                                                  if d["peak_vram_gib"] and trl["peak_vram_gib"] else None),
+                         "vllm_vs_hf_items_per_s": (round(evals["vllm"]["items_per_s"] / evals["hf"]["items_per_s"], 2)
+                                                    if "items_per_s" in evals["vllm"] else None)}}
+    print(json.dumps(result["ratios"]), file=sys.stderr)
+    save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+if __name__ == "__main__":
+    main()
