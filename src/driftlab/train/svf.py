@@ -20,13 +20,35 @@ from torch import nn
 EXPERT_FILE, EXPERT_META = "svf_expert.safetensors", "svf_expert.json"
 
 
+# A study decomposes the same base weights up to four times (training, its eval, the drift probe, the sweep); on the
+# embedded model one pass over its 210 matrices costs 6.6 s on this project's CPU. Factors are kept per process,
+# keyed by the weight's content, within a memory budget (a 4B model's factors would not fit and are recomputed).
+_FACTORS: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+FACTOR_BUDGET_BYTES = 2 * 2**30
+
+
+def decompose(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """U, s, Vᵀ of a weight matrix in float32 (reduced SVD), from the process cache when this exact weight was
+    decomposed before. The returned tensors are shared with the cache: callers must not modify them in place."""
+    import hashlib
+
+    w = weight.detach().float()
+    key = (str(w.device), tuple(w.shape), hashlib.blake2b(w.cpu().numpy().tobytes(), digest_size=16).hexdigest())
+    if key in _FACTORS:
+        return _FACTORS[key]
+    factors = torch.linalg.svd(w, full_matrices=False)
+    used = sum(t.numel() * t.element_size() for f in _FACTORS.values() for t in f)
+    if used + sum(t.numel() * t.element_size() for t in factors) <= FACTOR_BUDGET_BYTES:
+        _FACTORS[key] = tuple(factors)
+    return tuple(factors)
+
+
 class SVFLinear(nn.Module):
     """A Linear layer whose weight is U · diag(s ⊙ z) · Vᵀ with only z trainable."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight = linear.weight.detach().float()
-        u, s, vt = torch.linalg.svd(weight, full_matrices=False)
+        u, s, vt = decompose(linear.weight)
         # float32 factors whatever the model's dtype: a bf16 copy of U, s, Vᵀ would move W' away from W at z = 1 by
         # more than the usual rounding. Non-persistent: recomputed from the base weights, never saved in a checkpoint.
         self.register_buffer("u", u, persistent=False)
@@ -105,7 +127,7 @@ def apply_expert(model: nn.Module, vectors: dict[str, torch.Tensor]) -> nn.Modul
     with torch.no_grad():
         for name, z in vectors.items():
             linear = model.get_submodule(name)
-            u, s, vt = torch.linalg.svd(linear.weight.float(), full_matrices=False)
+            u, s, vt = decompose(linear.weight)
             linear.weight.copy_(((u * (s * z.to(s.device))) @ vt).to(linear.weight.dtype))
     return model
 
