@@ -5,7 +5,8 @@ Training: `driftlab train` against TRL's `SFTTrainer` at its defaults, the same 
 batch and steps, each in its own process: real tokens/s, peak VRAM (torch.cuda.max_memory_allocated) and MFU =
 model FLOPs per token × tokens/s ÷ the H100's dense bf16 peak (989 TFLOP/s). Model FLOPs of a LoRA step per token:
 forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weights' gradients (2·N), i.e. 4·N + 12·L·T·d
-(recomputation under gradient checkpointing is not counted: it is overhead, not model work).
+(recomputation under gradient checkpointing is not counted: it is overhead, not model work; N includes the LM head,
+which both runs score only at completion positions — the same model-FLOPs convention as train_throughput).
 Evaluation: driftlab's HF backend against its vLLM backend (when vLLM is installed) on the same prompts, greedy, same
 max new tokens: items/s and generated tokens/s.
 
