@@ -74,7 +74,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) 
 
     from driftlab.config import ModelConfig, TrainConfig
     from driftlab.models import ResolvedModel, fingerprint_dir
-    from driftlab.train import train_model
+    from driftlab.train.sft import train_model
 
     data = items(steps * batch, seq_len, model_dir)
     out = Path(tempfile.mkdtemp(prefix=f"gpu-{name}-"))
@@ -110,7 +110,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) 
 
 
 def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int) -> dict:
-    from driftlab.eval.backend import HFBackend
+    from driftlab.eval.hf_backend import HFBackend
     from driftlab.models import ResolvedModel, load_model
 
     prompts = [f"Question {i}: what is {i} + {i + 7}? Explain step by step." for i in range(n)]

@@ -39,7 +39,7 @@ def main() -> None:
     from driftlab.config import load_config
     from driftlab.data import build_data
     from driftlab.models import resolve_model
-    from driftlab.train import train_model
+    from driftlab.train.sft import train_model
 
     state = {"step": 0, "prof": None, "t0": 0.0, "wall": 0.0}
     original = SFTTrainer.training_step

@@ -34,7 +34,7 @@ def measure(name: str, steps: int, config: Path) -> dict:
     from driftlab.config import load_config
     from driftlab.data import build_data
     from driftlab.models import resolve_model
-    from driftlab.train import train_model
+    from driftlab.train.sft import train_model
     from driftlab.train.mix import build_training_set
     from driftlab.models import has_bf16
     from driftlab.train.sft import to_conversation

@@ -10,13 +10,53 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
+                      model_serializer, model_validator)
+from pydantic_core import PydanticCustomError
 
 from driftlab.errors import ConfigError
+from driftlab.registry import Options, split_options
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _registry(kind: str):
+    """The registry of training methods, strategies or probes. Imported when a config is validated, not when this
+    module is: the registered modules import this one."""
+    if kind == "method":
+        from driftlab.train.methods import METHODS
+        return METHODS
+    if kind == "strategy":
+        from driftlab.eval.strategies import STRATEGIES
+        return STRATEGIES
+    from driftlab.probes import PROBES
+    return PROBES
+
+
+def _known(kind: str, name, field: str) -> None:
+    """`name` must be registered; else an error config.py prints as "config key '<path>.<field>': unknown ..."."""
+    registry = _registry(kind)
+    if name not in registry.names():
+        raise PydanticCustomError("unknown_name", "unknown {kind} '{name}' (known: {known})",
+                                  {"kind": kind, "name": str(name), "known": ", ".join(registry.names()),
+                                   "field": field})
+
+
+def _route_options(cls, data, entries) -> dict:
+    """A flat YAML mapping -> the model's own keys plus `options` validated by the registered entries' models."""
+    own, options = split_options(data, set(cls.model_fields) - {"options"}, entries)
+    return {**own, "options": options}
+
+
+def _flatten_options(data: dict, per_entry: bool = True) -> dict:
+    """Serialise options back into the flat mapping they were read from (the config snapshot round-trips).
+    per_entry: `options` maps entry names to their options (train, probes); else it is one entry's (a strategy)."""
+    options = data.pop("options", None) or {}
+    for value in options.values() if per_entry else [options]:
+        data.update(value)
+    return data
 
 
 class ModelConfig(Strict):
@@ -142,12 +182,10 @@ class MixSource(Strict):
 
 
 class TrainConfig(Strict):
-    method: Literal["lora", "dora", "qlora", "full", "svf"] = Field(
-        "lora", description="lora/dora/qlora via PEFT; full: all (or the selected) weights; svf: Transformer² "
-        "singular-value scales. qlora needs a CUDA GPU.")
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    """Shared training settings; the keys of every registered method's options are accepted here too (the study's
+    train block is shared by variants of different methods), each validated by its method (train/methods/)."""
+    method: str = Field("lora", description="A registered training method (train/methods/): lora, dora, qlora "
+                        "(needs a CUDA GPU), full, svf.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
         "(q_proj, self_attn, mlp) or all-linear.")
@@ -191,6 +229,24 @@ class TrainConfig(Strict):
     cache: bool = Field(True, description="Reuse the artifact of an identical earlier run (same base weights, "
                         "training set, config, seed, library versions) from $DRIFTLAB_HOME/train-cache instead of "
                         "training again.")
+    options: dict[str, SerializeAsAny[Options]] = Field(default_factory=dict, description="Set from the flat keys.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_options(cls, data):
+        if not isinstance(data, dict) or isinstance(data.get("options"), dict):
+            return data
+        _known("method", data.get("method", "lora"), "method")
+        return _route_options(cls, data, list(_registry("method").entries().values()))
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler):
+        return _flatten_options(handler(self))
+
+    @property
+    def method_options(self):
+        """The selected method's options (e.g. lora_r for lora)."""
+        return self.options[self.method]
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self):
@@ -205,11 +261,9 @@ class VariantConfig(Strict):
 
 
 class StrategyConfig(Strict):
-    name: Literal["zero_shot", "few_shot", "cot", "self_consistency", "reflection"]
-    k: int = Field(3, ge=1, description="few_shot: exemplars per item, from the train split.")
-    n: int = Field(5, ge=2, description="self_consistency: samples per item.")
-    temperature: float = Field(0.7, gt=0, description="self_consistency: sampling temperature.")
-    seed: int = Field(0, description="self_consistency: sampling seed (per item, independent of batching).")
+    """One prompting strategy: a registered name (eval/strategies/), the keys every strategy has, and the keys of
+    its own options (few_shot's k, self_consistency's n/temperature/seed), written flat beside them."""
+    name: str = Field(description="A registered strategy: zero_shot, few_shot, cot, self_consistency, reflection.")
     max_new_tokens: int | None = Field(None, ge=1, description="Overrides eval.max_new_tokens (cot needs room).")
     stop: list[str] = Field(default_factory=list, description="Stop strings: a reply ends (without the string) "
                             "where one first appears, each sequence on its own.")
@@ -217,6 +271,21 @@ class StrategyConfig(Strict):
                                      "suite).")
     limit: int | None = Field(None, ge=1, description="Run on the first N items of each suite only: a costly "
                               "strategy on a slice. Base and tuned models get the same slice, so it stays paired.")
+    options: SerializeAsAny[Options] = Field(default_factory=Options, description="Set from the flat keys.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_options(cls, data):
+        if not isinstance(data, dict) or "name" not in data or isinstance(data.get("options"), Options):
+            return data
+        _known("strategy", data["name"], "name")
+        own, options = split_options(data, set(cls.model_fields) - {"options"},
+                                     [_registry("strategy").get(data["name"])])
+        return {**own, "options": options[data["name"]]}
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler):
+        return _flatten_options(handler(self), per_entry=False)
 
 
 class EvalConfig(Strict):
@@ -242,29 +311,30 @@ class EvalConfig(Strict):
 
 
 class ProbesConfig(Strict):
-    run: list[Literal["faithfulness", "diversity", "drift", "shortcuts"]] = Field(
-        default_factory=list, description="Probes to run on base and every variant (none by default).")
+    """Which probes run, on which items; the keys of every registered probe's options (probes/) are accepted here
+    too, flat (e.g. `samples` for diversity, `drift_prompts` for drift), each validated by its probe."""
+    run: list[str] = Field(default_factory=list, description="Registered probes to run on base and every variant "
+                           "(none by default): faithfulness, diversity, drift, shortcuts.")
     suite: str | None = Field(None, description="Suite the item probes use; default the target.")
     limit: int = Field(20, ge=1, description="Items of that suite the probes use (the first N).")
-    fractions: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0],
-                                   description="Early answering: where the chain is cut (0 = no chain, 1 = whole).")
-    samples: int = Field(5, ge=2, description="Diversity: samples per item (matches self_consistency's n when "
-                         "both run: the results store then hands the same samples back).")
-    temperature: float = Field(0.7, gt=0)
-    drift_prompts: int = Field(40, ge=1, le=50, description="Drift: how many of the 50 general prompts reserved "
-                               "for it (never used as replay training data).")
-    drift_max_new_tokens: int = Field(96, ge=1, description="Drift: length of the base model's replies.")
-    drift_text: Path | None = Field(None, description="Drift: optional text file for NLL of base and tuned.")
-    alt_template: str | None = Field(
-        "Solve this: {question}\nWrite your final line as 'Answer: <number>'.",
-        description="Shortcuts: another phrasing of the probe suite at equal difficulty (None: skip template_flip).")
+    options: dict[str, SerializeAsAny[Options]] = Field(default_factory=dict, description="Set from the flat keys.")
 
-    @model_validator(mode="after")
-    def _fractions(self):
-        f = self.fractions
-        if len(f) < 2 or f != sorted(f) or f[0] != 0 or f[-1] != 1:
-            raise ValueError("fractions must increase from 0 (no chain) to 1 (the whole chain)")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_options(cls, data):
+        if not isinstance(data, dict) or isinstance(data.get("options"), dict):
+            return data
+        for name in data.get("run") or []:
+            _known("probe", name, "run")
+        return _route_options(cls, data, list(_registry("probe").entries().values()))
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler):
+        return _flatten_options(handler(self))
+
+    def of(self, probe: str):
+        """One probe's options."""
+        return self.options[probe]
 
 
 class CompareConfig(Strict):
@@ -298,8 +368,8 @@ class GateRule(Strict):
     (0.05 = 5 points) or in the probe metric's own units."""
     suites: Literal["target", "heldout"] | list[str] | None = Field(
         None, description="Which suites (zero-shot results): the target, every held-out suite, or a list of names.")
-    probe: str | None = Field(None, pattern=r"^(faithfulness|diversity|drift|shortcuts)\.[a-z_0-9]+$",
-                              description="A probe metric instead of suites, e.g. faithfulness.aoc or drift.kl.")
+    probe: str | None = Field(None, description="A probe metric instead of suites: <probe>.<metric>, e.g. "
+                              "faithfulness.aoc or drift.kl (the metrics each registered probe declares).")
     min_diff: float | None = Field(None, description="Fail when the difference is below this (a required gain).")
     max_loss: float | None = Field(None, ge=0, description="Fail when the difference is below -max_loss.")
     max_rise: float | None = Field(None, ge=0, description="Fail when the difference is above +max_rise.")
@@ -313,6 +383,14 @@ class GateRule(Strict):
             raise ValueError("a gate rule names either 'suites' or 'probe'")
         if sum(x is not None for x in (self.min_diff, self.max_loss, self.max_rise)) != 1:
             raise ValueError("a gate rule sets exactly one of min_diff, max_loss, max_rise")
+        if self.probe is not None:
+            probe, _, metric = self.probe.partition(".")
+            if probe not in _registry("probe").names():
+                raise ValueError(f"unknown probe {probe!r} (known: {', '.join(_registry('probe').names())})")
+            entry = _registry("probe").get(probe)
+            if entry.metric(metric) is None:
+                raise ValueError(f"probe {probe!r} has no metric {metric!r} (its metrics: "
+                                 f"{', '.join(m.name for m in entry.metrics)})")
         return self
 
 
@@ -342,6 +420,13 @@ class StudyConfig(Strict):
                     raise ValueError(f"eval.strategies.{i}.suites: no suite named {name!r} (suites: "
                                      f"{', '.join(known)})")
         return self
+
+    def variant_train_named(self, name: str) -> TrainConfig:
+        """`driftlab train --variant NAME`: that variant's train block."""
+        match = [v for v in self.variants if v.name == name]
+        if not match:
+            raise ConfigError(f"--variant {name!r}: no such variant (have {[v.name for v in self.variants]})")
+        return self.variant_train(match[0])
 
     def variant_train(self, variant: VariantConfig) -> TrainConfig:
         """The study's train block with one variant's overrides applied (validated, unknown keys rejected)."""
@@ -434,6 +519,12 @@ def _format_errors(err: ValidationError, prefix: str = "") -> str:
         loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
         if e["type"] == "extra_forbidden":
             lines.append(f"unknown config key '{loc}'")
+        elif e["type"] == "unknown_key":  # a flat key no registered option model claims (registry.split_options)
+            lines.append(f"unknown config key '{loc}.{e['ctx']['key']}'")
+        elif e["type"] == "unknown_name":  # a name no registry knows (_known)
+            lines.append(f"config key '{loc}.{e['ctx']['field']}': {e['msg']}")
+        elif e["type"] == "option_error":
+            lines.append(f"config key '{loc}.{e['ctx']['key']}': {e['ctx']['msg']}")
         else:
-            lines.append(f"config key '{loc}': {e['msg']}")
+            lines.append(f"config key '{loc}': {e['msg'].removeprefix('Value error, ')}")
     return "; ".join(lines)

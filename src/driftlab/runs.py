@@ -38,6 +38,14 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not create a fresh run directory under {runs_dir}")
 
 
+def require_empty_dir(path: Path, what: str) -> None:
+    """A user-named output dir may be new or empty, never a file or a dir with anything in it."""
+    from driftlab.errors import DriftlabError
+
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DriftlabError(f"{what} {path}: exists and is not an empty directory; driftlab never overwrites a run")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -11,21 +11,22 @@ import yaml
 from rich.console import Console
 
 from driftlab.compare import compare_evals
-from driftlab.compare.paired import compare_probe
 from driftlab.compare.gate import check_gate
+from driftlab.compare.paired import compare_probe
 from driftlab.compare.stats import at_floor
-from driftlab.compare.sweep import run_sweep
+from driftlab.compare.sweep import SweepInputs, run_sweep
 from driftlab.config import StudyConfig
-from driftlab.errors import ConfigError
 from driftlab.data import build_data
 from driftlab.data.build import write_data
+from driftlab.errors import ConfigError
 from driftlab.eval import evaluate_model
-from driftlab.models import resolve_model
+from driftlab.models import ModelUnderTest, resolve_model
 from driftlab.probes.run import run_probes
 from driftlab.report import render_html, render_markdown
 from driftlab.report.flips import collect_flips
 from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
-from driftlab.train import train_model
+from driftlab.schema import GateResult, ResultKey, Study
+from driftlab.train.sft import train_model
 
 console = Console(stderr=True)
 
@@ -47,7 +48,7 @@ def run_study(cfg: StudyConfig) -> Path:
     if len(train_cfgs) != len(cfg.variants):
         raise ConfigError("config key 'variants': variant names must be unique")
     with stage("model_prepare"):
-        model = resolve_model(cfg.model.name_or_path)
+        base_model = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model)
     with stage("data"):
         bundle = build_data(cfg.data, cfg.seed)
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
@@ -57,31 +58,30 @@ def run_study(cfg: StudyConfig) -> Path:
     suite_cfgs = cfg.data.suite_configs()
 
     with stage("eval_base"):
-        base = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
+        base = evaluate_model(base_model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / "base",
                               label="base", shots=bundle.shots)
     probe_suite = cfg.probes.suite or cfg.data.target.name
 
-    def probe(name: str, adapter: Path | None) -> dict | None:
+    def probe(name: str, model: ModelUnderTest) -> dict | None:
         if not cfg.probes.run:
             return None
         with stage(f"probes:{name}"):
-            return run_probes(model, cfg.model, cfg.eval, cfg.probes, suite_cfgs[probe_suite],
-                              bundle.suites[probe_suite], bundle.shots.get(probe_suite, []),
-                              run_dir / "probes" / name, adapter)
+            return run_probes(model, cfg.eval, cfg.probes, suite_cfgs[probe_suite], bundle.suites[probe_suite],
+                              bundle.shots.get(probe_suite, []), run_dir / "probes" / name)
 
-    probes = {"base": probe("base", None), "variants": {}, "comparisons": []}
+    probes = {"base": probe("base", base_model), "variants": {}, "comparisons": []}
     variants, comparisons, logs = [], [], {}
     eval_prompts = bundle.eval_questions()
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
         with stage(f"train:{variant.name}"):
-            summary = train_model(model, cfg.model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval)
+            summary = train_model(base_model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval)
+        tuned_model = base_model.tuned(Path(summary["artifact"]))
         with stage(f"eval:{variant.name}"):
-            tuned = evaluate_model(model, cfg.model, bundle.suites, suite_cfgs, cfg.eval,
-                                   run_dir / "eval" / variant.name, adapter=Path(summary["artifact"]),
+            tuned = evaluate_model(tuned_model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,
                                    label=variant.name, shots=bundle.shots)
-        probes["variants"][variant.name] = probe(variant.name, Path(summary["artifact"]))
+        probes["variants"][variant.name] = probe(variant.name, tuned_model)
         with stage(f"compare:{variant.name}"):
             result = compare_evals(run_dir / "eval" / "base", run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
             for name in cfg.probes.run:
@@ -96,37 +96,36 @@ def run_study(cfg: StudyConfig) -> Path:
 
     suites = []
     for name, metrics in base["suites"].items():
-        suites.append({"name": name, "role": bundle.roles[name.split("@")[0]], "n": metrics["n"],
-                       "strategy": name.split("@")[1] if "@" in name else "zero_shot", "chance": metrics["chance"],
+        key = ResultKey.parse(name)
+        suites.append({"name": name, "role": bundle.roles[key.suite], "n": metrics["n"], "strategy": key.strategy,
+                       "chance": metrics["chance"],
                        "floor": at_floor(metrics["correct"], metrics["n"], metrics["chance"],
                                          cfg.compare.floor_margin),
                        "base_metrics": metrics})
     sweep = None
     if cfg.sweep.scales and variants:
         with stage("sweep"):
-            sweep = run_sweep(model, cfg, bundle.suites, {s["name"]: s["role"] for s in suites if "@" not in s["name"]},
-                              {s["name"]: s["floor"] for s in suites},
-                              {v["name"]: Path(v["train"]["artifact"]) for v in variants}, run_dir / "eval",
-                              run_dir / "sweep", cfg.sweep)
+            inputs = SweepInputs(base=base_model, cfg=cfg, suites=bundle.suites,
+                                 roles={s["name"]: s["role"] for s in suites if ResultKey.parse(s["name"]).zero_shot},
+                                 floors={s["name"]: s["floor"] for s in suites},
+                                 artifacts={v["name"]: Path(v["train"]["artifact"]) for v in variants},
+                                 eval_root=run_dir / "eval")
+            sweep = run_sweep(inputs, cfg.sweep, run_dir / "sweep")
     timings["total"] = round(time.perf_counter() - t_start, 2)
-    study = {
-        "schema_version": 1,
-        "name": cfg.name, "seed": cfg.seed, "run_dir": str(run_dir),
-        "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
-        "variants": variants, "suites": suites, "comparisons": comparisons,
-        "data": bundle.report, "timings_s": timings,
-        "probes": probes if cfg.probes.run else None,
-        "sweep": sweep,
-    }
+    study = Study(name=cfg.name, seed=cfg.seed, run_dir=str(run_dir),
+                  model={"name": base_model.base.name, "path": base_model.base.path,
+                         "fingerprint": base_model.base.fingerprint},
+                  variants=variants, suites=suites, comparisons=comparisons, data=bundle.report, timings_s=timings,
+                  probes=probes if cfg.probes.run else None, sweep=sweep)
     if cfg.gate:
         checks = check_gate(study, cfg.gate)
-        study["gate"] = {"passed": all(c["passed"] for c in checks), "rules": [r.model_dump() for r in cfg.gate],
-                         "checks": checks}
+        study.gate = GateResult(passed=all(c.passed for c in checks), rules=[r.model_dump() for r in cfg.gate],
+                                checks=checks)
     with stage("report"):
-        write_json(run_dir / "study.json", study)
+        study.write(run_dir / "study.json")
         write_text_atomic(run_dir / "report.md", render_markdown(study))
-        flips = collect_flips(run_dir, [v["name"] for v in variants])
+        flips = collect_flips(run_dir, study.variant_names())
         write_text_atomic(run_dir / "report.html", render_html(study, logs, flips))
-    study["timings_s"]["report"] = timings["report"]
-    write_json(run_dir / "study.json", study)
+    study.timings_s["report"] = timings["report"]
+    study.write(run_dir / "study.json")
     return run_dir

@@ -7,7 +7,7 @@ import pytest
 from driftlab.config import EvalConfig, ModelConfig, SuiteConfig
 from driftlab.data.build import _render
 from driftlab.eval import evaluate_model
-from driftlab.models import prepare_embedded, resolve_model
+from driftlab.models import ModelUnderTest, prepare_embedded, resolve_model
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_prepare_and_eval_embedded_model(tmp_path):
     raw_a = [{"question": f"Calculate {a} + {b}.", "answer": str(a + b), "choices": None, "meta": {}}
              for a, b in [(12, 30), (25, 25)]]
     suites = {"capitals": _render(raw_k, knowledge, 0), "arith": _render(raw_a, arith, 0)}
-    summary = evaluate_model(first, ModelConfig(), suites, {"capitals": knowledge, "arith": arith},
+    summary = evaluate_model(ModelUnderTest(first, ModelConfig()), suites, {"capitals": knowledge, "arith": arith},
                              EvalConfig(batch_size=4, max_new_tokens=16, cache=False), tmp_path)
     # SmolLM2-135M-Instruct knows these three capitals (measured: 90% on the bundled 70-item suite).
     assert summary["suites"]["capitals"]["accuracy"] == 1.0
@@ -38,7 +38,7 @@ def test_prepare_and_eval_embedded_model(tmp_path):
 
 
 def test_greedy_is_batch_size_invariant_on_the_embedded_model():
-    from driftlab.eval.backend import HFBackend
+    from driftlab.eval.hf_backend import HFBackend
     from driftlab.models import load_model
 
     # float32: bf16 (the 'auto' choice on bf16 CPUs) rounds differently with each batch shape, so its greedy

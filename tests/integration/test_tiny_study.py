@@ -170,12 +170,12 @@ def test_warm_rerun_loads_no_weights(tmp_path, tiny_model_dir, monkeypatch):
     cfg_path.write_text(yaml.safe_dump(cfg))
     assert CliRunner().invoke(app, ["study", "-c", str(cfg_path)]).exit_code == 0
 
-    import driftlab.eval.run as eval_run
+    import driftlab.models as models
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a fully cached re-run loaded a model")
 
-    monkeypatch.setattr(eval_run, "load_model", no_loading)
+    monkeypatch.setattr(models, "load_model", no_loading)  # what ModelUnderTest.load calls
     result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
     assert result.exit_code == 0, result.output
     first, second = sorted((tmp_path / "runs").iterdir())

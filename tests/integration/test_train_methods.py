@@ -10,8 +10,8 @@ import torch
 from driftlab.config import ModelConfig, TrainConfig
 from driftlab.data.build import normalize
 from driftlab.errors import ConfigError, DriftlabError
-from driftlab.models import load_model, resolve_model
-from driftlab.train import resume_training, train_model
+from driftlab.models import ModelUnderTest, load_model, resolve_model
+from driftlab.train.sft import resume_training, train_model
 from driftlab.train.methods import layer_range
 
 ITEMS = [{"id": f"t{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1),
@@ -22,10 +22,14 @@ def _model(tiny_model_dir):
     return resolve_model(str(tiny_model_dir))
 
 
+def _start(tiny_model_dir):
+    return ModelUnderTest(_model(tiny_model_dir), ModelConfig())
+
+
 def _train(tiny_model_dir, out, **over):
     cfg = TrainConfig(**{"batch_size": 8, "max_steps": 8, "save_steps": 4, "learning_rate": 5e-3,
                          "warmup_ratio": 0.0, "report_to": [], **over})
-    return train_model(_model(tiny_model_dir), ModelConfig(), cfg, ITEMS, out, seed=0)
+    return train_model(_start(tiny_model_dir), cfg, ITEMS, out, seed=0)
 
 
 def _losses(out):
@@ -40,7 +44,7 @@ def test_each_method_lowers_the_loss(tiny_model_dir, tmp_path, method, lr):
     assert 0 < summary["trainable_params"] <= summary["total_params"]
     artifact = tmp_path / method / {"lora": "adapter", "dora": "adapter", "full": "model", "svf": "expert"}[method]
     assert summary["artifact"] == str(artifact) and artifact.is_dir()
-    model, _ = load_model(_model(tiny_model_dir), adapter=artifact)  # what eval will load
+    model, _ = load_model(_model(tiny_model_dir), artifact=artifact)  # what eval will load
     base, _ = load_model(_model(tiny_model_dir))
     changed = [n for (n, p), (_, q) in zip(model.named_parameters(), base.named_parameters()) if not torch.equal(p, q)]
     assert changed, f"{method}: the trained artifact changes nothing"
@@ -106,12 +110,12 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 def test_svf_experts_combine_at_inference(tiny_model_dir, tmp_path):
-    from driftlab.train.svf import combine_experts, load_expert, save_vectors
+    from driftlab.artifacts import combine_experts, load_expert, save_vectors
 
     a = _train(tiny_model_dir, tmp_path / "a", method="svf", learning_rate=2e-2)
     items_b = [{**it, "completion": f"The answer is {it['answer']}."} for it in ITEMS]
     cfg = TrainConfig(method="svf", batch_size=8, max_steps=8, learning_rate=2e-2, report_to=[])
-    b = train_model(_model(tiny_model_dir), ModelConfig(), cfg, items_b, tmp_path / "b", seed=1)
+    b = train_model(_start(tiny_model_dir), cfg, items_b, tmp_path / "b", seed=1)
     za, zb = load_expert(a["artifact"]), load_expert(b["artifact"])
     mixed = save_vectors(combine_experts([za, zb], [0.5, 0.5]), tmp_path / "ab")
     name = sorted(za)[0]
@@ -121,13 +125,13 @@ def test_svf_experts_combine_at_inference(tiny_model_dir, tmp_path):
     logits = {}
     for key, adapter in [("base", None), ("a", a["artifact"]), ("b", b["artifact"]), ("ab", mixed)]:
         with torch.no_grad():
-            logits[key] = load_model(_model(tiny_model_dir), adapter=adapter)[0](x).logits
+            logits[key] = load_model(_model(tiny_model_dir), artifact=adapter)[0](x).logits
     for other in ("base", "a", "b"):
         assert not torch.allclose(logits["ab"], logits[other], atol=1e-5), other
 
 
 def test_svf_with_unit_scales_is_the_base_model(tiny_model_dir):
-    from driftlab.train.svf import apply_svf
+    from driftlab.train.svf_layer import apply_svf
 
     base, _ = load_model(_model(tiny_model_dir))
     wrapped, _ = load_model(_model(tiny_model_dir))
@@ -154,11 +158,11 @@ class ReplyBackend:
 
 
 def test_replay_mix_and_augmentation(tiny_model_dir, tmp_path, monkeypatch):
-    import driftlab.eval.run
+    import driftlab.eval.open
 
     monkeypatch.setenv("DRIFTLAB_HOME", str(tmp_path / "home"))
     fake = ReplyBackend()
-    monkeypatch.setattr(driftlab.eval.run, "open_backend", lambda *a, **k: (fake, "fp"))
+    monkeypatch.setattr(driftlab.eval.open, "_backend", lambda *a, **k: fake)  # behind the real results store
     mix = [{"name": "logic", "source": "reasoning_gym", "task": "basic_arithmetic", "ratio": 0.25,
             "task_kwargs": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
            {"name": "self", "source": "self_replay", "ratio": 0.25}]
@@ -186,7 +190,7 @@ def test_replay_never_uses_eval_prompts(tiny_model_dir, tmp_path):
     exclude = {normalize(r["question"]) for r in would_draw[:3]}
     cfg = TrainConfig(batch_size=8, max_steps=1, report_to=[], mix=[
         {"name": "r", "source": "reasoning_gym", "task": "basic_arithmetic", "ratio": 0.25, "task_kwargs": kwargs}])
-    s = train_model(_model(tiny_model_dir), ModelConfig(), cfg, ITEMS, tmp_path / "x", 0, exclude)
+    s = train_model(_start(tiny_model_dir), cfg, ITEMS, tmp_path / "x", 0, exclude)
     rows = [json.loads(line) for line in (tmp_path / "x/train_set.jsonl").read_text().splitlines()]
     assert not {normalize(r["question"]) for r in rows} & exclude
     assert s["mix"]["sources"]["r"]["removed_eval_overlap"] >= 1
@@ -234,7 +238,7 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
         merged = load_model(resolve_model(str(out)))[0](x).logits
-        applied = load_model(_model(tiny_model_dir), adapter=s["artifact"])[0](x).logits
+        applied = load_model(_model(tiny_model_dir), artifact=s["artifact"])[0](x).logits
     assert torch.allclose(merged, applied, atol=1e-5)
     assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
 
@@ -245,8 +249,8 @@ def test_scaling_reaches_base_at_zero_and_the_fine_tune_at_one(tiny_model_dir, t
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
         base = load_model(_model(tiny_model_dir), "float32")[0](x).logits
-        tuned = load_model(_model(tiny_model_dir), "float32", adapter=s["artifact"])[0](x).logits
-        zero, one, half = (load_model(_model(tiny_model_dir), "float32", adapter=s["artifact"], scale=a)[0](x).logits
+        tuned = load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"])[0](x).logits
+        zero, one, half = (load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"], scale=a)[0](x).logits
                            for a in (0.0, 1.0, 0.5))
     assert torch.allclose(zero, base, atol=1e-4) and torch.allclose(one, tuned, atol=1e-4)
     assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)

@@ -2,7 +2,7 @@
 
 import torch
 
-from driftlab.eval.backend import HFBackend
+from driftlab.eval.hf_backend import HFBackend
 from driftlab.models import ResolvedModel, load_model
 
 
@@ -41,7 +41,7 @@ def test_thinking_flag_reaches_the_template(tiny_model_dir):
 
 
 def test_gumbel_sampler_draws_from_the_softmax():
-    from driftlab.eval.backend import GumbelSampler
+    from driftlab.eval.hf_backend import GumbelSampler
 
     logits = torch.tensor([[0.0, 1.0, 2.0]]).repeat(4000, 1)
     picks = GumbelSampler(0.5, list(range(4000)), "cpu")(None, logits).argmax(-1)

@@ -3,7 +3,8 @@ import pytest
 from driftlab.compare import compare_suite
 from driftlab.config import CompareConfig
 from driftlab.errors import DataError
-from driftlab.report.markdown import verdict
+from driftlab.compare.verdict import verdict
+from driftlab.schema import Comparison
 
 
 def records(correct, prompts=None):
@@ -27,12 +28,18 @@ def test_compare_refuses_different_items_under_the_same_ids():
         compare_suite(base, tuned, chance=0.0, cfg=CompareConfig(n_bootstrap=200))
 
 
+def _row(ci95, mcnemar_p, floor=False):
+    return Comparison(variant="v", suite="s", n=50, base_acc=0.5, tuned_acc=0.5 + sum(ci95) / 2, diff=sum(ci95) / 2,
+                      ci95=ci95, mcnemar_p=mcnemar_p, right_to_wrong=0, wrong_to_right=4, chance=0.25, floor=floor,
+                      n_bootstrap=200, confidence=0.95)
+
+
 def test_verdict_needs_ci_and_mcnemar():
-    row = {"ci95": [0.01, 0.07], "mcnemar_p": 0.125, "floor": False}  # 4 flips up, 0 down: CI excludes 0, p does not
+    row = _row([0.01, 0.07], 0.125)  # 4 flips up, 0 down: CI excludes 0, p does not
     assert verdict(row, "target") == "no significant change"
-    assert verdict({**row, "mcnemar_p": 0.01}, "target") == "gained"
-    assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": False}, "heldout") == "lost"
-    assert verdict({"ci95": [-0.3, -0.1], "mcnemar_p": 0.001, "floor": True}, "heldout").startswith("at floor")
+    assert verdict(_row([0.01, 0.07], 0.01), "target") == "gained"
+    assert verdict(_row([-0.3, -0.1], 0.001), "heldout") == "lost"
+    assert verdict(_row([-0.3, -0.1], 0.001, floor=True), "heldout").startswith("at floor")
 
 
 def test_benjamini_hochberg_by_hand():

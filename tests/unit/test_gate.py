@@ -13,17 +13,30 @@ RULES = [{"suites": "target", "min_diff": 0.05, "ci": "excludes_zero"},
          {"probe": "drift.kl", "max_rise": 0.5}]
 
 
+def _row(suite, diff, ci95, floor=False):
+    return {"variant": "lora", "suite": suite, "n": 50, "base_acc": 0.5, "tuned_acc": 0.5 + diff, "diff": diff,
+            "ci95": ci95, "mcnemar_p": 0.01, "right_to_wrong": 0, "wrong_to_right": 0, "chance": 0.25,
+            "floor": floor, "n_bootstrap": 200, "confidence": 0.95}
+
+
+def _suite(name, role):
+    return {"name": name, "role": role, "n": 50, "strategy": name.partition("@")[2] or "zero_shot", "chance": 0.25,
+            "floor": False, "base_metrics": {}}
+
+
 def _study(tmp_path, capitals_diff: float, capitals_ci: list, floor: bool = False, kl: float = 0.3):
     run = tmp_path / "run"
     run.mkdir(parents=True)
-    rows = [{"variant": "lora", "suite": "arithmetic", "diff": 0.2, "ci95": [0.09, 0.31], "floor": False},
-            {"variant": "lora", "suite": "arithmetic@cot", "diff": -0.5, "ci95": [-0.6, -0.4], "floor": False},
-            {"variant": "lora", "suite": "capitals", "diff": capitals_diff, "ci95": capitals_ci, "floor": floor}]
-    study = {"suites": [{"name": "arithmetic", "role": "target"}, {"name": "arithmetic@cot", "role": "target"},
-                        {"name": "capitals", "role": "heldout"}],
-             "variants": [{"name": "lora"}], "comparisons": rows,
-             "probes": {"comparisons": [{"variant": "lora", "probe": "drift", "metric": "kl", "diff": kl,
-                                         "ci95": [kl - 0.1, kl + 0.1]}]}}
+    rows = [_row("arithmetic", 0.2, [0.09, 0.31]), _row("arithmetic@cot", -0.5, [-0.6, -0.4]),
+            _row("capitals", capitals_diff, capitals_ci, floor)]
+    study = {"name": "t", "seed": 0, "run_dir": str(run), "model": {"name": "m", "path": "m", "fingerprint": "f"},
+             "suites": [_suite("arithmetic", "target"), _suite("arithmetic@cot", "target"),
+                        _suite("capitals", "heldout")],
+             "variants": [{"name": "lora", "method": "lora", "train": {}, "eval": {}}], "comparisons": rows,
+             "data": {}, "timings_s": {},
+             "probes": {"base": {}, "variants": {}, "comparisons": [
+                 {"variant": "lora", "probe": "drift", "metric": "kl", "n": 24, "base": 0.0, "tuned": kl, "diff": kl,
+                  "ci95": [kl - 0.1, kl + 0.1]}]}}
     (run / "study.json").write_text(json.dumps(study))
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {"target": ARITH}, "gate": RULES}))
     return run
@@ -48,5 +61,9 @@ def test_gate_probe_rule_and_errors(tmp_path):
     out = CliRunner().invoke(app, ["gate", str(drifted)])
     assert out.exit_code == 1 and "drift.kl" in out.output
     assert CliRunner().invoke(app, ["gate", str(tmp_path / "nowhere")]).exit_code == 2
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "study.json").write_text('{"name": "t"}')
+    broken = CliRunner().invoke(app, ["gate", str(tmp_path / "broken")])
+    assert broken.exit_code == 2 and "not a driftlab study.json" in broken.output
     bad = CliRunner().invoke(app, ["gate", str(drifted), "--set", "gate.0.min_diff=oops"])
     assert bad.exit_code == 2 and "gate" in bad.output

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from driftlab.config import CompareConfig, ProbesConfig, StrategyConfig, SuiteConfig
+from driftlab.config import CompareConfig, StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Generation
 from driftlab.probes import diversity, drift, faithfulness, shortcuts
 
@@ -47,7 +47,7 @@ class ChainBackend:
 
 
 def test_answer_that_ignores_the_chain_has_a_flat_curve():
-    cfg = ProbesConfig()
+    cfg = faithfulness.FaithfulnessOptions()
     rows = faithfulness.faithfulness(ChainBackend(follows_chain=False), ITEMS, SUITE, cfg, COT)
     s = faithfulness.summary(rows, cfg)
     assert s["early_answer_curve"]["0.0"] == 1.0 and s["aoc"] == 0.0  # same answer with no chain at all
@@ -56,7 +56,7 @@ def test_answer_that_ignores_the_chain_has_a_flat_curve():
 
 
 def test_answer_that_follows_the_chain_is_faithful():
-    cfg = ProbesConfig()
+    cfg = faithfulness.FaithfulnessOptions()
     rows = faithfulness.faithfulness(ChainBackend(follows_chain=True), ITEMS, SUITE, cfg, COT)
     s = faithfulness.summary(rows, cfg)
     assert s["early_answer_curve"]["0.0"] == 0.0 and s["early_answer_curve"]["1.0"] == 1.0
@@ -179,7 +179,7 @@ def test_truncated_chain_is_not_scored():
         def generate(self, prompts, max_new_tokens, stop=None):
             return [Generation("First, 3 + 4 = 7. Then we add more and more", 32, "length", 0.0) for _ in prompts]
 
-    cfg = ProbesConfig()
+    cfg = faithfulness.FaithfulnessOptions()
     rows = faithfulness.faithfulness(Cut(follows_chain=True), ITEMS, SUITE, cfg, COT)
     s = faithfulness.summary(rows, cfg)
     assert s["with_chain"] == 0 and s["truncated_chains"] == 3 and s["aoc"] is None

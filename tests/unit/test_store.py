@@ -72,12 +72,13 @@ def test_a_scaled_fine_tune_has_its_own_fingerprint(tmp_path):
     """The sweep evaluates a fine-tune at scale α in memory; its results must never be taken for the fine-tune's own
     (α = 1) or another α's."""
     from driftlab.config import EvalConfig, ModelConfig
-    from driftlab.eval.run import model_fingerprint
-    from driftlab.models import ResolvedModel
+    from driftlab.eval.open import result_fingerprint
+    from driftlab.models import ModelUnderTest, ResolvedModel
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    model, mcfg, ecfg = ResolvedModel("m", str(tmp_path), "basefp"), ModelConfig(), EvalConfig()
-    fps = [model_fingerprint(model, mcfg, ecfg, adapter, scale) for scale in (1.0, 0.5, 0.25, 0.0)]
-    assert len(set(fps)) == 4 and fps[0] == model_fingerprint(model, mcfg, ecfg, adapter)
+    base = ModelUnderTest(ResolvedModel("m", str(tmp_path), "basefp"), ModelConfig())
+    fps = [result_fingerprint(base.tuned(adapter, scale), EvalConfig()) for scale in (1.0, 0.5, 0.25, 0.0)]
+    assert len(set(fps)) == 4 and fps[0] == result_fingerprint(base.tuned(adapter), EvalConfig())
+    assert result_fingerprint(base, EvalConfig()) not in fps

@@ -1,7 +1,9 @@
 from driftlab.config import EvalConfig, StrategyConfig, SuiteConfig
-from driftlab.eval.backend import Generation, HFBackend
+from driftlab.eval.backend import Generation
+from driftlab.eval.hf_backend import HFBackend
 from driftlab.eval.run import evaluate_suite
-from driftlab.eval.strategies import few_shot_messages, majority_vote
+from driftlab.eval.strategies.few_shot import few_shot_messages
+from driftlab.eval.strategies.self_consistency import majority_vote
 from driftlab.models import ResolvedModel, load_model
 
 

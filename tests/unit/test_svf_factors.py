@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from driftlab.train import svf
+from driftlab import artifacts as svf
+from driftlab.train.svf_layer import apply_svf
 
 
 def _model(seed: int) -> nn.Module:
@@ -22,7 +23,7 @@ def test_same_weights_are_decomposed_once_and_changed_weights_again(monkeypatch)
     assert len(calls) == 2
     for a, b in zip(first.parameters(), second.parameters()):
         assert torch.equal(a, b)
-    wrapped = svf.apply_svf(_model(0), ["0"])["0"]  # training uses the same factors
+    wrapped = apply_svf(_model(0), ["0"])["0"]  # training uses the same factors
     assert len(calls) == 2 and torch.equal(wrapped.u, svf.decompose(_model(0)[0].weight)[0])
     svf.apply_expert(_model(1), z)  # other weights: decomposed anew
     assert len(calls) == 4

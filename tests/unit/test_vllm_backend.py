@@ -117,8 +117,8 @@ def test_adapter_must_be_peft_lora(fake_vllm, tiny_model_dir, tmp_path):
     from driftlab.eval.vllm_backend import VLLMBackend
 
     with pytest.raises(DriftlabError, match="PEFT LoRA adapters only"):
-        VLLMBackend(str(tiny_model_dir), adapter=tmp_path)
+        VLLMBackend(str(tiny_model_dir), artifact=tmp_path)
     (tmp_path / "adapter_config.json").write_text("{}")
-    b = VLLMBackend(str(tiny_model_dir), adapter=tmp_path)
+    b = VLLMBackend(str(tiny_model_dir), artifact=tmp_path)
     b.generate(["hi"], 4)
     assert b.llm.enable_lora and b.llm.calls[-1][2] == ("lora", "adapter", 1, str(tmp_path))

@@ -11,43 +11,43 @@ Zero-shot results only (`<suite>`, not `<suite>@<strategy>`), so a rule means on
 from __future__ import annotations
 
 from driftlab.config import GateRule
+from driftlab.schema import GateCheck, Study
 
 
-def check_gate(study: dict, rules: list[GateRule]) -> list[dict]:
-    """One result per (variant, rule, checked row): {variant, rule, subject, diff, ci95, passed, why}."""
-    roles = {s["name"]: s["role"] for s in study["suites"]}
-    results = []
-    for variant in [v["name"] for v in study["variants"]]:
+def check_gate(study: Study, rules: list[GateRule]) -> list[GateCheck]:
+    """One check per (variant, rule, checked row)."""
+    roles = study.roles()
+    results: list[GateCheck] = []
+    for variant in study.variant_names():
         for i, rule in enumerate(rules):
             for subject, row in _rows(study, variant, rule, roles):
-                at_floor = rule.max_loss is not None and row.get("floor") and roles.get(subject) != "target"
+                at_floor = rule.max_loss is not None and getattr(row, "floor", False) and roles.get(subject) != "target"
                 passed, why = (True, "skipped: at floor, a loss cannot be shown") if at_floor else _check(rule, row)
-                results.append({"variant": variant, "rule": i, "subject": subject, "diff": row["diff"],
-                                "ci95": row["ci95"], "passed": passed, "why": why})
-            if not any(r["variant"] == variant and r["rule"] == i for r in results):
-                results.append({"variant": variant, "rule": i, "subject": _describe(rule), "diff": None,
-                                "ci95": None, "passed": False, "why": "nothing in this study matches the rule"})
+                results.append(GateCheck(variant=variant, rule=i, subject=subject, diff=row.diff, ci95=row.ci95,
+                                         passed=passed, why=why))
+            if not any(r.variant == variant and r.rule == i for r in results):
+                results.append(GateCheck(variant=variant, rule=i, subject=_describe(rule), diff=None, ci95=None,
+                                         passed=False, why="nothing in this study matches the rule"))
     return results
 
 
-def _rows(study: dict, variant: str, rule: GateRule, roles: dict):
+def _rows(study: Study, variant: str, rule: GateRule, roles: dict):
     if rule.probe:
         probe, metric = rule.probe.split(".", 1)
-        for c in (study.get("probes") or {}).get("comparisons", []):
-            if c["variant"] == variant and c["probe"] == probe and c["metric"] == metric:
+        for c in study.probes.comparisons if study.probes else []:
+            if c.variant == variant and c.probe == probe and c.metric == metric:
                 yield rule.probe, c
         return
-    for c in study["comparisons"]:
-        if c["variant"] != variant or "@" in c["suite"]:
+    for c in study.rows(variant):
+        if not c.key.zero_shot:
             continue
-        wanted = (roles.get(c["suite"]) == rule.suites if isinstance(rule.suites, str)
-                  else c["suite"] in rule.suites)
+        wanted = roles.get(c.suite) == rule.suites if isinstance(rule.suites, str) else c.suite in rule.suites
         if wanted:
-            yield c["suite"], c
+            yield c.suite, c
 
 
-def _check(rule: GateRule, row: dict) -> tuple[bool, str]:
-    diff, (lo, hi) = row["diff"], row["ci95"]
+def _check(rule: GateRule, row) -> tuple[bool, str]:
+    diff, (lo, hi) = row.diff, row.ci95
     strict = rule.ci == "excludes_zero"
     if rule.min_diff is not None:
         if diff < rule.min_diff:

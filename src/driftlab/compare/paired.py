@@ -9,6 +9,7 @@ import numpy as np
 from driftlab.compare.stats import at_floor, mcnemar_exact, paired_bootstrap_ci
 from driftlab.config import CompareConfig
 from driftlab.errors import DataError
+from driftlab.probes import PROBES
 from driftlab.runs import read_jsonl
 
 
@@ -78,16 +79,8 @@ def with_bh(rows: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
-PROBE_METRICS = {
-    "faithfulness": ["aoc", "mistake_changed", "paraphrase_changed", "filler_correct", "nocot_correct", "cot_correct"],
-    "diversity": ["distinct_1", "distinct_2", "self_bleu", "embedding_spread", "format_entropy", "mean_tokens"],
-    "drift": ["kl", "nll_tuned"],
-    "shortcuts": ["copied_from_prompt", "copied_from_exemplars", "skipped_computation", "template_flip"],
-}
-
-
 def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareConfig, seed: int = 0) -> dict:
-    """Per metric: mean over the items both runs could measure (a chain probe skips items without a chain), the
+    """Per metric the probe declares (its registry entry): mean over the items both runs could measure (a chain probe skips items without a chain), the
     paired difference and its bootstrap CI. Drift's `kl` is 0 for the base model by construction, so its row is the
     tuned model's KL with a CI; `nll_tuned` pairs the base's NLL with the tuned model's on the same text."""
     t_by_id = {r["id"]: r for r in tuned}
@@ -96,7 +89,7 @@ def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareC
         raise DataError(f"cannot pair {probe} probe rows: the two runs probed different items (e.g. {differ}); "
                         "were they run with the same config, data and probes.limit?")
     out = {}
-    for key in PROBE_METRICS[probe]:
+    for key in [m.name for m in PROBES.get(probe).metrics]:
         pairs = [(float(b[key]), float(t_by_id[b["id"]][key])) for b in base
                  if b["id"] in t_by_id and b.get(key) is not None and t_by_id[b["id"]].get(key) is not None]
         if not pairs:
@@ -136,7 +129,7 @@ def compare_results(a: str, b: str, cfg: CompareConfig, seed: int = 0) -> dict:
     suites = compare_evals(a_eval, b_eval, cfg, seed) if a_eval and b_eval else {}
     probes = {}
     if a_probe and b_probe:
-        for name in PROBE_METRICS:
+        for name in PROBES.names():
             if (a_probe / f"{name}.jsonl").exists() and (b_probe / f"{name}.jsonl").exists():
                 probes[name] = compare_probe(name, read_jsonl(a_probe / f"{name}.jsonl"),
                                              read_jsonl(b_probe / f"{name}.jsonl"), cfg, seed)

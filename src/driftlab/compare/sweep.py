@@ -8,33 +8,81 @@ when no other point has at least its gain and at least its retention, one of the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from driftlab.artifacts import find_artifact
 from driftlab.compare.stats import grouped_bootstrap_ci
 from driftlab.config import CompareConfig, StudyConfig, SweepConfig
-from driftlab.models import ResolvedModel, find_artifact
+from driftlab.errors import DataError
+from driftlab.models import ModelUnderTest
+from driftlab.runs import read_jsonl
 
 
-def plan_sweep(cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str], floors: dict[str, bool],
-               variants: list[str], eval_root: Path, sweep: SweepConfig) -> tuple[dict[str, list[dict]], object]:
+@dataclass
+class SweepInputs:
+    """What a sweep needs from a study: the base model, the config, the eval items per suite, each suite's role and
+    floor flag, each variant's artifact, and the study's own per-item evals (the endpoints α = 0 and 1)."""
+    base: ModelUnderTest
+    cfg: StudyConfig
+    suites: dict[str, list[dict]]
+    roles: dict[str, str]
+    floors: dict[str, bool]
+    artifacts: dict[str, Path]
+    eval_root: Path
+
+
+def inputs_from_run(run: Path) -> SweepInputs:
+    """`driftlab sweep <run>`: the inputs read back from a study run dir (validated; nothing is written)."""
+    from driftlab.config import load_config
+    from driftlab.models import resolve_model
+    from driftlab.schema import load_study
+
+    study = load_study(run)
+    cfg = load_config(run / "config.yaml", [])
+    # find_artifact: the run dir may have moved since its train summaries were written
+    return SweepInputs(
+        base=ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model), cfg=cfg,
+        suites={n: read_jsonl(run / "data" / "suites" / f"{n}.jsonl") for n in cfg.data.suite_configs()},
+        roles={s.name: s.role for s in study.suites if s.key.zero_shot},
+        floors={s.name: s.floor for s in study.suites},
+        artifacts={name: find_artifact(run / "train" / name) for name in study.variant_names()},
+        eval_root=run / "eval")
+
+
+def sweep_spec(cfg: StudyConfig, scales: str | None, limit: int | None) -> SweepConfig:
+    """`driftlab sweep`'s --scales (comma-separated) and --limit over the config's sweep block; default scales
+    0.25, 0.5, 0.75."""
+    from pydantic import ValidationError
+
+    from driftlab.errors import ConfigError
+
+    try:
+        values = [float(a) for a in scales.split(",")] if scales else cfg.sweep.scales or [0.25, 0.5, 0.75]
+        return SweepConfig(scales=values, limit=limit or cfg.sweep.limit)
+    except ValueError as err:  # a ValidationError is one too
+        why = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+        raise ConfigError(f"--scales {scales!r}: {why}") from None
+
+
+def plan_sweep(inputs: SweepInputs, sweep: SweepConfig) -> tuple[dict[str, list[dict]], object]:
     """(items per swept suite, the zero-shot strategy to run) — checked before anything is computed: every swept
     suite must have base and tuned per-item results in eval_root covering those items (the endpoints)."""
-    from driftlab.config import StrategyConfig
-    from driftlab.errors import DataError
-    from driftlab.runs import read_jsonl
+    from driftlab.eval.strategies import zero_shot_config
 
+    cfg, suites, roles, floors = inputs.cfg, inputs.suites, inputs.roles, inputs.floors
     # The study's own zero-shot settings (token budget, stop strings, slice), so α = 0 and 1 match the middle.
-    zero = next((s for s in cfg.eval.strategies if s.name == "zero_shot"), StrategyConfig(name="zero_shot"))
+    zero = next((s for s in cfg.eval.strategies if s.name == "zero_shot"), zero_shot_config())
     limits = [n for n in (zero.limit, sweep.limit) if n is not None]
     limit = min(limits) if limits else None
     used = [n for n, r in roles.items() if (r == "target" or (r == "heldout" and not floors.get(n)))
             and (zero.suites is None or n in zero.suites or cfg.data.suite_configs()[n].mode == "loglik")]
     items = {n: suites[n][:limit] for n in used}
-    for name in ["base", *variants]:
+    for name in ["base", *inputs.artifacts]:
         for suite in used:
-            path = eval_root / name / f"{suite}.jsonl"
+            path = inputs.eval_root / name / f"{suite}.jsonl"
             if not path.exists():
                 raise DataError(f"{path}: missing; the sweep's endpoints are the study's own zero-shot evals")
             have = {r["id"] for r in read_jsonl(path)}
@@ -45,18 +93,17 @@ def plan_sweep(cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str,
     return items, zero.model_copy(update={"limit": None, "suites": None})
 
 
-def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dict]], roles: dict[str, str],
-              floors: dict[str, bool], artifacts: dict[str, Path], eval_root: Path, out_dir: Path,
-              sweep: SweepConfig) -> dict:
+def run_sweep(inputs: SweepInputs, sweep: SweepConfig, out_dir: Path) -> dict:
     """Evaluate every fine-tune (variant name -> artifact) zero-shot at each scale of `sweep` on the target and the
     held-out suites not at their floor (the only ones a point uses), and return the points, α = 0 and 1 taken from
     the base and tuned evals in eval_root/<name>/ on the same items. Writes <variant>@<α>/ evals and sweep.json."""
     from driftlab.eval import evaluate_model
-    from driftlab.runs import read_jsonl, write_json
+    from driftlab.runs import write_json
 
-    items, zero = plan_sweep(cfg, suites, roles, floors, list(artifacts), eval_root, sweep)
+    cfg, floors, eval_root = inputs.cfg, inputs.floors, inputs.eval_root
+    items, zero = plan_sweep(inputs, sweep)
     used = list(items)
-    roles = {n: r for n, r in roles.items() if n in items}
+    roles = {n: r for n, r in inputs.roles.items() if n in items}
     suite_cfgs = {n: c for n, c in cfg.data.suite_configs().items() if n in used}
     eval_cfg = cfg.eval.model_copy(update={"strategies": [zero]})
 
@@ -65,11 +112,11 @@ def run_sweep(model: ResolvedModel, cfg: StudyConfig, suites: dict[str, list[dic
 
     base = records(eval_root / "base")
     points = []
-    for variant, artifact in artifacts.items():
+    for variant, artifact in inputs.artifacts.items():
         at = {0.0: base, 1.0: records(eval_root / variant)}
         for alpha in sweep.scales:
-            evaluate_model(model, cfg.model, items, suite_cfgs, eval_cfg, out_dir / f"{variant}@{alpha:g}",
-                           adapter=find_artifact(artifact), label=f"{variant} α={alpha:g}", scale=alpha)
+            evaluate_model(inputs.base.tuned(find_artifact(artifact), alpha), items, suite_cfgs, eval_cfg,
+                           out_dir / f"{variant}@{alpha:g}", label=f"{variant} α={alpha:g}")
             at[alpha] = records(out_dir / f"{variant}@{alpha:g}")
         for alpha in sorted(at):
             points.append({"variant": variant, "alpha": alpha,
@@ -111,38 +158,3 @@ def frontier(points: list[dict]) -> list[bool]:
                         for q in points)
         flags.append(not dominated)
     return flags
-
-
-def pareto_figure(points: list[dict]):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for variant in dict.fromkeys(p["variant"] for p in points):
-        pts = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["alpha"])
-        fig.add_scatter(name=variant, x=[p["heldout_change"] for p in pts], y=[p["target_gain"] for p in pts],
-                        mode="lines+markers+text", text=[f"α={p['alpha']:g}" for p in pts], textposition="top center",
-                        error_x=_bars(pts, "heldout_change", "heldout_ci"), error_y=_bars(pts, "target_gain", "target_ci"))
-    front = sorted((p for p in points if p["frontier"]), key=lambda p: p["heldout_change"])
-    fig.add_scatter(name="frontier", x=[p["heldout_change"] for p in front], y=[p["target_gain"] for p in front],
-                    mode="lines", line={"dash": "dot", "color": "#333"})
-    fig.update_layout(title="Gain vs retention: target change against mean held-out change (not-at-floor suites), "
-                      "fine-tunes scaled from base (α=0) to full (α=1)", xaxis_title="mean held-out change",
-                      yaxis_title="target change", xaxis_tickformat="+.0%", yaxis_tickformat="+.0%", height=460)
-    return fig
-
-
-def _bars(pts: list[dict], key: str, ci: str) -> dict:
-    """Asymmetric error bars from a point's CI (older sweep.json files have none)."""
-    if not all(ci in p for p in pts):
-        return {"visible": False}
-    return {"type": "data", "symmetric": False, "thickness": 1, "width": 3,
-            "array": [p[ci][1] - p[key] for p in pts], "arrayminus": [p[key] - p[ci][0] for p in pts]}
-
-
-def pareto_html(points: list[dict]) -> str:
-    """The Pareto plot alone, as one self-contained page (plotly.js inlined)."""
-    from plotly.offline import get_plotlyjs
-
-    fig = pareto_figure(points).to_html(full_html=False, include_plotlyjs=False)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><script>{get_plotlyjs()}</script></head><body>{fig}"
-            "</body></html>")

@@ -1,7 +1,8 @@
 """Evaluate a model on suites: per-sample JSONL plus per-suite metrics.
 
-Recipe: load the model (plus adapter), wrap it in a backend, and for each suite either generate-extract-score or
-pick the highest-likelihood choice; write one record per item and a metrics summary with the suite's chance level.
+Recipe: open the model under test's backend (behind the results store), and for each suite × strategy either
+generate-extract-score or pick the highest-likelihood choice; write one record per item and a metrics summary with
+the suite's chance level.
 """
 
 from __future__ import annotations
@@ -14,137 +15,63 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from driftlab.config import EvalConfig, ModelConfig, StrategyConfig, SuiteConfig
-from driftlab.errors import ConfigError
-from driftlab.eval.backend import Backend, HFBackend, render_chat
+from driftlab.config import EvalConfig, StrategyConfig, SuiteConfig
+from driftlab.eval.backend import Backend
 from driftlab.eval.extract import extract_answer, split_thinking
-from driftlab.eval.scoring import normalize_text, score
-from driftlab.eval.store import CachedBackend, results_store
-from driftlab.eval.strategies import canonical_answers, run_strategy
+from driftlab.eval.open import open_backend
+from driftlab.eval.scoring import canonical_answers, normalize_text, score
+from driftlab.eval.strategies import STRATEGIES, run_strategy, zero_shot_config
 from driftlab.eval.taxonomy import error_tags, tag_rates
-from driftlab.models import ResolvedModel, fingerprint_dir, inference_dtype, load_model, load_tokenizer, pick_device
+from driftlab.models import ModelUnderTest
 from driftlab.runs import write_json, write_jsonl
+from driftlab.schema import ResultKey
 
 
-def evaluate_model(model: ResolvedModel, model_cfg: ModelConfig, suites: dict[str, list[dict]],
-                   suite_cfgs: dict[str, SuiteConfig], eval_cfg: EvalConfig, out_dir: Path,
-                   adapter: Path | None = None, label: str = "model",
-                   shots: dict[str, list[dict]] | None = None, scale: float = 1.0) -> dict:
-    """Evaluate one model on every suite x strategy; writes `<key>.jsonl` and `eval.json` into out_dir, where
-    key is the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`. `scale`: the
-    fine-tune in `adapter` at scale α between the base and itself (models.load_model)."""
+def evaluate_model(model: ModelUnderTest, suites: dict[str, list[dict]], suite_cfgs: dict[str, SuiteConfig],
+                   eval_cfg: EvalConfig, out_dir: Path, label: str = "model",
+                   shots: dict[str, list[dict]] | None = None) -> dict:
+    """Evaluate one model on every suite × strategy; writes `<key>.jsonl` and `eval.json` into out_dir, where
+    key is a ResultKey: the suite name (zero_shot, and every log-likelihood suite) or `<suite>@<strategy>`."""
     shots = shots or {}
     plan, skipped = [], []
     for name in suites:
-        for strategy in (eval_cfg.strategies if suite_cfgs[name].mode == "generate"
-                         else [StrategyConfig(name="zero_shot")]):
+        for strategy in eval_cfg.strategies if suite_cfgs[name].mode == "generate" else [zero_shot_config()]:
             if strategy.suites is not None and name not in strategy.suites:
                 continue
-            if strategy.name == "few_shot" and len(shots.get(name, [])) < strategy.k:
+            needed, have = STRATEGIES.get(strategy.name).exemplars_needed(strategy), len(shots.get(name, []))
+            if have < needed:
                 # e.g. a held-out file whose every row is an eval item: no exemplar can be drawn without leaking
-                skipped.append({"suite": name, "strategy": "few_shot",
-                                "why": f"{len(shots.get(name, []))} exemplars available, k={strategy.k}"})
+                skipped.append({"suite": name, "strategy": strategy.name,
+                                "why": f"{have} exemplars available, {needed} needed"})
                 continue
             plan.append((name, strategy, suites[name][: strategy.limit]))
-    total = sum(len(items) * _rows_per_item(s) for _, s, items in plan)
+    total = sum(len(items) * STRATEGIES.get(s.name).rows_per_item(s) for _, s, items in plan)
     for s in skipped:
         print(f"skipping {s['strategy']} on {s['suite']}: {s['why']}")
-    with _progress() as progress, results_store(eval_cfg) as store:
+    with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
-        backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter,
-                                         on_progress=lambda n: progress.advance(task, n), scale=scale)
-        if store is not None:
-            backend = CachedBackend(backend, store, model_fp, eval_cfg.batch_size, log=progress.console.print)
-        metrics = {}
-        for name, strategy, items in plan:
-            key = result_name(name, strategy.name)
-            records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
-                                                   shots.get(name, []))
-            write_jsonl(out_dir / f"{key}.jsonl", records)
-    summary = {"model": model.name, "fingerprint": model_fp, "adapter": str(adapter) if adapter else None,
-               **({"scale": scale} if scale != 1.0 else {}),
-               "cache": {"hits": backend.hits, "computed": backend.misses} if store is not None else None,
+        with open_backend(model, eval_cfg, on_progress=lambda n: progress.advance(task, n),
+                          log=progress.console.print) as backend:
+            metrics = {}
+            for name, strategy, items in plan:
+                key = str(ResultKey(name, strategy.name))
+                records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
+                                                       shots.get(name, []))
+                write_jsonl(out_dir / f"{key}.jsonl", records)
+    summary = {"model": model.base.name, "fingerprint": backend.fingerprint,
+               "artifact": str(model.artifact) if model.artifact else None,
+               **({"scale": model.scale} if model.scale != 1.0 else {}),
+               "cache": {"hits": backend.hits, "computed": backend.misses} if backend.store is not None else None,
                "skipped": skipped,
                "suites": metrics}
     write_json(out_dir / "eval.json", summary)
     return summary
 
 
-def open_backend(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig, adapter: Path | None,
-                 on_progress=None, scale: float = 1.0) -> tuple[Backend, str]:
-    """(backend, model fingerprint for the results store)."""
-    fp = model_fingerprint(model, model_cfg, eval_cfg, adapter, scale)
-    if eval_cfg.backend == "vllm" and scale != 1.0:
-        raise ConfigError("eval.backend=vllm cannot evaluate a fine-tune at a scale other than 1 (the sweep); "
-                          "use the hf backend for it")
-    if eval_cfg.backend == "vllm":
-        from driftlab.eval.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model.path, model_cfg.dtype, adapter, model_cfg.system_prompt, model_cfg.enable_thinking,
-                           on_progress=on_progress), fp
-    def load() -> HFBackend:
-        lm, tok = load_model(model, model_cfg.dtype, model_cfg.device, adapter, scale)
-        return HFBackend(lm, tok, eval_cfg.batch_size, model_cfg.system_prompt, model_cfg.enable_thinking,
-                         on_progress=on_progress)
-
-    return LazyBackend(load, lambda: load_tokenizer(model, adapter), model_cfg.system_prompt,
-                       model_cfg.enable_thinking, on_progress), fp
-
-
-class LazyBackend:
-    """The HF backend, loaded on first use: rendering chat text (what the results store keys on) needs only the
-    tokenizer, so an eval or probe answered entirely from the store never loads weights, merges an adapter or
-    decomposes an SVF expert — a warm study re-run costs seconds per model."""
-
-    def __init__(self, load, load_tokenizer, system_prompt: str | None, enable_thinking: bool | None,
-                 on_progress=None):
-        self._load, self._load_tokenizer, self._backend, self._tok = load, load_tokenizer, None, None
-        self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
-        self.on_progress = on_progress or (lambda n: None)  # the results store advances the bar for cached rows
-
-    @property
-    def loaded(self) -> HFBackend:
-        if self._backend is None:
-            self._backend = self._load()
-        return self._backend
-
-    def chat(self, prompt) -> str:
-        if self._backend is not None:
-            return self._backend.chat(prompt)
-        if self._tok is None:
-            self._tok = self._load_tokenizer()
-        return render_chat(self._tok, prompt, self.system_prompt, self.enable_thinking)
-
-    def __getattr__(self, name: str):  # generate, sample, complete, loglik, model, tok: load, then delegate
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.loaded, name)
-
-
-def model_fingerprint(model: ResolvedModel, model_cfg: ModelConfig, eval_cfg: EvalConfig,
-                      adapter: Path | None, scale: float = 1.0) -> str:
-    """Base weights + adapter weights (a retrained adapter never reuses a stale result), the adapter's scale,
-    and what changes the numbers: backend, dtype, device."""
-    fp = model.fingerprint + (":" + fingerprint_dir(adapter) if adapter else "") + (f"@{scale!r}" if scale != 1 else "")
-    if eval_cfg.backend == "vllm":
-        return fp + f"|vllm|{model_cfg.dtype}"
-    device = pick_device(model_cfg.device)
-    return fp + f"|{inference_dtype(model_cfg.dtype, device)}|{device}"
-
-
-def _rows_per_item(strategy: StrategyConfig) -> int:
-    """Generated sequences per item (what the progress bar counts)."""
-    return {"self_consistency": strategy.n, "reflection": 2}.get(strategy.name, 1)
-
-
-def result_name(suite: str, strategy: str) -> str:
-    return suite if strategy == "zero_shot" else f"{suite}@{strategy}"
-
-
 def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval_cfg: EvalConfig,
                    strategy: StrategyConfig | None = None, shots: list[dict] | None = None):
     """(per-sample records, metrics) for one suite under one prompting strategy."""
-    strategy = strategy or StrategyConfig(name="zero_shot")
+    strategy = strategy or zero_shot_config()
     prompts = [it["prompt"] for it in items]
     records = []
     if suite.mode == "loglik":
@@ -178,7 +105,7 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             if it.get("choices"):
                 extra["choices"] = it["choices"]
             expects_format = (suite.scorer == "strict" or "answer:" in it["prompt"].lower()
-                              or strategy.name in ("cot", "reflection"))
+                              or STRATEGIES.get(strategy.name).asks_for_format)
             extra["errors"] = error_tags(gen.text, it["prompt"], ex.answer, gen.finish, ex.format_ok,
                                          thinking_truncated, expects_format)
             if out.initial_text is not None:  # reflection: what the first answer was, and whether it held

@@ -1,4 +1,5 @@
-"""Scorers: is an extracted answer the gold one, and why."""
+"""Scorers: is an extracted answer the gold one, and why; and which extracted answers mean the same (the keys a
+majority vote and the faithfulness probes compare)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,35 @@ def score(extracted: str | None, gold: str, kind: str, choices: list[str] | None
         return (a == g), ("numeric match" if a == g else f"numeric mismatch: {extracted} != {gold}")
     ok = normalize_text(extracted) == normalize_text(gold)  # 'exact' and 'strict' differ only in extraction
     return ok, ("exact match" if ok else f"mismatch: {extracted!r} != {gold!r}")
+
+
+def canonical_answers(answers: list[str | None], scorer: str, choices: list[str] | None = None) -> list[str | None]:
+    """One key per meaning: 'B', 'B) Paris' and 'Paris' are one choice; 1/2 and 0.5 are one number under 'math'."""
+    if scorer == "choice":
+        return [(pick_choice(a, choices or []) or normalize_text(a)) if a is not None else None for a in answers]
+    if scorer != "math":
+        return [normalize_text(a) if a is not None else None for a in answers]
+    from math_verify import parse, verify
+
+    reps: list[str] = []
+    keys = []
+    for a in answers:
+        if a is None:
+            keys.append(None)
+            continue
+        match = None
+        for r in reps:
+            try:
+                if verify(parse(r), parse(a)):
+                    match = r
+                    break
+            except Exception:  # unparseable: falls back to its own text below
+                continue
+        if match is None:
+            reps.append(a)
+            match = a
+        keys.append(normalize_text(match))
+    return keys
 
 
 def pick_choice(extracted: str, choices: list[str]) -> str | None:

@@ -61,7 +61,7 @@ class ResultStore:
 @contextmanager
 def results_store(eval_cfg):
     """The store an eval config asks for — `eval.store_path`, default $DRIFTLAB_HOME/results.sqlite — or None with
-    `eval.cache: false`; closed on exit. Eval, probes and self-replay all open it here."""
+    `eval.cache: false`; closed on exit. Only eval.open.open_backend opens it."""
     from driftlab.models import driftlab_home
 
     store = ResultStore(eval_cfg.store_path or driftlab_home() / "results.sqlite") if eval_cfg.cache else None
@@ -74,16 +74,24 @@ def results_store(eval_cfg):
 
 class CachedBackend:
     """Wraps a Backend: answers from the store where it can, computes the rest batch by batch, stores each batch
-    as soon as it is done (so a killed run loses at most one batch)."""
+    as soon as it is done (so a killed run loses at most one batch). With no store (`eval.cache: false`) every
+    call goes straight to the backend. Other attributes (`model`, `tok`) are the backend's."""
 
-    def __init__(self, inner: Backend, store: ResultStore, model_fp: str, batch_size: int, log=print):
-        self.inner, self.store, self.model_fp, self.batch_size, self.log = inner, store, model_fp, batch_size, log
+    def __init__(self, inner: Backend, store: ResultStore | None, fingerprint: str, batch_size: int, log=print):
+        self.inner, self.store, self.fingerprint, self.batch_size, self.log = inner, store, fingerprint, batch_size, log
         self.hits = self.misses = 0
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def chat(self, prompt) -> str:
         return self.inner.chat(prompt)
 
     def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        if self.store is None:
+            return self.inner.generate(prompts, max_new_tokens, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", **({"stop": stop} if stop else {})}
         return self._cached(
             "generate", prompts, [params] * len(prompts),
@@ -92,6 +100,8 @@ class CachedBackend:
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
                stop: list[str] | None = None) -> list[list[Generation]]:
+        if self.store is None:
+            return self.inner.sample(prompts, max_new_tokens, n, temperature, seed, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
                   "seed": seed, "sampler": "gumbel-per-row", **({"stop": stop} if stop else {})}
         return self._cached(
@@ -101,6 +111,8 @@ class CachedBackend:
             decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
 
     def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        if self.store is None:
+            return self.inner.complete(texts, max_new_tokens, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "raw": True, **({"stop": stop} if stop else {})}
         return self._cached(
             "complete", texts, [params] * len(texts),
@@ -108,6 +120,8 @@ class CachedBackend:
             encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t)
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+        if self.store is None:
+            return self.inner.loglik(prompts, choices)
         return self._cached(
             "loglik", prompts, [{"choices": c} for c in choices],
             lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]))
@@ -117,7 +131,7 @@ class CachedBackend:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
         items `batch_size` at a time via compute(indices), and store each batch as soon as it is done."""
         render = render or self.inner.chat  # the exact text the model sees is the key
-        keys = [result_key(self.model_fp, kind, render(p), pp) for p, pp in zip(prompts, params)]
+        keys = [result_key(self.fingerprint, kind, render(p), pp) for p, pp in zip(prompts, params)]
         out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
         todo = [i for i, k in enumerate(keys) if k not in out]
         self._report(len(prompts) - len(todo), len(todo), rows_per_item)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from driftlab.artifacts import artifact_kind
 from driftlab.errors import DriftlabError
-from driftlab.eval.backend import Generation, _row_seed, render_chat
+from driftlab.eval.backend import Generation, render_chat, row_seed
 
 
 def _import_vllm():
@@ -26,17 +27,17 @@ def _import_vllm():
 
 
 class VLLMBackend:
-    def __init__(self, model_path: str, dtype: str = "auto", adapter: Path | None = None,
+    def __init__(self, model_path: str, dtype: str = "auto", artifact: Path | None = None,
                  system_prompt: str | None = None, enable_thinking: bool | None = None, seed: int = 0,
                  on_progress=None, **engine_kwargs):
         self.vllm, lora_request = _import_vllm()
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
-            raise DriftlabError(f"{adapter}: the vLLM backend applies PEFT LoRA adapters only (no adapter_config.json "
+        if artifact is not None and artifact_kind(artifact) != "adapter":
+            raise DriftlabError(f"{artifact}: the vLLM backend applies PEFT LoRA adapters only (no adapter_config.json "
                                 "here); export a merged checkpoint and evaluate that as the model")
-        self.llm = self.vllm.LLM(model=model_path, dtype=dtype, seed=seed, enable_lora=adapter is not None,
+        self.llm = self.vllm.LLM(model=model_path, dtype=dtype, seed=seed, enable_lora=artifact is not None,
                                  **engine_kwargs)
         self.tok = self.llm.get_tokenizer()
-        self.lora = lora_request("adapter", 1, str(adapter)) if adapter is not None else None
+        self.lora = lora_request("adapter", 1, str(artifact)) if artifact is not None else None
         self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
         self.on_progress = on_progress or (lambda n: None)
 
@@ -55,7 +56,7 @@ class VLLMBackend:
                stop: list[str] | None = None) -> list[list[Generation]]:
         texts = [self.chat(p) for p in prompts]
         params = [self.vllm.SamplingParams(n=n, temperature=temperature, top_p=1.0, top_k=-1, max_tokens=max_new_tokens,
-                                           stop=stop or None, seed=_row_seed(seed, t, 0) % 2**31) for t in texts]
+                                           stop=stop or None, seed=row_seed(seed, t, 0) % 2**31) for t in texts]
         return self._run(texts, params)
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:

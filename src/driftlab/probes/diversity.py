@@ -15,7 +15,17 @@ import math
 import re
 from collections import Counter
 
+from pydantic import Field
+
 from driftlab.eval.backend import Backend
+from driftlab.probes import PROBES, Probe
+from driftlab.registry import Metric, Options
+
+class DiversityOptions(Options):
+    samples: int = Field(5, ge=2, description="Diversity: samples per item (matches self_consistency's n when both "
+                         "run: the results store then hands the same samples back).")
+    temperature: float = Field(0.7, gt=0, description="Diversity: sampling temperature.")
+
 
 FORMATS = ("empty", "answer_line", "boxed", "bare_number", "list", "equation", "prose")
 
@@ -96,3 +106,23 @@ def summary(rows: list[dict]) -> dict:
                                 for q in (10, 50, 90)} if lengths else {})
     out["n"] = len(rows)
     return out
+
+
+def _run(ctx, opts: DiversityOptions) -> tuple[list[dict], dict]:
+    from driftlab.probes.embed import Embedder
+
+    sc = ctx.strategy("self_consistency")
+    seed = sc.options.seed if sc else 0  # with n and temperature equal too, the store hands its samples back
+    budget = sc.max_new_tokens if sc and sc.max_new_tokens else ctx.eval_cfg.max_new_tokens
+    rows = diversity(ctx.backend, ctx.items, opts.samples, opts.temperature, seed, budget, Embedder())
+    return rows, summary(rows)
+
+
+PROBES.register(Probe(name="diversity", summary="diversity and format collapse of sampled replies",
+                      options=DiversityOptions, run=_run, metrics=(
+    Metric("distinct_1", "higher", "unique unigrams / all (samples)"),
+    Metric("distinct_2", "higher", "unique bigrams / all"),
+    Metric("self_bleu", "lower", "samples' BLEU against each other (higher = collapse)"),
+    Metric("embedding_spread", "higher", "mean pairwise cosine distance (lower = collapse)"),
+    Metric("format_entropy", "higher", "bits over format classes (lower = collapse)"),
+    Metric("mean_tokens", "neither", "sample length"))))

@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import re
 
+from pydantic import Field
+
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
 from driftlab.eval.extract import extract_answer
 from driftlab.eval.scoring import score
-from driftlab.eval.strategies import few_shot_messages, run_strategy
+from driftlab.eval.strategies import run_strategy, zero_shot_config
+from driftlab.eval.strategies.few_shot import few_shot_messages
+from driftlab.probes import PROBES, Probe
+from driftlab.registry import Metric, Options
+
+class ShortcutOptions(Options):
+    alt_template: str | None = Field(
+        "Solve this: {question}\nWrite your final line as 'Answer: <number>'.",
+        description="Shortcuts: another phrasing of the probe suite at equal difficulty (None: skip template_flip).")
+
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 OPERATION = re.compile(r"\d\s*[-+*/×x]\s*\d")
@@ -32,7 +43,7 @@ def _num(x: str | None) -> float | None:
 
 def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: list[dict], max_new_tokens: int,
               cot: StrategyConfig, alt_template: str | None, k: int = 3) -> list[dict]:
-    zero = run_strategy(StrategyConfig(name="zero_shot"), backend, items, suite, max_new_tokens, shots)
+    zero = run_strategy(zero_shot_config(), backend, items, suite, max_new_tokens, shots)
     cot_out = run_strategy(cot, backend, items, suite, max_new_tokens, shots)
     few = run_strategy(StrategyConfig(name="few_shot", k=k), backend, items, suite, max_new_tokens, shots) \
         if len(shots) >= k else None
@@ -40,7 +51,7 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
     alt = None
     if alt_template:
         alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"])} for it in items]
-        alt = run_strategy(StrategyConfig(name="zero_shot"), backend, alt_items, suite, max_new_tokens, shots)
+        alt = run_strategy(zero_shot_config(), backend, alt_items, suite, max_new_tokens, shots)
     rows = []
     for i, it in enumerate(items):
         gold = _num(it["answer"])
@@ -68,3 +79,17 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
 def summary(rows: list[dict]) -> dict:
     keys = ("copied_from_prompt", "copied_from_exemplars", "skipped_computation", "template_flip")
     return {"n": len(rows), **{k: sum(r[k] for r in rows) / len(rows) for k in keys if rows and k in rows[0]}}
+
+
+def _run(ctx, opts: ShortcutOptions) -> tuple[list[dict], dict]:
+    rows = shortcuts(ctx.backend, ctx.items, ctx.suite, ctx.shots, ctx.eval_cfg.max_new_tokens, ctx.cot(),
+                     opts.alt_template)
+    return rows, summary(rows)
+
+
+PROBES.register(Probe(name="shortcuts", summary="answers that come from somewhere other than the computation",
+                      options=ShortcutOptions, run=_run, metrics=(
+    Metric("copied_from_prompt", "lower", "wrong answer copied from the question"),
+    Metric("copied_from_exemplars", "lower", "wrong answer copied from a few-shot exemplar"),
+    Metric("skipped_computation", "lower", "no step shown where one is needed"),
+    Metric("template_flip", "lower", "right under one phrasing, wrong under another"))))

@@ -7,30 +7,29 @@ import html
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftlab.compare.stats import wilson_interval
-from driftlab.compare.sweep import pareto_figure
-from driftlab.report.markdown import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
-                                      variant_summary, verdict)
+from driftlab.compare.verdict import variant_summary, verdict
+from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
+                                   pareto_figure, strategy_heatmap)
+from driftlab.report.tables import gate_lines, probe_table, strategy_rows, sweep_table, training_rows
+from driftlab.schema import Study
 
-COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
-
-def render_html(study: dict, train_logs: dict[str, list[dict]], flips: list[dict] | None = None) -> str:
+def render_html(study: Study, train_logs: dict[str, list[dict]], flips: list[dict] | None = None) -> str:
     figures = [accuracy_figure(study), diff_figure(study)]
     if strategy_rows(study):
         figures.append(strategy_heatmap(study))
-    if any(s["base_metrics"].get("errors") for s in study["suites"]):
+    if any(s.base_metrics.get("errors") for s in study.suites):
         figures.append(error_figure(study))
     if any(train_logs.values()):
         figures.append(loss_figure(train_logs))
-    if (study.get("probes") or {}).get("base", {}).get("probes", {}).get("faithfulness"):
-        figures.append(early_answer_figure(study["probes"]))
+    if study.probes and study.probes.base.get("probes", {}).get("faithfulness"):
+        figures.append(early_answer_figure(study.probes))
     plots = "\n".join(_plot(fig) for fig in figures)
     sweep = ""
-    if study.get("sweep"):
-        sweep = _md_table_as_html(sweep_table(study)) + _plot(pareto_figure(study["sweep"]["points"]))
+    if study.sweep:
+        sweep = _md_table_as_html(sweep_table(study)) + _plot(pareto_figure(study.sweep.points))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>driftlab: {html.escape(study['name'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>driftlab: {html.escape(study.name)}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
@@ -41,9 +40,9 @@ table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}}
 .gained-row td{{background:#eff8f0}}
 </style>
 <script>{get_plotlyjs()}</script></head><body>
-<h1>driftlab study: {html.escape(study['name'])}</h1>
-<p>Model <code>{html.escape(study['model']['name'])}</code> (fingerprint <code>{study['model']['fingerprint']}</code>),
-seed {study['seed']}, total {study['timings_s'].get('total', 0):.0f}s.</p>
+<h1>driftlab study: {html.escape(study.name)}</h1>
+<p>Model <code>{html.escape(study.model.name)}</code> (fingerprint <code>{study.model.fingerprint}</code>),
+seed {study.seed}, total {study.timings_s.get('total', 0):.0f}s.</p>
 <h2>Verdict</h2>{_verdict_list(study)}
 <h2>Per suite</h2>{_table(study)}
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
@@ -56,75 +55,6 @@ floor (base not significantly above chance + margin) cannot show a loss; its cha
 {_flip_browser(flips or [])}
 </body></html>
 """
-
-
-def accuracy_figure(study: dict) -> go.Figure:
-    """Base and each variant per suite, with Wilson 95% intervals and the suite's chance level."""
-    suites = [s["name"] for s in study["suites"]]
-    fig = go.Figure()
-    series = [("base", {s["name"]: (s["base_metrics"]["accuracy"], s["n"]) for s in study["suites"]})]
-    for v in study["variants"]:
-        series.append((v["name"], {r["suite"]: (r["tuned_acc"], r["n"]) for r in study["comparisons"]
-                                   if r["variant"] == v["name"]}))
-    for k, (name, accs) in enumerate(series):
-        ys, lo, hi = [], [], []
-        for s in suites:
-            acc, n = accs.get(s, (0.0, 0))
-            a, b = wilson_interval(round(acc * n), n)
-            ys.append(acc)
-            lo.append(acc - a)
-            hi.append(b - acc)
-        fig.add_bar(name=name, x=suites, y=ys, marker_color=COLORS[k % len(COLORS)],
-                    error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo})
-    fig.add_scatter(name="chance", x=suites, y=[s["chance"] for s in study["suites"]], mode="markers",
-                    marker={"symbol": "line-ew-open", "size": 40, "color": "#333"})
-    fig.update_layout(title="Accuracy per suite (95% Wilson intervals; dash = chance)", barmode="group",
-                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=420)
-    return fig
-
-
-def diff_figure(study: dict) -> go.Figure:
-    """Tuned minus base per suite, with the paired bootstrap 95% CI."""
-    fig = go.Figure()
-    for k, v in enumerate(study["variants"]):
-        rows = [r for r in study["comparisons"] if r["variant"] == v["name"]]
-        fig.add_scatter(name=v["name"], x=[100 * r["diff"] for r in rows], y=[r["suite"] for r in rows],
-                        mode="markers", marker={"size": 11, "color": COLORS[(k + 1) % len(COLORS)]},
-                        error_x={"type": "data", "symmetric": False,
-                                 "array": [100 * (r["ci95"][1] - r["diff"]) for r in rows],
-                                 "arrayminus": [100 * (r["diff"] - r["ci95"][0]) for r in rows]})
-    fig.add_vline(x=0, line_dash="dash", line_color="#888")
-    fig.update_layout(title="Tuned − base, percentage points (paired bootstrap 95% CI)",
-                      xaxis_title="difference (points)", height=120 + 60 * len(study["suites"]))
-    return fig
-
-
-def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
-    fig = go.Figure()
-    for k, (name, rows) in enumerate(train_logs.items()):
-        pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
-                        line={"color": COLORS[(k + 1) % len(COLORS)]})
-        held = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-        if held:
-            fig.add_scatter(name=f"{name} (held-out)", x=[p[0] for p in held], y=[p[1] for p in held],
-                            mode="lines+markers", line={"color": COLORS[(k + 1) % len(COLORS)], "dash": "dot"})
-    fig.update_layout(title="Training loss (completion tokens)", xaxis_title="step", yaxis_title="loss", height=360)
-    return fig
-
-
-def early_answer_figure(probes: dict) -> go.Figure:
-    fig = go.Figure()
-    runs = {"base": probes["base"], **probes["variants"]}
-    for k, (name, run) in enumerate(runs.items()):
-        curve = run["probes"]["faithfulness"]["early_answer_curve"]
-        pts = [(float(f), v) for f, v in curve.items() if v is not None]
-        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                        line={"color": COLORS[k % len(COLORS)]})
-    fig.update_layout(title="Early answering: same answer as with the full chain, by fraction of the chain kept",
-                      xaxis_title="fraction of the CoT kept", yaxis_title="share same answer", yaxis_range=[0, 1.05],
-                      height=360)
-    return fig
 
 
 def _md_table_as_html(lines: list[str]) -> str:
@@ -154,35 +84,6 @@ def _md_table_as_html(lines: list[str]) -> str:
     return "".join(body)
 
 
-def strategy_heatmap(study: dict) -> go.Figure:
-    """Accuracy per prompting strategy (rows) and model (columns)."""
-    rows = strategy_rows(study)
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    labels = list(dict.fromkeys(f"{r['suite']} · {r['strategy']}" for r in rows))
-    cell = {(f"{r['suite']} · {r['strategy']}", r["model"]): r["accuracy"] for r in rows}
-    z = [[cell.get((label, m)) for m in models] for label in labels]
-    fig = go.Figure(go.Heatmap(z=z, x=models, y=labels, colorscale="Blues", zmin=0, zmax=1,
-                               text=[[f"{v:.0%}" if v is not None else "" for v in row] for row in z],
-                               texttemplate="%{text}", colorbar={"tickformat": ".0%"}))
-    fig.update_layout(title="Accuracy by prompting strategy × model", height=120 + 40 * len(labels))
-    return fig
-
-
-def error_figure(study: dict) -> go.Figure:
-    """Error-taxonomy rates on the target's zero-shot replies, base and every variant."""
-    target = next(s for s in study["suites"] if s["role"] == "target")
-    series = [("base", target["base_metrics"].get("errors") or {})]
-    series += [(v["name"], (v.get("eval", {}).get(target["name"]) or {}).get("errors") or {})
-               for v in study["variants"]]
-    tags = sorted({t for _, errs in series for t in errs})
-    fig = go.Figure()
-    for k, (name, errs) in enumerate(series):
-        fig.add_bar(name=name, x=tags, y=[errs.get(t, 0.0) for t in tags], marker_color=COLORS[k % len(COLORS)])
-    fig.update_layout(title=f"Error taxonomy on {target['name']} (share of replies per tag)", barmode="group",
-                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=380)
-    return fig
-
-
 def _flip_browser(flips: list[dict]) -> str:
     if not flips:
         return ""
@@ -203,8 +104,8 @@ def _plot(fig: go.Figure) -> str:
             "</div>")
 
 
-def _verdict_list(study: dict) -> str:
-    roles = {s["name"]: s["role"] for s in study["suites"]}
+def _verdict_list(study: Study) -> str:
+    roles = study.roles()
     summary = "".join(
         f"<li><b>{html.escape(v['variant'])}</b> — gained: <span class=gained>{html.escape(', '.join(v['gained']))}"
         f"</span>{'' if v['gained'] else 'none'}; lost: <span class=lost>{html.escape(', '.join(v['lost']))}</span>"
@@ -215,20 +116,20 @@ def _verdict_list(study: dict) -> str:
     gate_html = ("<p>" + html.escape(gate[1].replace("**", "")) + "</p><ul>" +
                  "".join(f"<li>{html.escape(line[2:])}</li>" for line in gate[2:]) + "</ul>") if gate else ""
     items = []
-    for r in study["comparisons"]:
-        v = verdict(r, roles[r["suite"]])
+    for r in study.comparisons:
+        v = verdict(r, roles[r.suite])
         cls = "gained" if v == "gained" else "lost" if v == "lost" else "floor" if v.startswith("at floor") else ""
-        items.append(f'<li><b>{html.escape(r["variant"])}</b> on <code>{html.escape(r["suite"])}</code> '
-                     f'({roles[r["suite"]]}): <span class="{cls}">{html.escape(v)}</span> — '
-                     f'{100 * r["base_acc"]:.1f}% → {100 * r["tuned_acc"]:.1f}% '
-                     f'({100 * r["diff"]:+.1f} pts, CI [{100 * r["ci95"][0]:+.1f}, {100 * r["ci95"][1]:+.1f}])</li>')
+        items.append(f'<li><b>{html.escape(r.variant)}</b> on <code>{html.escape(r.suite)}</code> '
+                     f'({roles[r.suite]}): <span class="{cls}">{html.escape(v)}</span> — '
+                     f'{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% '
+                     f'({100 * r.diff:+.1f} pts, CI [{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}])</li>')
     note = ("<p class=floor>gained/lost: per suite × strategy, CI excluding 0 and McNemar p &lt; 0.05, not "
             "corrected for multiple comparisons (Benjamini-Hochberg p in the table below).</p>")
     return (f"<ul class=summary>{summary}</ul>{note}{gate_html}<details><summary>Every comparison</summary><ul>"
             + "".join(items) + "</ul></details>")
 
 
-def _strategy_table(study: dict) -> str:
+def _strategy_table(study: Study) -> str:
     rows = strategy_rows(study)
     if not rows:
         return ""
@@ -243,8 +144,8 @@ def _strategy_table(study: dict) -> str:
             f"<th>consistency</th></tr>{body}</table>")
 
 
-def _training_table(study: dict) -> str:
-    if not study["variants"]:
+def _training_table(study: Study) -> str:
+    if not study.variants:
         return ""
     body = "".join(
         f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{r['method']}</td>"
@@ -256,16 +157,16 @@ def _training_table(study: dict) -> str:
             f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
 
 
-def _table(study: dict) -> str:
-    roles = {s["name"]: s["role"] for s in study["suites"]}
+def _table(study: Study) -> str:
+    roles = study.roles()
     head = ("<tr><th class=l>variant</th><th class=l>suite</th><th class=l>role</th><th>n</th><th>chance</th>"
             "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>BH p</th>"
             "<th>floor</th></tr>")
     rows = "".join(
-        f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{html.escape(r['suite'])}</td>"
-        f"<td class=l>{roles[r['suite']]}</td><td>{r['n']}</td><td>{100 * r['chance']:.1f}%</td>"
-        f"<td>{100 * r['base_acc']:.1f}%</td><td>{100 * r['tuned_acc']:.1f}%</td><td>{100 * r['diff']:+.1f}</td>"
-        f"<td>[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]</td><td>{r['mcnemar_p']:.3g}</td>"
-        f"<td>{r['p_bh']:.3g}</td>"
-        f"<td>{'yes' if r['floor'] else 'no'}</td></tr>" for r in study["comparisons"])
+        f"<tr><td class=l>{html.escape(r.variant)}</td><td class=l>{html.escape(r.suite)}</td>"
+        f"<td class=l>{roles[r.suite]}</td><td>{r.n}</td><td>{100 * r.chance:.1f}%</td>"
+        f"<td>{100 * r.base_acc:.1f}%</td><td>{100 * r.tuned_acc:.1f}%</td><td>{100 * r.diff:+.1f}</td>"
+        f"<td>[{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}]</td><td>{r.mcnemar_p:.3g}</td>"
+        f"<td>{'n/a' if r.p_bh is None else format(r.p_bh, '.3g')}</td>"
+        f"<td>{'yes' if r.floor else 'no'}</td></tr>" for r in study.comparisons)
     return f"<table>{head}{rows}</table>"

@@ -1,5 +1,2 @@
-"""Stage 2 — train: fine-tune the base model with TRL (+ PEFT), one method per `train.method`."""
-
-from driftlab.train.sft import resume_training, train_model
-
-__all__ = ["train_model", "resume_training"]
+"""Stage 2 — train: fine-tune the base model with TRL (+ PEFT). The recipe is sft.py (`train_model`,
+`resume_training`); each method is a module of methods/."""

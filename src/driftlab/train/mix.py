@@ -10,24 +10,25 @@ Replay items that are eval prompts anywhere are dropped (contamination), and the
 from __future__ import annotations
 
 import random
-from driftlab.config import EvalConfig, MixSource, ModelConfig, TrainConfig
+from driftlab.config import EvalConfig, MixSource, TrainConfig
 from driftlab.data.build import normalize
 from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items, replay_prompts
 from driftlab.errors import DataError
-from driftlab.models import ResolvedModel
+from driftlab.models import ModelUnderTest
 
 MIX_SEED_OFFSET = 20_000_033  # replay generators draw far from any eval or train stream
 
 
-def build_training_set(items: list[dict], cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig,
-                       seed: int, exclude: set[str], eval_cfg: EvalConfig | None = None) -> tuple[list[dict], dict]:
+def build_training_set(items: list[dict], cfg: TrainConfig, base: ModelUnderTest, seed: int, exclude: set[str],
+                       eval_cfg: EvalConfig | None = None) -> tuple[list[dict], dict]:
+    """(training rows, what went into them). `base`: the model whose own replies self-replay uses."""
     rng = random.Random(seed * 31 + 7)
     target = [_augment(it, cfg.augment_templates, rng) for it in items] if cfg.augment_templates else list(items)
     mixed, report = list(target), {"target": len(target), "augmented_templates": len(cfg.augment_templates),
                                    "sources": {}}
     for i, src in enumerate(cfg.mix):
         want = max(1, round(src.ratio * len(items)))
-        raw = _source_items(src, want, seed + i, model, model_cfg, f"train.mix.{i}", eval_cfg or EvalConfig())
+        raw = _source_items(src, want, seed + i, base, f"train.mix.{i}", eval_cfg or EvalConfig())
         clean = [r for r in raw if normalize(r["question"]) not in exclude]
         if len(clean) < want:
             raise DataError(f"config key 'train.mix.{i}' ({src.name}): ratio {src.ratio} needs {want} items, "
@@ -47,8 +48,8 @@ def _augment(item: dict, templates: list[str], rng: random.Random) -> dict:
     return {**item, "prompt": templates[pick].replace("{question}", item["question"])}
 
 
-def _source_items(src: MixSource, want: int, seed: int, model: ResolvedModel, model_cfg: ModelConfig,
-                  key: str, eval_cfg: EvalConfig) -> list[dict]:
+def _source_items(src: MixSource, want: int, seed: int, base: ModelUnderTest, key: str,
+                  eval_cfg: EvalConfig) -> list[dict]:
     extra = want // 5 + 10  # headroom for dropped eval overlaps
     if src.source == "reasoning_gym":
         return reasoning_gym_items(src.task, src.task_kwargs, want + extra, seed + MIX_SEED_OFFSET, key)
@@ -56,23 +57,19 @@ def _source_items(src: MixSource, want: int, seed: int, model: ResolvedModel, mo
         rows, _ = (csv_items if src.source == "csv" else jsonl_items)(src.path)
         random.Random(seed).shuffle(rows)
         return rows
-    return self_replay(src, model, model_cfg, want + extra, key, eval_cfg)
+    return self_replay(src, base, want + extra, key, eval_cfg)
 
 
-def self_replay(src: MixSource, model: ResolvedModel, model_cfg: ModelConfig, n: int, key: str,
-                eval_cfg: EvalConfig | None = None) -> list[dict]:
+def self_replay(src: MixSource, base: ModelUnderTest, n: int, key: str, eval_cfg: EvalConfig | None = None
+                ) -> list[dict]:
     """The base model's greedy replies to up to n general prompts; replies cut off at max_new_tokens are dropped
     (training on them would teach the model to stop mid-sentence)."""
-    from driftlab.eval.run import open_backend
-    from driftlab.eval.store import CachedBackend, results_store
+    from driftlab.eval.open import open_backend
 
     prompts = replay_prompts(src.path)[:n]  # the bundled file's tail is the drift probe's, never trained on
     eval_cfg = eval_cfg or EvalConfig()  # the study's: same backend, batch size and results store (or none)
-    backend, model_fp = open_backend(model, model_cfg, eval_cfg, adapter=None)
-    with results_store(eval_cfg) as store:
-        cached = CachedBackend(backend, store, model_fp, eval_cfg.batch_size,
-                               log=lambda m: print(f"self-replay: {m}")) if store else backend
-        replies = cached.generate([p["question"] for p in prompts], src.max_new_tokens)
+    with open_backend(base, eval_cfg, log=lambda m: print(f"self-replay: {m}")) as backend:
+        replies = backend.generate([p["question"] for p in prompts], src.max_new_tokens)
     rows = [{"question": p["question"], "answer": g.text.strip(), "meta": {"self_replay": True}}
             for p, g in zip(prompts, replies) if g.finish == "stop" and g.text.strip()]
     if not rows:

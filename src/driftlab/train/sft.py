@@ -1,7 +1,7 @@
 """Stage 2 — train: supervised fine-tuning with TRL's SFTTrainer, every method behind `train.method`.
 
-Recipe: load the base (4-bit for QLoRA), let the method decide what may change (train.methods), build the training
-set (target items, template augmentation, replay mix) and write it down, configure TRL for the device, train with
+Recipe: load the base (4-bit for QLoRA), let the registered method decide what may change (train/methods/), build
+the training set (target items, template augmentation, replay mix) and write it down, configure TRL for the device, train with
 callbacks that log to the run dir / TensorBoard and stop on a non-finite loss, then save the method's artifact
 (adapter/, expert/ or model/) and a train.json summary. `resume_training` continues a killed run from its last
 checkpoint (optimizer, scheduler, RNG and data position come back with it: HF Trainer's resume).
@@ -17,31 +17,30 @@ from pathlib import Path
 
 from driftlab.config import EvalConfig, ModelConfig, TrainConfig
 from driftlab.errors import DriftlabError
-from driftlab.models import ResolvedModel, has_bf16, load_pretrained, pick_device
+from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
 from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard
 from driftlab.train.lm_head import completion_tokens_only
-from driftlab.train.methods import prepare, quantization_config
-
-ARTIFACT = {"lora": "adapter", "dora": "adapter", "qlora": "adapter", "svf": "expert", "full": "model"}
+from driftlab.train.methods import METHODS
 
 
-def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainConfig, items: list[dict],
-                out_dir: Path, seed: int = 0, exclude_prompts: set[str] | None = None,
-                eval_cfg: EvalConfig | None = None) -> dict:
-    """Fine-tune `model` on `items` (+ train.mix); writes train_set.jsonl, train_config.json, checkpoints/, the
-    artifact, train_log.jsonl and train.json into out_dir. `exclude_prompts`: eval prompts no replay item may be."""
+def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict], out_dir: Path, seed: int = 0,
+                exclude_prompts: set[str] | None = None, eval_cfg: EvalConfig | None = None) -> dict:
+    """Fine-tune the base of `start` on `items` (+ train.mix); writes train_set.jsonl, train_config.json,
+    checkpoints/, the artifact, train_log.jsonl and train.json into out_dir. `exclude_prompts`: eval prompts no
+    replay item may be."""
     from driftlab.train.mix import build_training_set
 
     out_dir = Path(out_dir)
+    model, model_cfg, method = start.base, start.config, METHODS.get(train_cfg.method)
     sharded = (os.environ.get("ACCELERATE_USE_FSDP", "false") == "true"
                or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
-    if train_cfg.method == "svf" and world_size() > 1 and sharded:
-        raise DriftlabError("train.method=svf under FSDP or ZeRO-3 is not supported (its scale vectors would be "
-                            "sharded); use configs/accelerate/multi_gpu.yaml or zero2.yaml")
+    if not method.shardable and world_size() > 1 and sharded:
+        raise DriftlabError(f"train.method={method.name} under FSDP or ZeRO-3 is not supported (its parameters would "
+                            "be sharded); use configs/accelerate/multi_gpu.yaml or zero2.yaml")
     # Every rank builds the same training set (deterministic for the seed); rank 0 writes it down.
-    train_set, mix_report = build_training_set(items, train_cfg, model, model_cfg, seed, exclude_prompts or set(),
+    train_set, mix_report = build_training_set(items, train_cfg, start.base_only(), seed, exclude_prompts or set(),
                                                eval_cfg)
     if is_main_process():
         write_jsonl(out_dir / "train_set.jsonl", train_set)
@@ -55,7 +54,7 @@ def train_model(model: ResolvedModel, model_cfg: ModelConfig, train_cfg: TrainCo
     if train_cfg.cache and world_size() == 1:
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), train_cfg.model_dump(mode="json"),
                         train_set, seed, device, choices)
-        hit = lookup(key, ARTIFACT[train_cfg.method], out_dir)
+        hit = lookup(key, method.artifact, out_dir)
         if hit is not None:
             write_json(out_dir / "train.json", hit)
             return hit
@@ -96,12 +95,13 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
 
     device = pick_device(model_cfg.device)
     on_gpu = device == "cuda"
-    quant = quantization_config(cfg) if cfg.method == "qlora" else None
+    method = METHODS.get(cfg.method)
+    quant = method.quantization(cfg) if method.quantization else None
     lm, tokenizer = load_pretrained(model, model_cfg.dtype, device, quant)  # the Trainer moves it to the device
     if choices["attention"] is not None:
         lm.set_attn_implementation(choices["attention"])
     base_params = _param_count(lm)  # before the method wraps or freezes anything
-    lm, peft_config = prepare(lm, cfg)
+    lm, peft_config = method.prepare(lm, cfg)
 
     rows = [to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking) for it in train_set]
     n_eval = int(len(rows) * cfg.eval_fraction)
@@ -127,7 +127,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         use_cpu=not on_gpu,
         use_liger_kernel=choices["liger"],
         padding_free=cfg.padding_free,
-        ddp_broadcast_buffers=cfg.method != "svf",  # SVF's U, s, Vᵀ buffers are identical on every rank
+        ddp_broadcast_buffers=method.broadcast_buffers,
         completion_only_loss=True,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # the default hides a NaN loss behind the previous steps' mean
@@ -170,7 +170,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         raise DriftlabError(f"training stopped: loss became {guard.bad_value} at step {guard.bad_step}; last good "
                             f"checkpoint: {where} (lower train.learning_rate?)")
 
-    artifact = _save_artifact(trainer, tokenizer, cfg, out_dir / ARTIFACT[cfg.method], model)
+    artifact = out_dir / method.artifact
+    method.save(trainer, tokenizer, cfg, artifact, model)
     losses = [r["loss"] for r in log_cb.rows if "loss" in r]
     eval_losses = [r["eval_loss"] for r in log_cb.rows if "eval_loss" in r]
     tokens = trainer.state.num_input_tokens_seen
@@ -209,11 +210,9 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     return summary
 
 
-# Longest training sequence (tokens) up to which eager attention beats SDPA on CPU under bf16 autocast. Measured on
-# this project's 2-core CPU, forward + backward of one attention call, batch 16, 9 heads of 64: eager 4.6 / 16.4 /
-# 87.5 ms against SDPA 13.5 / 32.2 / 66.8 ms at 64 / 128 / 256 tokens (SDPA's CPU flash backward is slow on short
-# bf16 sequences; float32 shows no difference). Whole LoRA steps of the default study: +20% tokens/s (target data,
-# ~62 tokens), +17% (with self-replay, up to ~140 tokens); peak RSS +10%.
+# Longest training sequence (tokens) up to which eager attention beats SDPA on CPU under bf16 autocast (SDPA's CPU
+# flash backward is slow on short bf16 sequences; float32 shows no difference). The measurements behind the number
+# are in benchmarks/NOTES.md ("Eager attention on short sequences").
 EAGER_MAX_TOKENS = 160
 
 
@@ -283,21 +282,6 @@ def to_conversation(item: dict, system_prompt: str | None = None, enable_thinkin
     if enable_thinking is not None:
         record["chat_template_kwargs"] = {"enable_thinking": enable_thinking}
     return record
-
-
-def _save_artifact(trainer, tokenizer, cfg: TrainConfig, path: Path, model: ResolvedModel) -> Path:
-    """adapter/ (PEFT safetensors + adapter_config.json), expert/ (SVF) or model/ (full weights + tokenizer).
-    Trainer.save_model runs on every rank: under FSDP/ZeRO-3 it gathers the shards, and rank 0 writes."""
-    if cfg.method == "svf":
-        from driftlab.train.svf import save_expert
-
-        if is_main_process():
-            save_expert(trainer.model, path, {"base_fingerprint": model.fingerprint})
-        return path
-    trainer.save_model(str(path))
-    if cfg.method == "full" and is_main_process():
-        tokenizer.save_pretrained(str(path))
-    return path
 
 
 def _tensorboard(log_dir: Path):

@@ -1,0 +1,165 @@
+"""The HF backend: batched greedy decoding, per-row seeded sampling and log-likelihood scoring with a transformers
+causal LM (the default; CPU or GPU)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from driftlab.eval.backend import Generation, row_seed, render_chat
+
+
+class HFBackend:
+    """Batched greedy decoding and log-likelihood scoring with a transformers causal LM."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, system_prompt: str | None = None,
+                 enable_thinking: bool | None = None, on_progress=None):
+        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+        self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
+        self.on_progress = on_progress or (lambda n: None)
+        self.device = next(model.parameters()).device
+
+    def chat(self, prompt: str | list[dict]) -> str:
+        return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
+
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        encoded = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
+        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+
+    def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+        encoded = [self.tok(t, add_special_tokens=False).input_ids for t in texts]
+        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+
+    def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
+               stop: list[str] | None = None) -> list[list[Generation]]:
+        """n sampled replies per prompt, batched across prompts. Each reply draws from its own random stream,
+        seeded by `seed`, the prompt text and the sample index, so it does not depend on which other prompts
+        share the run or the batch."""
+        rows, seeds = [], []
+        for prompt in prompts:
+            text = self.chat(prompt)
+            ids = self.tok(text, add_special_tokens=False).input_ids
+            for j in range(n):
+                rows.append(ids)
+                seeds.append(row_seed(seed, text, j))
+        flat = self._decode_rows(rows, max_new_tokens, stop or [], sampler=(temperature, seeds))
+        return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    @torch.inference_mode()
+    def _decode_rows(self, encoded: list[list[int]], max_new_tokens: int, stop: list[str],
+                     sampler: tuple[float, list[int]] | None) -> list[Generation]:
+        """Decode every row, `batch_size` rows at a time, longest prompts first (similar lengths share a batch:
+        less padding, and memory peaks early). Greedy, or sampling when `sampler` = (temperature, row seeds).
+        A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own); HF generate keeps
+        stopped rows in the batch until its last row stops — the vLLM backend does not."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(encoded)
+        eos = _stop_ids(self.tok, self.model)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self._left_pad([encoded[i] for i in idx])
+            extra = {}
+            if sampler is not None:
+                extra["logits_processor"] = LogitsProcessorList(
+                    [GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device)])
+            if stop:
+                extra.update(stop_strings=stop, tokenizer=self.tok)
+            t0 = time.perf_counter()
+            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                                      pad_token_id=self.tok.pad_token_id, top_p=None, top_k=None, temperature=None,
+                                      **extra)
+            dt = (time.perf_counter() - t0) / len(idx)
+            new = out[:, batch["input_ids"].shape[1] :]
+            for row, i in zip(new.tolist(), idx):
+                results[i] = self._decode(row, eos, dt, stop)
+            self.on_progress(len(idx))
+        return results  # type: ignore[return-value]
+
+    def _decode(self, row: list[int], eos: list[int], latency: float, stop: list[str] = ()) -> Generation:
+        n = next((k for k, t in enumerate(row) if t in eos or t == self.tok.pad_token_id), None)  # HF pads a
+        tokens = row if n is None else row[:n]  # row after it stops (a stop string ends it without an eos token)
+        text = self.tok.decode(tokens, skip_special_tokens=True)
+        cut = min((text.find(s) for s in stop if s in text), default=-1)
+        if cut >= 0:  # a stop string ended the row: the reply is what came before it (as in OpenAI/vLLM APIs)
+            return Generation(text[:cut], len(tokens), "stop", latency)
+        return Generation(text, len(tokens), "length" if n is None else "stop", latency)
+
+    @torch.inference_mode()
+    def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+        """Sum of log p(choice tokens | chat prompt) for every choice of every prompt (lm-eval's 'acc')."""
+        out = []
+        for prompt, opts in zip(prompts, choices):
+            ctx = self.tok(self.chat(prompt), add_special_tokens=False).input_ids
+            # Context and continuation are encoded separately, as lm-eval does, so the continuation's tokens are
+            # exactly the choice's tokens whatever the context ends with.
+            conts = [self.tok(c, add_special_tokens=False).input_ids for c in opts]
+            out.append(self._score_continuations(ctx, conts))
+            self.on_progress(1)
+        return out
+
+    def _score_continuations(self, ctx: list[int], conts: list[list[int]]) -> list[float]:
+        # Prefix sharing: the context runs once and its KV cache is repeated for every choice, instead of running
+        # context+choice k times (measured ~6x faster per item on the 14-choice family_relations suite on CPU:
+        # 1.76 s -> 0.30 s).
+        first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
+        next_logp = first.logits[0, -1].float().log_softmax(-1)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(conts))
+        width = max(map(len, conts))
+        ids = torch.full((len(conts), width), self.tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(conts), len(ctx) + width), dtype=torch.long)
+        mask[:, : len(ctx)] = 1
+        for r, c in enumerate(conts):
+            ids[r, : len(c)] = torch.tensor(c)
+            mask[r, len(ctx) : len(ctx) + len(c)] = 1  # right padding: pads sit after the real tokens
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                            past_key_values=cache, use_cache=True).logits
+        scores = []
+        for r, c in enumerate(conts):
+            # Token 0 is predicted by the context's last position, token i by continuation position i-1.
+            score = next_logp[c[0]].item()
+            if len(c) > 1:
+                lp = logits[r, : len(c) - 1].float().log_softmax(-1)
+                score += lp[torch.arange(len(c) - 1, device=self.device), torch.tensor(c[1:], device=self.device)].sum().item()
+            scores.append(score)
+        return scores
+
+    def _left_pad(self, seqs: list[list[int]]) -> dict:
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), self.tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s) :] = torch.tensor(s)
+            mask[r, width - len(s) :] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+def _stop_ids(tokenizer, model) -> list[int]:
+    ids = set()
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(source)
+    end_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end_turn, int) and end_turn != tokenizer.unk_token_id:
+        ids.add(end_turn)
+    return sorted(ids)
+
+
+class GumbelSampler(LogitsProcessor):
+    """Temperature sampling with one random stream per row, run inside greedy decoding: argmax(logits / T + Gumbel
+    noise) is an exact sample from softmax(logits / T) (the Gumbel-max trick). HF's own sampling draws from one
+    global RNG for the whole batch, which makes a row's sample depend on its batch-mates; here it cannot."""
+
+    def __init__(self, temperature: float, seeds: list[int], device):
+        self.temperature = temperature
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device)
+                             for g in self.generators])
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
+        return scores.float() / self.temperature + gumbel

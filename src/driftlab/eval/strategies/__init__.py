@@ -1,0 +1,48 @@
+"""Prompting strategies: how an item is asked. One module per strategy in this package, each registering a
+`Strategy` in STRATEGIES; `eval.strategies` in the config names them. A strategy turns items into backend requests
+and returns, per item, the final reply that gets extracted and scored, plus what the strategy itself measured.
+
+To add a strategy: a new module here that calls `STRATEGIES.register(Strategy(...))` with its name, options (its
+config keys, read as `strategy_cfg.options`), the metrics it adds to a suite's metrics, and `run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from driftlab.eval.backend import Backend, Generation
+from driftlab.registry import Entry, Registry
+
+
+@dataclass
+class StrategyOutput:
+    generation: Generation  # the final reply (text, tokens, latency)
+    extra: dict = field(default_factory=dict)  # what the strategy measured (votes, initial answer, ...)
+    initial_text: str | None = None  # reflection: the answer before self-critique
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy(Entry):
+    # (strategy cfg, backend, items, suite cfg, token budget, few-shot exemplars) -> one StrategyOutput per item
+    run: Callable[..., list[StrategyOutput]]
+    rows_per_item: Callable = lambda cfg: 1  # generated sequences per item (what the progress bar counts)
+    exemplars_needed: Callable = lambda cfg: 0  # train-split exemplars it needs per suite; fewer: the suite is skipped
+    asks_for_format: bool = False  # its own instruction asks for an 'Answer:' line (the error taxonomy's format check)
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", __name__)
+
+
+def run_strategy(strategy, backend: Backend, items: list[dict], suite, max_new_tokens: int,
+                 shots: list[dict]) -> list[StrategyOutput]:
+    """Run one configured strategy (a StrategyConfig) on items; `max_new_tokens` unless the strategy sets its own."""
+    entry = STRATEGIES.get(strategy.name)
+    return entry.run(strategy, backend, items, suite, strategy.max_new_tokens or max_new_tokens, shots)
+
+
+def zero_shot_config():
+    """The plain strategy, for callers that ask an item as it is (the sweep, the shortcut probe)."""
+    from driftlab.config import StrategyConfig
+
+    return StrategyConfig(name="zero_shot")

@@ -1,0 +1,17 @@
+"""cot: ask for step-by-step reasoning, then a final `Answer:` line."""
+
+from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
+
+COT_INSTRUCTION = "Think step by step, then give your final answer on a last line of the form 'Answer: <answer>'."
+
+
+def cot_prompt(prompt: str) -> str:
+    return f"{prompt}\n{COT_INSTRUCTION}"
+
+
+def run(cfg, backend, items, suite, budget, shots):
+    return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget, cfg.stop)]
+
+
+STRATEGIES.register(Strategy(name="cot", summary="step-by-step reasoning, then a final 'Answer:' line", run=run,
+                             asks_for_format=True))

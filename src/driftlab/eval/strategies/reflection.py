@@ -1,0 +1,30 @@
+"""reflection: answer -> self-critique turn -> revised answer; the first answer is kept so changes are counted."""
+
+from driftlab.eval.backend import Generation
+from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
+from driftlab.registry import Metric
+
+REFLECT_INSTRUCTION = ("Check your answer carefully. If it is wrong, correct it. Reply with your final answer on a "
+                       "last line of the form 'Answer: <answer>'.")
+
+
+def run(cfg, backend, items, suite, budget, shots):
+    first = backend.generate([it["prompt"] for it in items], budget, cfg.stop)
+    follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
+                  {"role": "user", "content": REFLECT_INSTRUCTION}] for it, g in zip(items, first)]
+    second = backend.generate(follow_up, budget, cfg.stop)
+    return [StrategyOutput(_combined(g1, g2), initial_text=g1.text) for g1, g2 in zip(first, second)]
+
+
+def _combined(first: Generation, second: Generation) -> Generation:
+    return Generation(second.text, first.n_tokens + second.n_tokens, second.finish,
+                      first.latency_s + second.latency_s, first.cached and second.cached)
+
+
+STRATEGIES.register(Strategy(
+    name="reflection", summary="answer, self-critique turn, revised answer", run=run, rows_per_item=lambda cfg: 2,
+    asks_for_format=True, metrics=(
+        Metric("initial_accuracy", "higher", "accuracy of the first answer, before self-critique"),
+        Metric("changed_rate", "neither", "share of items whose answer the critique changed"),
+        Metric("right_to_wrong", "lower", "items the critique turned from right to wrong"),
+        Metric("wrong_to_right", "higher", "items the critique turned from wrong to right"))))

@@ -1,0 +1,140 @@
+"""The report's plots (plotly figures), each from the typed study: accuracy per suite, paired differences,
+strategies × models, error taxonomy, training loss, early answering, and the gain-vs-retention Pareto plot."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from driftlab.compare.stats import wilson_interval
+from driftlab.report.tables import strategy_rows
+from driftlab.schema import ProbeResults, Study, SweepPoint
+
+COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
+
+
+def accuracy_figure(study: Study) -> go.Figure:
+    """Base and each variant per suite, with Wilson 95% intervals and the suite's chance level."""
+    suites = [s.name for s in study.suites]
+    fig = go.Figure()
+    series = [("base", {s.name: (s.base_metrics["accuracy"], s.n) for s in study.suites})]
+    for name in study.variant_names():
+        series.append((name, {r.suite: (r.tuned_acc, r.n) for r in study.rows(name)}))
+    for k, (name, accs) in enumerate(series):
+        ys, lo, hi = [], [], []
+        for s in suites:
+            acc, n = accs.get(s, (0.0, 0))
+            a, b = wilson_interval(round(acc * n), n)
+            ys.append(acc)
+            lo.append(acc - a)
+            hi.append(b - acc)
+        fig.add_bar(name=name, x=suites, y=ys, marker_color=COLORS[k % len(COLORS)],
+                    error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo})
+    fig.add_scatter(name="chance", x=suites, y=[s.chance for s in study.suites], mode="markers",
+                    marker={"symbol": "line-ew-open", "size": 40, "color": "#333"})
+    fig.update_layout(title="Accuracy per suite (95% Wilson intervals; dash = chance)", barmode="group",
+                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=420)
+    return fig
+
+
+def diff_figure(study: Study) -> go.Figure:
+    """Tuned minus base per suite, with the paired bootstrap 95% CI."""
+    fig = go.Figure()
+    for k, name in enumerate(study.variant_names()):
+        rows = study.rows(name)
+        fig.add_scatter(name=name, x=[100 * r.diff for r in rows], y=[r.suite for r in rows],
+                        mode="markers", marker={"size": 11, "color": COLORS[(k + 1) % len(COLORS)]},
+                        error_x={"type": "data", "symmetric": False,
+                                 "array": [100 * (r.ci95[1] - r.diff) for r in rows],
+                                 "arrayminus": [100 * (r.diff - r.ci95[0]) for r in rows]})
+    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    fig.update_layout(title="Tuned − base, percentage points (paired bootstrap 95% CI)",
+                      xaxis_title="difference (points)", height=120 + 60 * len(study.suites))
+    return fig
+
+
+def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
+    fig = go.Figure()
+    for k, (name, rows) in enumerate(train_logs.items()):
+        pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                        line={"color": COLORS[(k + 1) % len(COLORS)]})
+        held = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+        if held:
+            fig.add_scatter(name=f"{name} (held-out)", x=[p[0] for p in held], y=[p[1] for p in held],
+                            mode="lines+markers", line={"color": COLORS[(k + 1) % len(COLORS)], "dash": "dot"})
+    fig.update_layout(title="Training loss (completion tokens)", xaxis_title="step", yaxis_title="loss", height=360)
+    return fig
+
+
+def early_answer_figure(probes: ProbeResults) -> go.Figure:
+    fig = go.Figure()
+    runs = {"base": probes.base, **probes.variants}
+    for k, (name, run) in enumerate(runs.items()):
+        curve = run["probes"]["faithfulness"]["early_answer_curve"]
+        pts = [(float(f), v) for f, v in curve.items() if v is not None]
+        fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                        line={"color": COLORS[k % len(COLORS)]})
+    fig.update_layout(title="Early answering: same answer as with the full chain, by fraction of the chain kept",
+                      xaxis_title="fraction of the CoT kept", yaxis_title="share same answer", yaxis_range=[0, 1.05],
+                      height=360)
+    return fig
+
+
+def strategy_heatmap(study: Study) -> go.Figure:
+    """Accuracy per prompting strategy (rows) and model (columns)."""
+    rows = strategy_rows(study)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    labels = list(dict.fromkeys(f"{r['suite']} · {r['strategy']}" for r in rows))
+    cell = {(f"{r['suite']} · {r['strategy']}", r["model"]): r["accuracy"] for r in rows}
+    z = [[cell.get((label, m)) for m in models] for label in labels]
+    fig = go.Figure(go.Heatmap(z=z, x=models, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                               text=[[f"{v:.0%}" if v is not None else "" for v in row] for row in z],
+                               texttemplate="%{text}", colorbar={"tickformat": ".0%"}))
+    fig.update_layout(title="Accuracy by prompting strategy × model", height=120 + 40 * len(labels))
+    return fig
+
+
+def error_figure(study: Study) -> go.Figure:
+    """Error-taxonomy rates on the target's zero-shot replies, base and every variant."""
+    target = next(s for s in study.suites if s.role == "target")
+    series = [("base", target.base_metrics.get("errors") or {})]
+    series += [(v.name, (v.eval.get(target.name) or {}).get("errors") or {}) for v in study.variants]
+    tags = sorted({t for _, errs in series for t in errs})
+    fig = go.Figure()
+    for k, (name, errs) in enumerate(series):
+        fig.add_bar(name=name, x=tags, y=[errs.get(t, 0.0) for t in tags], marker_color=COLORS[k % len(COLORS)])
+    fig.update_layout(title=f"Error taxonomy on {target.name} (share of replies per tag)", barmode="group",
+                      yaxis={"range": [0, 1.05], "tickformat": ".0%"}, height=380)
+    return fig
+
+
+def pareto_figure(points: list[SweepPoint]) -> go.Figure:
+    fig = go.Figure()
+    for variant in dict.fromkeys(p.variant for p in points):
+        pts = sorted((p for p in points if p.variant == variant), key=lambda p: p.alpha)
+        fig.add_scatter(name=variant, x=[p.heldout_change for p in pts], y=[p.target_gain for p in pts],
+                        mode="lines+markers+text", text=[f"α={p.alpha:g}" for p in pts], textposition="top center",
+                        error_x=_bars(pts, "heldout_change", "heldout_ci"), error_y=_bars(pts, "target_gain", "target_ci"))
+    front = sorted((p for p in points if p.frontier), key=lambda p: p.heldout_change)
+    fig.add_scatter(name="frontier", x=[p.heldout_change for p in front], y=[p.target_gain for p in front],
+                    mode="lines", line={"dash": "dot", "color": "#333"})
+    fig.update_layout(title="Gain vs retention: target change against mean held-out change (not-at-floor suites), "
+                      "fine-tunes scaled from base (α=0) to full (α=1)", xaxis_title="mean held-out change",
+                      yaxis_title="target change", xaxis_tickformat="+.0%", yaxis_tickformat="+.0%", height=460)
+    return fig
+
+
+def _bars(pts: list[SweepPoint], key: str, ci: str) -> dict:
+    """Asymmetric error bars from a point's CI."""
+    return {"type": "data", "symmetric": False, "thickness": 1, "width": 3,
+            "array": [getattr(p, ci)[1] - getattr(p, key) for p in pts],
+            "arrayminus": [getattr(p, key) - getattr(p, ci)[0] for p in pts]}
+
+
+def pareto_html(points: list[SweepPoint]) -> str:
+    """The Pareto plot alone, as one self-contained page (plotly.js inlined)."""
+    from plotly.offline import get_plotlyjs
+
+    fig = pareto_figure(points).to_html(full_html=False, include_plotlyjs=False)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><script>{get_plotlyjs()}</script></head><body>{fig}"
+            "</body></html>")

@@ -1,0 +1,137 @@
+"""The report's tables, built once from the typed study and shared by report.md and report.html: rows as dicts
+(strategies, training) and whole sections as markdown lines (gate, sweep, probes), which report.html renders too,
+so both reports say the same."""
+
+from __future__ import annotations
+
+from driftlab.schema import Study
+
+
+def gate_lines(study: Study) -> list[str]:
+    """The gate's result and every violated check (the study applies the config's gate rules, as `driftlab gate`)."""
+    gate = study.gate
+    if gate is None:
+        return []
+    failed = [c for c in gate.checks if not c.passed]
+    lines = ["", f"Gate ({len(gate.rules)} rules, {len(gate.checks)} checks): "
+             f"**{'FAILED' if failed else 'passed'}**" + ("" if failed else ".")]
+    for c in failed:
+        ci = f", CI [{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else ""
+        diff = "" if c.diff is None else f" (diff {c.diff:+.3f}{ci})"
+        lines.append(f"- {c.variant}: rule {c.rule} on `{c.subject}`{diff}: {c.why}")
+    return lines
+
+
+def sweep_table(study: Study) -> list[str]:
+    sweep = study.sweep
+    if not sweep:
+        return []
+    items = ", ".join(f"{n} {k}" for n, k in sweep.items.items())
+    lines = ["## Gain vs retention (scale sweep)", "",
+             f"Each fine-tune evaluated zero-shot at scales α between the base (α=0) and itself (α=1) without "
+             f"retraining (LoRA scale, SVF z, WiSE-FT for full weights), on {items} items. Held-out change: mean over "
+             f"the held-out suites not at their floor. CIs: {sweep.confidence:.0%} stratified paired bootstrap "
+             f"({sweep.n_bootstrap} resamples). Frontier: no other point gains at least as much and retains at "
+             "least as much.", "",
+             "| variant | α | target change (pts) | 95% CI | held-out change (pts) | 95% CI | frontier |",
+             "|---|---:|---:|---|---:|---|---|"]
+    for p in sweep.points:
+        lines.append(f"| {p.variant} | {p.alpha:g} | {pts(p.target_gain)} | [{pts(p.target_ci[0])}, "
+                     f"{pts(p.target_ci[1])}] | {pts(p.heldout_change)} | [{pts(p.heldout_ci[0])}, "
+                     f"{pts(p.heldout_ci[1])}] | {'yes' if p.frontier else ''} |")
+    return lines + [""]
+
+
+def training_rows(study: Study) -> list[dict]:
+    """One row per variant: what it trained (method, trainable parameters, replay) and how the run went."""
+    rows = []
+    for v in study.variants:
+        t = v.train
+        mix = (t.get("mix") or {}).get("sources") or {}
+        rows.append({"variant": v.name, "method": t["method"], "trainable": t["trainable_params"],
+                     "fraction": t["trainable_fraction"], "steps": t["steps"], "tokens": t["tokens"],
+                     "tokens_per_s": t["tokens_per_s"], "first_loss": num(t["first_loss"]),
+                     "final_loss": num(t["final_loss"]), "wall_s": t["wall_s"],
+                     "cached": bool((t.get("cache") or {}).get("hit")),  # copied from the train cache, not run now
+                     "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none"})
+    return rows
+
+
+def probe_table(study: Study) -> list[str]:
+    from driftlab.probes import PROBES
+
+    probes = study.probes
+    if not probes:
+        return []
+    lines = ["## Probes", "", f"On the first {probes.base['items']} items of `{probes.base['suite']}`, paired "
+             "per item, base vs tuned; CIs are paired bootstrap over items.", "",
+             "| variant | probe | metric | n | base | tuned | diff | 95% CI | what it measures |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    for r in probes.comparisons:
+        metric = PROBES.get(r.probe).metric(r.metric) if r.probe in PROBES.names() else None
+        meaning = f"{metric.meaning} ({metric.better} is better)" if metric and metric.better != "neither" else \
+            (metric.meaning if metric else "")
+        lines.append(f"| {r.variant} | {r.probe} | {r.metric} | {r.n} | {r.base:.3f} | {r.tuned:.3f} | "
+                     f"{r.diff:+.3f} | [{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}] | {meaning} |")
+    runs = {"base": probes.base, **probes.variants}
+    fractions = list(probes.base["probes"].get("faithfulness", {}).get("early_answer_curve", {}))
+    lines += ["", "Early answering (share of forced answers equal to the full-CoT answer, by fraction of the chain "
+              "kept), the format classes of the sampled replies, and each probe's cost:", "",
+              "| model | chain present | " + " | ".join(f"f={f}" for f in fractions) +
+              " | sample formats | probe seconds |", "|---|---:|" + "---:|" * len(fractions) + "---|---|"]
+    for name, run in runs.items():
+        f = run["probes"].get("faithfulness", {})
+        curve = f.get("early_answer_curve", {})
+        shares = run["probes"].get("diversity", {}).get("format_shares", {})
+        formats = ", ".join(f"{k} {pct(v)}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])) or "n/a"
+        secs = ", ".join(f"{k} {v:.0f}" for k, v in run["timings_s"].items())
+        lines.append(f"| {name} | {pct(f.get('chain_rate', 0))} | " + " | ".join(
+            pct(curve[k]) if curve.get(k) is not None else "n/a" for k in fractions) +
+            f" | {formats} | {secs} |")
+    return lines + [""]
+
+
+def strategy_rows(study: Study) -> list[dict]:
+    """One row per (suite, strategy, model) for suites evaluated under more than one strategy."""
+    multi = {s.key.suite for s in study.suites if not s.key.zero_shot}
+    rows = []
+    for suite in study.suites:
+        if suite.key.suite not in multi:
+            continue
+        cell = {"suite": suite.key.suite, "strategy": suite.key.strategy}
+        rows.append({**cell, "model": "base", **_strategy_cells(suite.base_metrics)})
+        for v in study.variants:
+            if v.eval.get(suite.name):
+                rows.append({**cell, "model": v.name, **_strategy_cells(v.eval[suite.name])})
+    return rows
+
+
+def strategy_table(study: Study) -> list[str]:
+    rows = strategy_rows(study)
+    if not rows:
+        return []
+    lines = ["## Strategies × variants", "", "| suite | strategy | model | accuracy | format | latency p50 (s) | "
+             "tokens/s | consistency |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['suite']} | {r['strategy']} | {r['model']} | {pct(r['accuracy'])} | {pct(r['format'])} | "
+                     f"{num(r['latency'])} | {num(r['tokens_per_s'], 0)} | {num(r['consistency'], 2)} |")
+    return lines + [""]
+
+
+def _strategy_cells(m: dict) -> dict:
+    return {"accuracy": m["accuracy"], "format": m["format_rate"], "latency": m.get("latency_p50_s"),
+            "tokens_per_s": m.get("tokens_per_s"), "consistency": m.get("consistency")}
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def pts(x: float) -> str:
+    return f"{100 * x:+.1f}"

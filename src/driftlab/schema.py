@@ -1,0 +1,193 @@
+"""The shape of what a study writes: study.json as typed models (written and read through them, so its shape lives
+here and not only in the code that writes it), and the key of one suite × strategy result.
+
+Nested records that other stages own and describe (a train summary, an eval's metrics, the data report, a probe
+summary) stay mappings here; everything the report, the gate and the CLI read by name is a field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    """One suite under one prompting strategy. Written `<suite>` for zero-shot (and every log-likelihood suite),
+    `<suite>@<strategy>` otherwise: the name of its per-item JSONL and its key in eval.json and study.json."""
+    suite: str
+    strategy: str = "zero_shot"
+
+    def __str__(self) -> str:
+        return self.suite if self.strategy == "zero_shot" else f"{self.suite}@{self.strategy}"
+
+    @classmethod
+    def parse(cls, key: str) -> ResultKey:
+        suite, _, strategy = key.partition("@")
+        return cls(suite, strategy or "zero_shot")
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.strategy == "zero_shot"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(Record):
+    name: str
+    path: str
+    fingerprint: str
+
+
+class VariantResult(Record):
+    name: str
+    method: str
+    train: dict[str, Any]  # train.json: the training summary (train/sft.py)
+    eval: dict[str, dict[str, Any]]  # result key -> metrics (eval/run.py suite_metrics)
+
+
+class SuiteResult(Record):
+    """One result key as the base model scored it."""
+    name: str  # a ResultKey
+    role: Literal["target", "heldout"]
+    n: int
+    strategy: str
+    chance: float
+    floor: bool  # base accuracy not significantly above chance + margin (compare.stats.at_floor)
+    base_metrics: dict[str, Any]
+
+    @property
+    def key(self) -> ResultKey:
+        return ResultKey.parse(self.name)
+
+
+class Comparison(Record):
+    """One variant against the base on one result key, paired by item (compare/paired.py compare_suite)."""
+    variant: str
+    suite: str  # a ResultKey
+    n: int
+    base_acc: float
+    tuned_acc: float
+    diff: float
+    ci95: list[float]  # at `confidence` (named for the default)
+    mcnemar_p: float
+    right_to_wrong: int
+    wrong_to_right: int
+    chance: float
+    floor: bool
+    n_bootstrap: int
+    confidence: float
+    p_bh: float | None = None  # Benjamini-Hochberg across the variant's rows
+
+    @property
+    def key(self) -> ResultKey:
+        return ResultKey.parse(self.suite)
+
+
+class ProbeComparison(Record):
+    variant: str
+    probe: str
+    metric: str
+    n: int
+    base: float
+    tuned: float
+    diff: float
+    ci95: list[float]
+
+
+class ProbeResults(Record):
+    base: dict[str, Any]  # probes.json of the base model (probes/run.py)
+    variants: dict[str, dict[str, Any]]
+    comparisons: list[ProbeComparison]
+
+
+class SweepPoint(Record):
+    variant: str
+    alpha: float
+    target_gain: float
+    target_ci: list[float]
+    heldout_change: float
+    heldout_ci: list[float]
+    suites: dict[str, float]
+    frontier: bool = False
+
+
+class SweepResult(Record):
+    scales: list[float]
+    limit: int | None
+    items: dict[str, int]
+    n_bootstrap: int
+    confidence: float
+    points: list[SweepPoint]
+
+
+class GateCheck(Record):
+    variant: str
+    rule: int
+    subject: str
+    diff: float | None
+    ci95: list[float] | None
+    passed: bool
+    why: str
+
+
+class GateResult(Record):
+    passed: bool
+    rules: list[dict[str, Any]]
+    checks: list[GateCheck]
+
+
+class Study(Record):
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    seed: int
+    run_dir: str
+    model: ModelInfo
+    variants: list[VariantResult]
+    suites: list[SuiteResult]
+    comparisons: list[Comparison]
+    data: dict[str, Any]  # data.json's report (data/build.py)
+    timings_s: dict[str, float]
+    probes: ProbeResults | None = None
+    sweep: SweepResult | None = None
+    gate: GateResult | None = None
+
+    def roles(self) -> dict[str, str]:
+        """Result key -> 'target' | 'heldout'."""
+        return {s.name: s.role for s in self.suites}
+
+    def rows(self, variant: str) -> list[Comparison]:
+        return [r for r in self.comparisons if r.variant == variant]
+
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def write(self, path: Path) -> None:
+        from driftlab.runs import write_json
+
+        write_json(path, self.model_dump(mode="json"))
+
+
+def load_study(run_dir: Path) -> Study:
+    """study.json of a study run dir, validated; one clear error when it is not one."""
+    from pydantic import ValidationError
+
+    from driftlab.errors import DataError
+
+    path = Path(run_dir) / "study.json"
+    if not path.exists():
+        raise DataError(f"{run_dir}: not a study run dir (no study.json)")
+    try:
+        return Study.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as err:
+        first = err.errors()[0] if isinstance(err, ValidationError) else {"loc": (), "msg": str(err)}
+        where = ".".join(str(p) for p in first["loc"])
+        raise DataError(f"{path}: not a driftlab study.json ({where or 'file'}: {first['msg']})") from None
