@@ -36,22 +36,23 @@ def _items(config: Path):
 
 
 def measure_driftlab(config: Path, dtype: str) -> dict:
-    from driftlab.eval.run import evaluate_suite, open_backend
-    from driftlab.models import inference_dtype, resolve_model
+    from driftlab.eval.open import open_backend
+    from driftlab.eval.run import evaluate_suite
+    from driftlab.models import ModelUnderTest, inference_dtype, resolve_model
 
     cfg, suites = _items(config)
     eval_cfg = cfg.eval.model_copy(update={"cache": False})
     model_cfg = cfg.model.model_copy(update={"dtype": dtype})
-    backend, _ = open_backend(resolve_model(cfg.model.name_or_path), model_cfg, eval_cfg, None)
-    backend.loaded  # the backend opens lazily: load the model here, outside the timer, as lm-eval's is
-    suite_cfgs = cfg.data.suite_configs()
-    t0 = time.perf_counter()
-    outputs, tokens = {}, 0
-    for name, items in suites.items():
-        records, _ = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
-        outputs[name] = [r["output"] for r in records]
-        tokens += sum(r["n_tokens"] for r in records)
-    wall = time.perf_counter() - t0
+    with open_backend(ModelUnderTest(resolve_model(cfg.model.name_or_path), model_cfg), eval_cfg) as backend:
+        backend.loaded  # the backend opens lazily: load the model here, outside the timer, as lm-eval's is
+        suite_cfgs = cfg.data.suite_configs()
+        t0 = time.perf_counter()
+        outputs, tokens = {}, 0
+        for name, items in suites.items():
+            records, _ = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg)
+            outputs[name] = [r["output"] for r in records]
+            tokens += sum(r["n_tokens"] for r in records)
+        wall = time.perf_counter() - t0
     return {"batch_size": eval_cfg.batch_size, "dtype": str(inference_dtype(dtype, "cpu")).replace("torch.", ""),
             "items": sum(map(len, outputs.values())), "wall_s": round(wall, 2), "tokens": tokens, "outputs": outputs,
             "peak_rss_mb": round(peak_rss_mb())}

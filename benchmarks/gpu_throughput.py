@@ -73,7 +73,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) 
     import torch
 
     from driftlab.config import ModelConfig, TrainConfig
-    from driftlab.models import ResolvedModel, fingerprint_dir
+    from driftlab.models import ModelUnderTest, ResolvedModel, fingerprint_dir
     from driftlab.train.sft import train_model
 
     data = items(steps * batch, seq_len, model_dir)
@@ -84,8 +84,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if name == "driftlab":
-        s = train_model(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)), ModelConfig(),
-                        cfg, data, out, seed=0)
+        s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
+                                       ModelConfig()), cfg, data, out, seed=0)
         tokens, wall, checkpointing = s["tokens"], s["wall_s"], s["gradient_checkpointing"]
     else:  # TRL at its defaults, the same LoRA, batch, steps and data
         from datasets import Dataset

@@ -38,7 +38,7 @@ def main() -> None:
 
     from driftlab.config import load_config
     from driftlab.data import build_data
-    from driftlab.models import resolve_model
+    from driftlab.models import ModelUnderTest, resolve_model
     from driftlab.train.sft import train_model
 
     state = {"step": 0, "prof": None, "t0": 0.0, "wall": 0.0}
@@ -61,7 +61,8 @@ def main() -> None:
     SFTTrainer.training_step = training_step
     cfg = load_config(ROOT / "configs" / "default.yaml", [])
     tcfg = cfg.train.model_copy(update={"max_steps": LAST + 1, "report_to": [], "cache": False, "save_steps": 10**6})
-    train_model(resolve_model(cfg.model.name_or_path), cfg.model, tcfg, build_data(cfg.data, cfg.seed).train,
+    start = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model)
+    train_model(start, tcfg, build_data(cfg.data, cfg.seed).train,
                 Path(tempfile.mkdtemp(prefix="bench-profile-")), cfg.seed)
     events = state["prof"].key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 1e6

@@ -33,7 +33,7 @@ def measure(name: str, steps: int, config: Path) -> dict:
 
     from driftlab.config import load_config
     from driftlab.data import build_data
-    from driftlab.models import resolve_model
+    from driftlab.models import ModelUnderTest, resolve_model
     from driftlab.train.sft import train_model
     from driftlab.train.mix import build_training_set
     from driftlab.models import has_bf16
@@ -41,11 +41,11 @@ def measure(name: str, steps: int, config: Path) -> dict:
 
     cfg = load_config(config, [])
     bundle = build_data(cfg.data, cfg.seed)
-    model = resolve_model(cfg.model.name_or_path)
+    model = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model)
     tcfg = cfg.train.model_copy(update={"max_steps": steps, "report_to": [], "cache": False, "save_steps": 10**6})
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     if name == "driftlab":
-        s = train_model(model, cfg.model, tcfg, bundle.train, out, cfg.seed)
+        s = train_model(model, tcfg, bundle.train, out, cfg.seed)
         losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
                   if "loss" in json.loads(line)]
         return _result(name, s["tokens"], s["wall_s"], losses, s["bf16"], s["gradient_checkpointing"],
@@ -55,7 +55,7 @@ def measure(name: str, steps: int, config: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
     from datasets import Dataset
 
-    train_set, _ = build_training_set(bundle.train, tcfg, model, cfg.model, cfg.seed, set(), cfg.eval)
+    train_set, _ = build_training_set(bundle.train, tcfg, model, cfg.seed, set(), cfg.eval)
     rows = [to_conversation(it, cfg.model.system_prompt, cfg.model.enable_thinking) for it in train_set]
     knobs = dict(output_dir=str(out), max_steps=steps, per_device_train_batch_size=tcfg.batch_size,
                  learning_rate=tcfg.learning_rate, lr_scheduler_type=tcfg.lr_scheduler, warmup_steps=tcfg.warmup_ratio,

@@ -324,7 +324,8 @@ def list_registered():
         for entry in registry.entries().values():
             options = ", ".join(f"{name}={field.get_default(call_default_factory=True)!r}"
                                 for name, field in entry.options.model_fields.items())
-            table.add_row(entry.name, entry.summary, options, ", ".join(f"{m.name} ({m.better})" for m in entry.metrics))
+            metrics = ", ".join(f"{m.name} ({m.better})" for m in entry.metrics)
+            table.add_row(entry.name, entry.summary, options, metrics)
         console.print(table)
 
 

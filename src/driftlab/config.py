@@ -68,8 +68,8 @@ class ModelConfig(Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="'auto': bfloat16 on a GPU that supports it; on CPU float32 for training (bf16 autocast "
         "where the hardware has it, see train.bf16) and, for evaluation, bfloat16 on a CPU with AVX512-BF16/AMX "
-        "(2.4x faster, same accuracy on the default study; greedy replies then vary slightly with batch composition "
-        "— float32 is batch-invariant), else float32."
+        "(faster, with the same accuracy on the default study: README 'Precision'; greedy replies then vary slightly "
+        "with batch composition — float32 is batch-invariant), else float32."
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     enable_thinking: bool | None = Field(

@@ -354,8 +354,9 @@ def _contiguous_head_input(lm) -> None:
     """Generation's prefill feeds the LM head a strided slice of the hidden states (the last position of every
     row). torch.matmul folds such a 3-D input into one matrix multiply only when the weight requires grad; a frozen
     head (a merged PEFT model has every weight frozen) instead goes through bmm with the vocab x hidden weight
-    expanded and copied once per row (its cost: benchmarks/NOTES.md). A copy of the (small) input in plain row-major strides keeps every model on the one-GEMM path (`.contiguous()`
-    is not enough: a [rows, 1, hidden] slice counts as contiguous whatever its first stride)."""
+    expanded and copied once per row (its cost: benchmarks/NOTES.md). A copy of the (small) input in plain row-major
+    strides keeps every model on the one-GEMM path (`.contiguous()` is not enough: a [rows, 1, hidden] slice counts
+    as contiguous whatever its first stride)."""
     import torch
 
     def dense(module, args):

@@ -80,9 +80,10 @@ def with_bh(rows: dict[str, dict]) -> dict[str, dict]:
 
 
 def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareConfig, seed: int = 0) -> dict:
-    """Per metric the probe declares (its registry entry): mean over the items both runs could measure (a chain probe skips items without a chain), the
-    paired difference and its bootstrap CI. Drift's `kl` is 0 for the base model by construction, so its row is the
-    tuned model's KL with a CI; `nll_tuned` pairs the base's NLL with the tuned model's on the same text."""
+    """Per metric the probe declares (its registry entry): mean over the items both runs could measure (a chain
+    probe skips items without a chain), the paired difference and its bootstrap CI. Drift's `kl` is 0 for the base
+    model by construction, so its row is the tuned model's KL with a CI; `nll_tuned` pairs the base's NLL with the
+    tuned model's on the same text."""
     t_by_id = {r["id"]: r for r in tuned}
     if set(t_by_id) != {r["id"] for r in base}:
         differ = sorted(set(t_by_id) ^ {r["id"] for r in base})[:3]

@@ -101,8 +101,7 @@ class HFBackend:
 
     def _score_continuations(self, ctx: list[int], conts: list[list[int]]) -> list[float]:
         # Prefix sharing: the context runs once and its KV cache is repeated for every choice, instead of running
-        # context+choice k times (measured ~6x faster per item on the 14-choice family_relations suite on CPU:
-        # 1.76 s -> 0.30 s).
+        # context+choice k times (the gain on a 14-choice suite: benchmarks/NOTES.md).
         first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
         next_logp = first.logits[0, -1].float().log_softmax(-1)
         cache = first.past_key_values

@@ -114,7 +114,8 @@ def pareto_figure(points: list[SweepPoint]) -> go.Figure:
         pts = sorted((p for p in points if p.variant == variant), key=lambda p: p.alpha)
         fig.add_scatter(name=variant, x=[p.heldout_change for p in pts], y=[p.target_gain for p in pts],
                         mode="lines+markers+text", text=[f"α={p.alpha:g}" for p in pts], textposition="top center",
-                        error_x=_bars(pts, "heldout_change", "heldout_ci"), error_y=_bars(pts, "target_gain", "target_ci"))
+                        error_x=_bars(pts, "heldout_change", "heldout_ci"),
+                        error_y=_bars(pts, "target_gain", "target_ci"))
     front = sorted((p for p in points if p.frontier), key=lambda p: p.heldout_change)
     fig.add_scatter(name="frontier", x=[p.heldout_change for p in front], y=[p.target_gain for p in front],
                     mode="lines", line={"dash": "dot", "color": "#333"})

@@ -4,8 +4,8 @@ TRL's SFTTrainer scores the LM head with its fused, chunked kernel (`ChunkedLogP
 only the positions that carry a label; elsewhere it scores every position (to spare accelerators such as Neuron a
 recompile per batch shape — a CPU has none), and off Triton it folds each vocabulary tile with a dozen torch ops and
 re-casts the weight tile to the compute dtype and back to float32 for every product. With completion-only loss
-few positions carry a label (~7 of ~62 per item in the default study), and on this project's 2-core CPU the chunked
-path took 0.75 s of a 2.4 s LoRA step (torch.profiler, 4 steps).
+few positions carry a label (~7 of ~62 per item in the default study), and the chunked path took about a third of
+a LoRA step on CPU (the profile: benchmarks/NOTES.md).
 
 `completion_tokens_only` therefore, on CPU and for the duration of a training call only, (1) makes TRL keep only
 the labelled positions, and (2) gives it `plain_logprob` in place of the chunked kernel: the same five outputs from

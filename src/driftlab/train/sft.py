@@ -1,9 +1,9 @@
 """Stage 2 — train: supervised fine-tuning with TRL's SFTTrainer, every method behind `train.method`.
 
 Recipe: load the base (4-bit for QLoRA), let the registered method decide what may change (train/methods/), build
-the training set (target items, template augmentation, replay mix) and write it down, configure TRL for the device, train with
-callbacks that log to the run dir / TensorBoard and stop on a non-finite loss, then save the method's artifact
-(adapter/, expert/ or model/) and a train.json summary. `resume_training` continues a killed run from its last
+the training set (target items, template augmentation, replay mix) and write it down, configure TRL for the device,
+train with callbacks that log to the run dir / TensorBoard and stop on a non-finite loss, then save the method's
+artifact (adapter/, expert/ or model/) and a train.json summary. `resume_training` continues a killed run from its last
 checkpoint (optimizer, scheduler, RNG and data position come back with it: HF Trainer's resume).
 """
 

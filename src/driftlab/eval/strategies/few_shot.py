@@ -29,7 +29,8 @@ def few_shot_messages(items: list[dict], shots: list[dict], k: int) -> list[list
 
 
 def run(cfg, backend, items, suite, budget, shots):
-    return [StrategyOutput(g) for g in backend.generate(few_shot_messages(items, shots, cfg.options.k), budget, cfg.stop)]
+    convs = few_shot_messages(items, shots, cfg.options.k)
+    return [StrategyOutput(g) for g in backend.generate(convs, budget, cfg.stop)]
 
 
 STRATEGIES.register(Strategy(name="few_shot", summary="k solved train-split exemplars as earlier chat turns",
