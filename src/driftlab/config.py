@@ -44,6 +44,21 @@ def _known(kind: str, name, field: str) -> None:
                                    "field": field})
 
 
+def _flat_input(data: dict) -> dict:
+    """An assignment to a field of a built config makes pydantic re-run this model's validators on its current
+    values, options already validated among them: those go back to their flat keys to be validated again. A user's
+    mapping never holds Options instances, so an `options` key of theirs stays an unknown key."""
+    options = data.get("options")
+    if isinstance(options, Options):
+        return {**{k: v for k, v in data.items() if k != "options"}, **options.model_dump()}
+    if isinstance(options, dict) and options and all(isinstance(v, Options) for v in options.values()):
+        flat = {k: v for k, v in data.items() if k != "options"}
+        for value in options.values():
+            flat.update(value.model_dump())
+        return flat
+    return data
+
+
 def _route_options(cls, data, entries) -> dict:
     """A flat YAML mapping -> the model's own keys plus `options` validated by the registered entries' models."""
     own, options = split_options(data, set(cls.model_fields) - {"options"}, entries)
@@ -234,8 +249,9 @@ class TrainConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _method_options(cls, data):
-        if not isinstance(data, dict) or isinstance(data.get("options"), dict):
+        if not isinstance(data, dict):
             return data
+        data = _flat_input(data)
         _known("method", data.get("method", "lora"), "method")
         return _route_options(cls, data, list(_registry("method").entries().values()))
 
@@ -276,8 +292,9 @@ class StrategyConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _strategy_options(cls, data):
-        if not isinstance(data, dict) or "name" not in data or isinstance(data.get("options"), Options):
+        if not isinstance(data, dict) or "name" not in data:
             return data
+        data = _flat_input(data)
         _known("strategy", data["name"], "name")
         own, options = split_options(data, set(cls.model_fields) - {"options"},
                                      [_registry("strategy").get(data["name"])])
@@ -322,8 +339,9 @@ class ProbesConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _probe_options(cls, data):
-        if not isinstance(data, dict) or isinstance(data.get("options"), dict):
+        if not isinstance(data, dict):
             return data
+        data = _flat_input(data)
         for name in data.get("run") or []:
             _known("probe", name, "run")
         return _route_options(cls, data, list(_registry("probe").entries().values()))

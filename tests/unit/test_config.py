@@ -1,9 +1,13 @@
 import pytest
 import yaml
 
+from pathlib import Path
+
 from driftlab.config import load_config
 from driftlab.errors import ConfigError
 from tests.conftest import ARITH
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, cfg):
@@ -101,3 +105,36 @@ def test_missing_user_file_is_not_swapped_for_a_bundled_suite(tmp_path):
     cfg["data"]["heldout"] = [{"name": "h", "source": "jsonl", "path": "mydata/capitals.jsonl"}]
     loaded = load_config(write(tmp_path, cfg))
     assert loaded.data.heldout[0].path == tmp_path / "mydata" / "capitals.jsonl"
+
+
+def test_registered_options_are_flat_keys_validated_by_their_entry():
+    from driftlab.config import StudyConfig
+
+    cfg = load_config(ROOT / "configs" / "default.yaml", ["train.lora_r=8", "probes.drift_prompts=10"])
+    assert cfg.train.method_options.lora_r == 8 and cfg.probes.of("drift").drift_prompts == 10
+    sc = next(s for s in cfg.eval.strategies if s.name == "self_consistency")
+    assert (sc.options.n, sc.options.temperature) == (5, 0.7)
+    dumped = cfg.model_dump(mode="json")  # the snapshot keeps the YAML's flat shape and reads back the same
+    assert dumped["train"]["lora_r"] == 8 and dumped["probes"]["drift_prompts"] == 10
+    assert "options" not in dumped["train"] and "options" not in dumped["probes"]
+    assert StudyConfig.model_validate(dumped) == cfg
+    cfg.probes.run = ["drift"]  # an assignment re-validates and keeps the options
+    cfg.train.learning_rate = 1e-4
+    assert cfg.probes.of("drift").drift_prompts == 10 and cfg.train.method_options.lora_r == 8
+    svf = cfg.variant_train(cfg.variants[2])  # the shared block's LoRA keys are accepted for an SVF variant
+    assert svf.method == "svf" and svf.options["lora"].lora_r == 8
+
+
+@pytest.mark.parametrize("override, message", [
+    (["train.method=lorra"], "config key 'train.method': unknown method 'lorra' (known: "),
+    (["eval.strategies.2.k=3"], "unknown config key 'eval.strategies.2.k'"),  # k is few_shot's, not cot's
+    (["eval.strategies.1.k=0"], "config key 'eval.strategies.1.k': Input should be greater than or equal to 1"),
+    (["probes.samples=1"], "config key 'probes.samples': Input should be greater than or equal to 2"),
+    (["probes.run=[vibes]"], "config key 'probes.run': unknown probe 'vibes'"),
+    (["probes.options={}"], "unknown config key 'probes.options'"),
+    (["gate.2.probe=drift.kll"], "probe 'drift' has no metric 'kll' (its metrics: kl, nll_tuned)"),
+])
+def test_registry_names_and_options_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "configs" / "default.yaml", override)
+    assert message in str(err.value)

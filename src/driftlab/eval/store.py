@@ -1,7 +1,7 @@
 """Resumable results store: SQLite, keyed by what determines a result.
 
-The key is a hash of the model fingerprint (base weights + adapter weights), the exact text the model sees (chat
-template applied), the decoding/scoring parameters and the request kind. A changed adapter therefore never reuses
+The key is a hash of the model fingerprint (base weights + artifact weights), the exact text the model sees (chat
+template applied), the decoding/scoring parameters and the request kind. A changed artifact therefore never reuses
 a stale result, and a killed eval recomputes only what is missing. SQLite (stdlib) rather than a home-made file
 format: atomic commits and concurrent readers for free.
 """

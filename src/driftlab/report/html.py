@@ -138,10 +138,10 @@ def _strategy_table(study: Study) -> str:
         f"<tr><td class=l>{html.escape(r['suite'])}</td><td class=l>{r['strategy']}</td>"
         f"<td class=l>{html.escape(r['model'])}</td><td>{100 * r['accuracy']:.1f}%</td><td>{100 * r['format']:.0f}%</td>"
         f"<td>{fmt(r['latency'], '.3f')}</td><td>{fmt(r['tokens_per_s'], '.0f')}</td>"
-        f"<td>{fmt(r['consistency'], '.2f')}</td></tr>" for r in rows)
+        f"<td class=l>{html.escape(r['own'])}</td></tr>" for r in rows)
     return ("<h2>Strategies × variants</h2><table><tr><th class=l>suite</th><th class=l>strategy</th>"
             "<th class=l>model</th><th>accuracy</th><th>format</th><th>latency p50 (s)</th><th>tokens/s</th>"
-            f"<th>consistency</th></tr>{body}</table>")
+            f"<th class=l>the strategy's own metrics</th></tr>{body}</table>")
 
 
 def _training_table(study: Study) -> str:

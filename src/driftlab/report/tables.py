@@ -99,10 +99,10 @@ def strategy_rows(study: Study) -> list[dict]:
         if suite.key.suite not in multi:
             continue
         cell = {"suite": suite.key.suite, "strategy": suite.key.strategy}
-        rows.append({**cell, "model": "base", **_strategy_cells(suite.base_metrics)})
+        rows.append({**cell, "model": "base", **_strategy_cells(suite.base_metrics, suite.key.strategy)})
         for v in study.variants:
             if v.eval.get(suite.name):
-                rows.append({**cell, "model": v.name, **_strategy_cells(v.eval[suite.name])})
+                rows.append({**cell, "model": v.name, **_strategy_cells(v.eval[suite.name], suite.key.strategy)})
     return rows
 
 
@@ -111,16 +111,23 @@ def strategy_table(study: Study) -> list[str]:
     if not rows:
         return []
     lines = ["## Strategies × variants", "", "| suite | strategy | model | accuracy | format | latency p50 (s) | "
-             "tokens/s | consistency |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "tokens/s | the strategy's own metrics |", "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['suite']} | {r['strategy']} | {r['model']} | {pct(r['accuracy'])} | {pct(r['format'])} | "
-                     f"{num(r['latency'])} | {num(r['tokens_per_s'], 0)} | {num(r['consistency'], 2)} |")
+                     f"{num(r['latency'])} | {num(r['tokens_per_s'], 0)} | {r['own']} |")
     return lines + [""]
 
 
-def _strategy_cells(m: dict) -> dict:
+def _strategy_cells(m: dict, strategy: str) -> dict:
+    """A suite's metrics under one strategy; `own`: the metrics that strategy declares (its registry entry), e.g.
+    self-consistency's agreement with the vote."""
+    from driftlab.eval.strategies import STRATEGIES
+
+    declared = STRATEGIES.get(strategy).metrics if strategy in STRATEGIES.names() else ()
+    own = ", ".join(f"{d.name} {m[d.name]:.2f}" if isinstance(m[d.name], float) else f"{d.name} {m[d.name]}"
+                    for d in declared if m.get(d.name) is not None)
     return {"accuracy": m["accuracy"], "format": m["format_rate"], "latency": m.get("latency_p50_s"),
-            "tokens_per_s": m.get("tokens_per_s"), "consistency": m.get("consistency")}
+            "tokens_per_s": m.get("tokens_per_s"), "own": own}
 
 
 def num(x: float | None, digits: int = 3) -> str:
