@@ -7,7 +7,7 @@ unknown keys, so a typo (`learning_rte`) is an error that names the key instead 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
@@ -63,6 +63,32 @@ def _route_options(cls, data, entries) -> dict:
     """A flat YAML mapping -> the model's own keys plus `options` validated by the registered entries' models."""
     own, options = split_options(data, set(cls.model_fields) - {"options"}, entries)
     return {**own, "options": options}
+
+
+class WithOptions(Strict):
+    """A config block whose flat keys include the options of every entry of one registry (train: every method's,
+    since the study's train block is shared by variants of different methods; probes: every probe's)."""
+    registry_kind: ClassVar[str]
+    options: dict[str, SerializeAsAny[Options]] = Field(default_factory=dict, description="Set from the flat keys.")
+
+    @classmethod
+    def named(cls, data: dict) -> list[tuple[str, Any]]:
+        """(config key, registered name) pairs that must name a registered entry."""
+        return []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_options(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = _flat_input(data)
+        for field, name in cls.named(data):
+            _known(cls.registry_kind, name, field)
+        return _route_options(cls, data, list(_registry(cls.registry_kind).entries().values()))
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler):
+        return _flatten_options(handler(self))
 
 
 def _flatten_options(data: dict, per_entry: bool = True) -> dict:
@@ -196,7 +222,7 @@ class MixSource(Strict):
         return self
 
 
-class TrainConfig(Strict):
+class TrainConfig(WithOptions):
     """Shared training settings; the keys of every registered method's options are accepted here too (the study's
     train block is shared by variants of different methods), each validated by its method (train/methods/)."""
     method: str = Field("lora", description="A registered training method (train/methods/): lora, dora, qlora "
@@ -244,20 +270,11 @@ class TrainConfig(Strict):
     cache: bool = Field(True, description="Reuse the artifact of an identical earlier run (same base weights, "
                         "training set, config, seed, library versions) from $DRIFTLAB_HOME/train-cache instead of "
                         "training again.")
-    options: dict[str, SerializeAsAny[Options]] = Field(default_factory=dict, description="Set from the flat keys.")
+    registry_kind: ClassVar[str] = "method"
 
-    @model_validator(mode="before")
     @classmethod
-    def _method_options(cls, data):
-        if not isinstance(data, dict):
-            return data
-        data = _flat_input(data)
-        _known("method", data.get("method", "lora"), "method")
-        return _route_options(cls, data, list(_registry("method").entries().values()))
-
-    @model_serializer(mode="wrap")
-    def _flat(self, handler):
-        return _flatten_options(handler(self))
+    def named(cls, data: dict) -> list[tuple[str, Any]]:
+        return [("method", data.get("method", "lora"))]
 
     @property
     def method_options(self):
@@ -327,28 +344,18 @@ class EvalConfig(Strict):
         return self
 
 
-class ProbesConfig(Strict):
+class ProbesConfig(WithOptions):
     """Which probes run, on which items; the keys of every registered probe's options (probes/) are accepted here
     too, flat (e.g. `samples` for diversity, `drift_prompts` for drift), each validated by its probe."""
     run: list[str] = Field(default_factory=list, description="Registered probes to run on base and every variant "
                            "(none by default): faithfulness, diversity, drift, shortcuts.")
     suite: str | None = Field(None, description="Suite the item probes use; default the target.")
     limit: int = Field(20, ge=1, description="Items of that suite the probes use (the first N).")
-    options: dict[str, SerializeAsAny[Options]] = Field(default_factory=dict, description="Set from the flat keys.")
+    registry_kind: ClassVar[str] = "probe"
 
-    @model_validator(mode="before")
     @classmethod
-    def _probe_options(cls, data):
-        if not isinstance(data, dict):
-            return data
-        data = _flat_input(data)
-        for name in data.get("run") or []:
-            _known("probe", name, "run")
-        return _route_options(cls, data, list(_registry("probe").entries().values()))
-
-    @model_serializer(mode="wrap")
-    def _flat(self, handler):
-        return _flatten_options(handler(self))
+    def named(cls, data: dict) -> list[tuple[str, Any]]:
+        return [("run", name) for name in data.get("run") or []]
 
     def of(self, probe: str):
         """One probe's options."""

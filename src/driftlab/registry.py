@@ -105,7 +105,8 @@ def split_options(raw: dict, own_fields: set[str], entries: list[Entry]) -> tupl
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
-            raise PydanticCustomError("option_error", "{key}: {msg}", {"key": key, "msg": first["msg"]}) from None
+            raise PydanticCustomError("option_error", "{key}: {msg}",
+                                      {"key": key, "msg": first["msg"].removeprefix("Value error, ")}) from None
     unknown = sorted(set(rest) - claimed)
     if unknown:
         raise PydanticCustomError("unknown_key", "unknown config key {key}", {"key": unknown[0]})
