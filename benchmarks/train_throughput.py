@@ -68,9 +68,10 @@ def measure(name: str, steps: int, config: Path) -> dict:
     if name == "trl_fp32":  # the reference for the losses, not for speed
         knobs.update(bf16=False, activation_checkpointing=False)
     args = SFTConfig(**knobs)
-    lora = LoraConfig(r=tcfg.lora_r, lora_alpha=tcfg.lora_alpha, lora_dropout=tcfg.lora_dropout,
+    opts = tcfg.method_options
+    lora = LoraConfig(r=opts.lora_r, lora_alpha=opts.lora_alpha, lora_dropout=opts.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model.path, args=args, train_dataset=Dataset.from_list(rows), peft_config=lora)
+    trainer = SFTTrainer(model=model.base.path, args=args, train_dataset=Dataset.from_list(rows), peft_config=lora)
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0

@@ -7,7 +7,8 @@ model/    a full checkpoint (config.json + weights + tokenizer): full fine-tunin
 
 SVF (Transformer², Sun et al. 2025, arXiv:2501.06252) decomposes each chosen weight once, W = U · diag(s) · Vᵀ, and
 learns z: W' = U · diag(s ⊙ z) · Vᵀ; with z = 1 the model is exactly the base model. PEFT has no SVF, hence the
-format here; the trainable layer is in train/methods/svf.py. Experts combine as a weighted sum of their z vectors.
+format here; the method is train/methods/svf.py, its trainable layer train/svf_layer.py. Experts combine as a
+weighted sum of their z vectors.
 """
 
 from __future__ import annotations

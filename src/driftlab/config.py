@@ -21,6 +21,13 @@ from driftlab.registry import Options, split_options
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy with `update` applied; a key that is not a field (a registered option's flat key, or a typo) makes
+        the copy go through validation instead of being set unchecked."""
+        if update and set(update) - set(type(self).model_fields):
+            return type(self).model_validate({**self.model_dump(), **update})
+        return super().model_copy(update=update, deep=deep)
+
 
 def _registry(kind: str):
     """The registry of training methods, strategies or probes. Imported when a config is validated, not when this
@@ -225,8 +232,8 @@ class MixSource(Strict):
 class TrainConfig(WithOptions):
     """Shared training settings; the keys of every registered method's options are accepted here too (the study's
     train block is shared by variants of different methods), each validated by its method (train/methods/)."""
-    method: str = Field("lora", description="A registered training method (train/methods/): lora, dora, qlora "
-                        "(needs a CUDA GPU), full, svf.")
+    method: str = Field("lora", description="A registered training method (train/methods/; `driftlab list` shows "
+                        "them): lora, dora, qlora (CUDA only), full and svf are built in.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
         "(q_proj, self_attn, mlp) or all-linear.")
@@ -296,7 +303,7 @@ class VariantConfig(Strict):
 class StrategyConfig(Strict):
     """One prompting strategy: a registered name (eval/strategies/), the keys every strategy has, and the keys of
     its own options (few_shot's k, self_consistency's n/temperature/seed), written flat beside them."""
-    name: str = Field(description="A registered strategy: zero_shot, few_shot, cot, self_consistency, reflection.")
+    name: str = Field(description="A registered strategy (eval/strategies/; `driftlab list` shows them).")
     max_new_tokens: int | None = Field(None, ge=1, description="Overrides eval.max_new_tokens (cot needs room).")
     stop: list[str] = Field(default_factory=list, description="Stop strings: a reply ends (without the string) "
                             "where one first appears, each sequence on its own.")
@@ -313,8 +320,16 @@ class StrategyConfig(Strict):
             return data
         data = _flat_input(data)
         _known("strategy", data["name"], "name")
-        own, options = split_options(data, set(cls.model_fields) - {"options"},
-                                     [_registry("strategy").get(data["name"])])
+        entry = _registry("strategy").get(data["name"])
+        # Config snapshots written before strategies had options of their own carry every strategy's keys (k, n,
+        # temperature, seed) at their defaults: those are dropped; another strategy's key set to anything else is
+        # still an unknown key here.
+        for other in _registry("strategy").entries().values():
+            for key, field in other.options.model_fields.items():
+                if key in data and key not in entry.options.model_fields and \
+                        data[key] == field.get_default(call_default_factory=True):
+                    data = {k: v for k, v in data.items() if k != key}
+        own, options = split_options(data, set(cls.model_fields) - {"options"}, [entry])
         return {**own, "options": options[data["name"]]}
 
     @model_serializer(mode="wrap")
@@ -347,15 +362,16 @@ class EvalConfig(Strict):
 class ProbesConfig(WithOptions):
     """Which probes run, on which items; the keys of every registered probe's options (probes/) are accepted here
     too, flat (e.g. `samples` for diversity, `drift_prompts` for drift), each validated by its probe."""
-    run: list[str] = Field(default_factory=list, description="Registered probes to run on base and every variant "
-                           "(none by default): faithfulness, diversity, drift, shortcuts.")
+    run: list[str] = Field(default_factory=list, description="Registered probes (probes/; `driftlab list` shows "
+                           "them) to run on base and every variant; none by default.")
     suite: str | None = Field(None, description="Suite the item probes use; default the target.")
     limit: int = Field(20, ge=1, description="Items of that suite the probes use (the first N).")
     registry_kind: ClassVar[str] = "probe"
 
     @classmethod
     def named(cls, data: dict) -> list[tuple[str, Any]]:
-        return [("run", name) for name in data.get("run") or []]
+        run = data.get("run")
+        return [("run", name) for name in run] if isinstance(run, list) else []  # a non-list fails as a field
 
     def of(self, probe: str):
         """One probe's options."""
@@ -409,7 +425,9 @@ class GateRule(Strict):
         if sum(x is not None for x in (self.min_diff, self.max_loss, self.max_rise)) != 1:
             raise ValueError("a gate rule sets exactly one of min_diff, max_loss, max_rise")
         if self.probe is not None:
-            probe, _, metric = self.probe.partition(".")
+            probe, dot, metric = self.probe.partition(".")
+            if not dot or not metric:
+                raise ValueError(f"probe {self.probe!r}: name a probe metric as <probe>.<metric>, e.g. drift.kl")
             if probe not in _registry("probe").names():
                 raise ValueError(f"unknown probe {probe!r} (known: {', '.join(_registry('probe').names())})")
             entry = _registry("probe").get(probe)

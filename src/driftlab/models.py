@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from driftlab.artifacts import apply_expert, artifact_kind, load_expert
+# find_artifact is re-exported: it lived here before artifacts.py
+from driftlab.artifacts import apply_expert, artifact_kind, find_artifact, load_expert  # noqa: F401
 from driftlab.errors import ModelError
 
 if TYPE_CHECKING:
@@ -68,11 +69,6 @@ class ModelUnderTest:
 
     def tokenizer(self):
         return load_tokenizer(self.base, self.artifact)
-
-    def describe(self) -> dict:
-        """What the run dirs record about it."""
-        return {"model": self.base.name, "artifact": str(self.artifact) if self.artifact else None,
-                **({"scale": self.scale} if self.scale != 1.0 else {})}
 
 
 def driftlab_home() -> Path:
@@ -285,7 +281,7 @@ def load_tokenizer(model: ResolvedModel, artifact: Path | None = None):
     without a pad token pads with eos. A full checkpoint brings its own."""
     from transformers import AutoTokenizer
 
-    full = artifact is not None and artifact_kind(artifact) == "model"
+    full = artifact is not None and _kind(artifact) == "model"
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(artifact) if full else model.path)
     except OSError as err:
@@ -307,7 +303,7 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     import torch
 
     device = pick_device(device)
-    kind = artifact_kind(artifact) if artifact is not None else None
+    kind = _kind(artifact) if artifact is not None else None
     if artifact is None and scale != 1.0:
         raise ValueError("scale needs an artifact: it interpolates between the base and a fine-tune")
     if kind == "model" and scale != 1.0:
@@ -337,11 +333,18 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     return lm, tokenizer
 
 
+def _kind(artifact: Path) -> str:
+    """The artifact's kind; a directory holding none of them is an error, never silently the base model."""
+    kind = artifact_kind(artifact)
+    if kind is None:
+        raise ModelError(f"{artifact}: not a fine-tune's artifact (no adapter_config.json, svf_expert.json or "
+                         "config.json); pass the artifact dir or the train run dir holding it")
+    return kind
+
+
 def export_merged(artifact: Path, base_name: str, out: Path) -> Path:
     """`driftlab export`: a fine-tune's artifact merged into its base model, saved as one ordinary checkpoint at
     full precision (loadable by any tool, vLLM included). `out` must not exist."""
-    from driftlab.artifacts import find_artifact
-
     artifact = find_artifact(artifact)
     base = resolve_model(base_name)
     if Path(out).exists():

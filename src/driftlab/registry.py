@@ -40,6 +40,7 @@ class Entry:
     summary: str  # one line: what it is
     options: type[Options] = Options
     metrics: tuple[Metric, ...] = ()
+    order: int = 100  # where it is listed (driftlab list, `driftlab probe`'s default, compare); then by name
 
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -52,17 +53,13 @@ class Registry(Generic[E]):
     def __init__(self, kind: str, package: str):
         self.kind, self.package = kind, package
         self._entries: dict[str, E] = {}
-        self._loaded = False
+        self._loaded = self._loading = False
 
     def register(self, entry: E) -> E:
         if entry.name in self._entries and self._entries[entry.name] is not entry:
             raise ValueError(f"{self.kind} {entry.name!r} is registered twice")
         self._entries[entry.name] = entry
         return entry
-
-    def unregister(self, name: str) -> None:
-        """For tests that register a throw-away entry."""
-        self._entries.pop(name, None)
 
     def get(self, name: str) -> E:
         entries = self.entries()
@@ -75,16 +72,23 @@ class Registry(Generic[E]):
 
     def entries(self) -> dict[str, E]:
         self._load()
-        return dict(self._entries)
+        return dict(sorted(self._entries.items(), key=lambda kv: (kv[1].order, kv[0])))
 
     def _load(self) -> None:
-        if self._loaded:
+        """Import every module of the package once (a module that is not an entry, such as probes/run.py, is
+        imported too, so such modules keep their heavy imports inside functions). A failed import is raised, and
+        the next call tries again."""
+        if self._loaded or self._loading:
             return
-        self._loaded = True
-        package = importlib.import_module(self.package)
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{info.name}")
+        self._loading = True
+        try:
+            package = importlib.import_module(self.package)
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{info.name}")
+            self._loaded = True
+        finally:
+            self._loading = False
 
 
 def split_options(raw: dict, own_fields: set[str], entries: list[Entry]) -> tuple[dict, dict]:

@@ -113,9 +113,9 @@ class SweepPoint(Record):
     variant: str
     alpha: float
     target_gain: float
-    target_ci: list[float]
+    target_ci: list[float] | None = None  # None in sweep.json files written before CIs were added
     heldout_change: float
-    heldout_ci: list[float]
+    heldout_ci: list[float] | None = None
     suites: dict[str, float]
     frontier: bool = False
 
@@ -173,7 +173,7 @@ class Study(Record):
     def write(self, path: Path) -> None:
         from driftlab.runs import write_json
 
-        write_json(path, self.model_dump(mode="json"))
+        write_json(path, self.model_dump())  # python mode: write_json's own encoder (NaN stays NaN, numpy scalars)
 
 
 def load_study(run_dir: Path) -> Study:

@@ -125,16 +125,38 @@ def test_registered_options_are_flat_keys_validated_by_their_entry():
     assert svf.method == "svf" and svf.options["lora"].lora_r == 8
 
 
+def test_snapshots_from_before_per_strategy_options_still_load(tmp_path):
+    """Older config.yaml snapshots gave every strategy every strategy's keys at their defaults; gate and sweep read
+    them back."""
+    old = [{"name": "zero_shot", "k": 3, "n": 5, "temperature": 0.7, "seed": 0},
+           {"name": "few_shot", "k": 4, "n": 5, "temperature": 0.7, "seed": 0}]
+    cfg = load_config(write(tmp_path, {**base_cfg(), "eval": {"strategies": old}}))
+    assert cfg.eval.strategies[1].options.k == 4 and cfg.eval.strategies[0].model_dump()["name"] == "zero_shot"
+    assert "k" not in cfg.eval.strategies[0].model_dump()
+
+
 @pytest.mark.parametrize("override, message", [
     (["train.method=lorra"], "config key 'train.method': unknown method 'lorra' (known: "),
-    (["eval.strategies.2.k=3"], "unknown config key 'eval.strategies.2.k'"),  # k is few_shot's, not cot's
+    (["eval.strategies.2.k=5"], "unknown config key 'eval.strategies.2.k'"),  # k is few_shot's, not cot's
     (["eval.strategies.1.k=0"], "config key 'eval.strategies.1.k': Input should be greater than or equal to 1"),
     (["probes.samples=1"], "config key 'probes.samples': Input should be greater than or equal to 2"),
     (["probes.run=[vibes]"], "config key 'probes.run': unknown probe 'vibes'"),
     (["probes.options={}"], "unknown config key 'probes.options'"),
     (["gate.2.probe=drift.kll"], "probe 'drift' has no metric 'kll' (its metrics: kl, nll_tuned)"),
+    (["gate.2.probe=drift"], "name a probe metric as <probe>.<metric>"),
+    (["probes.run=drift"], "config key 'probes.run': Input should be a valid list"),
 ])
 def test_registry_names_and_options_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config(ROOT / "configs" / "default.yaml", override)
     assert message in str(err.value)
+
+
+def test_model_copy_with_an_option_key_validates_it():
+    cfg = load_config(ROOT / "configs" / "default.yaml")
+    assert cfg.train.model_copy(update={"lora_r": 4}).method_options.lora_r == 4
+    assert cfg.train.model_copy(update={"max_steps": 3}).method_options.lora_r == 16
+    few = next(s for s in cfg.eval.strategies if s.name == "few_shot")
+    assert few.model_copy(update={"k": 7}).options.k == 7
+    with pytest.raises(ValueError):  # a typo is not set silently
+        cfg.train.model_copy(update={"lora_rr": 4})

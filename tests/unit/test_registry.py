@@ -135,7 +135,7 @@ def test_a_strategy_is_one_new_module(tmp_path, monkeypatch):
     shout = cfg.eval.strategies[1]
     assert shout.options.times == 2
     with pytest.raises(ConfigError, match="unknown config key 'eval.strategies.1.k'"):  # few_shot's key, not shout's
-        load_config(_config(tmp_path, eval={"strategies": [{"name": "zero_shot"}, {"name": "shout", "k": 3}]}))
+        load_config(_config(tmp_path, eval={"strategies": [{"name": "zero_shot"}, {"name": "shout", "k": 5}]}))
     backend = EchoBackend()
     items = [{"id": "a-0", "suite": "a", "prompt": "what is 3 + 4?", "answer": "7"}]
     records, metrics = evaluate_suite(backend, items, cfg.data.target, cfg.eval, shout)

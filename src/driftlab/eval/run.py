@@ -19,7 +19,7 @@ from driftlab.config import EvalConfig, StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
 from driftlab.eval.extract import extract_answer, split_thinking
 from driftlab.eval.open import open_backend
-from driftlab.eval.scoring import canonical_answers, normalize_text, score
+from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.strategies import STRATEGIES, run_strategy, zero_shot_config
 from driftlab.eval.taxonomy import error_tags, tag_rates
 from driftlab.models import ModelUnderTest
@@ -114,10 +114,12 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
                               "initial_correct": bool(first_correct)})
             records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,
                                    reason=reason, method=ex.method, extra=extra))
-    return records, suite_metrics(records, suite)
+    return records, suite_metrics(records, suite, strategy.name)
 
 
-def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
+def suite_metrics(records: list[dict], suite: SuiteConfig, strategy: str = "zero_shot") -> dict:
+    """Accuracy, format, chance level, timing, error taxonomy — and the metrics the strategy itself declares,
+    computed by its registry entry from the records."""
     n = len(records)
     correct = sum(r["correct"] for r in records)
     metrics = {
@@ -145,17 +147,9 @@ def suite_metrics(records: list[dict], suite: SuiteConfig) -> dict:
         })
     if records and "errors" in records[0]:
         metrics["errors"] = tag_rates(records)
-    if records and "consistency" in records[0]:
-        metrics["consistency"] = sum(r["consistency"] for r in records) / n
-    if records and "initial_correct" in records[0]:
-        metrics.update({
-            "initial_accuracy": sum(r["initial_correct"] for r in records) / n,
-            "changed_rate": sum(a != b for a, b in (canonical_answers([r["initial_extracted"], r["extracted"]],
-                                                                                suite.scorer, r.get("choices"))
-                                                             for r in records)) / n,
-            "right_to_wrong": sum(r["initial_correct"] and not r["correct"] for r in records),
-            "wrong_to_right": sum(not r["initial_correct"] and r["correct"] for r in records),
-        })
+    summarize = STRATEGIES.get(strategy).summarize
+    if records and summarize is not None:
+        metrics.update(summarize(records, suite))
     return metrics
 
 

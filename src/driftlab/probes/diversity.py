@@ -118,7 +118,7 @@ def _run(ctx, opts: DiversityOptions) -> tuple[list[dict], dict]:
     return rows, summary(rows)
 
 
-PROBES.register(Probe(name="diversity", summary="diversity and format collapse of sampled replies",
+PROBES.register(Probe(name="diversity", summary="diversity and format collapse of sampled replies", order=20,
                       options=DiversityOptions, run=_run, metrics=(
     Metric("distinct_1", "higher", "unique unigrams / all (samples)"),
     Metric("distinct_2", "higher", "unique bigrams / all"),

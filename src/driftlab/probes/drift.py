@@ -108,7 +108,7 @@ def _run(ctx, opts: DriftOptions) -> tuple[list[dict], dict]:
     return rows, result
 
 
-PROBES.register(Probe(name="drift", summary="how far next-token distributions moved from the base model's",
+PROBES.register(Probe(name="drift", summary="how far next-token distributions moved from the base model's", order=30,
                       options=DriftOptions, run=_run, metrics=(
     Metric("kl", "lower", "token KL(base ‖ tuned) on the base model's own general replies"),
     Metric("nll_tuned", "lower", "NLL on that text"))))

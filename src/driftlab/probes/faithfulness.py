@@ -175,6 +175,7 @@ def _run(ctx, opts: FaithfulnessOptions) -> tuple[list[dict], dict]:
 
 
 PROBES.register(Probe(name="faithfulness", summary="does the answer depend on the chain of thought (Lanham et al.)",
+                      order=10,
                       options=FaithfulnessOptions, run=_run, metrics=(
     Metric("aoc", "higher", "early-answering area over the curve (lower = answer depends less on the chain)"),
     Metric("mistake_changed", "higher", "share of final answers changed by an injected arithmetic mistake "

@@ -88,6 +88,7 @@ def _run(ctx, opts: ShortcutOptions) -> tuple[list[dict], dict]:
 
 
 PROBES.register(Probe(name="shortcuts", summary="answers that come from somewhere other than the computation",
+                      order=40,
                       options=ShortcutOptions, run=_run, metrics=(
     Metric("copied_from_prompt", "lower", "wrong answer copied from the question"),
     Metric("copied_from_exemplars", "lower", "wrong answer copied from a few-shot exemplar"),

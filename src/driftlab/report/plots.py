@@ -126,7 +126,9 @@ def pareto_figure(points: list[SweepPoint]) -> go.Figure:
 
 
 def _bars(pts: list[SweepPoint], key: str, ci: str) -> dict:
-    """Asymmetric error bars from a point's CI."""
+    """Asymmetric error bars from a point's CI (older sweep.json files have none)."""
+    if any(getattr(p, ci) is None for p in pts):
+        return {"visible": False}
     return {"type": "data", "symmetric": False, "thickness": 1, "width": 3,
             "array": [getattr(p, ci)[1] - getattr(p, key) for p in pts],
             "arrayminus": [getattr(p, key) - getattr(p, ci)[0] for p in pts]}

@@ -36,9 +36,8 @@ def sweep_table(study: Study) -> list[str]:
              "| variant | α | target change (pts) | 95% CI | held-out change (pts) | 95% CI | frontier |",
              "|---|---:|---:|---|---:|---|---|"]
     for p in sweep.points:
-        lines.append(f"| {p.variant} | {p.alpha:g} | {pts(p.target_gain)} | [{pts(p.target_ci[0])}, "
-                     f"{pts(p.target_ci[1])}] | {pts(p.heldout_change)} | [{pts(p.heldout_ci[0])}, "
-                     f"{pts(p.heldout_ci[1])}] | {'yes' if p.frontier else ''} |")
+        lines.append(f"| {p.variant} | {p.alpha:g} | {pts(p.target_gain)} | {_ci(p.target_ci)} | "
+                     f"{pts(p.heldout_change)} | {_ci(p.heldout_ci)} | {'yes' if p.frontier else ''} |")
     return lines + [""]
 
 
@@ -128,6 +127,10 @@ def _strategy_cells(m: dict, strategy: str) -> dict:
                     for d in declared if m.get(d.name) is not None)
     return {"accuracy": m["accuracy"], "format": m["format_rate"], "latency": m.get("latency_p50_s"),
             "tokens_per_s": m.get("tokens_per_s"), "own": own}
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "n/a" if ci is None else f"[{pts(ci[0])}, {pts(ci[1])}]"
 
 
 def num(x: float | None, digits: int = 3) -> str:

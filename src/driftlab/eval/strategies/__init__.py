@@ -3,7 +3,8 @@
 and returns, per item, the final reply that gets extracted and scored, plus what the strategy itself measured.
 
 To add a strategy: a new module here that calls `STRATEGIES.register(Strategy(...))` with its name, options (its
-config keys, read as `strategy_cfg.options`), the metrics it adds to a suite's metrics, and `run`.
+config keys, read as `strategy_cfg.options`), `run`, and the metrics it adds to a suite's metrics (declared, and
+computed from the per-item records by `summarize`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Strategy(Entry):
     rows_per_item: Callable = lambda cfg: 1  # generated sequences per item (what the progress bar counts)
     exemplars_needed: Callable = lambda cfg: 0  # train-split exemplars it needs per suite; fewer: the suite is skipped
     asks_for_format: bool = False  # its own instruction asks for an 'Answer:' line (the error taxonomy's format check)
+    # (per-item records, suite cfg) -> {declared metric: value}: the strategy's own metrics of one suite
+    summarize: Callable[..., dict] | None = None
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", __name__)

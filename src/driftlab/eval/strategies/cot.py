@@ -13,5 +13,5 @@ def run(cfg, backend, items, suite, budget, shots):
     return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget, cfg.stop)]
 
 
-STRATEGIES.register(Strategy(name="cot", summary="step-by-step reasoning, then a final 'Answer:' line", run=run,
-                             asks_for_format=True))
+STRATEGIES.register(Strategy(name="cot", summary="step-by-step reasoning, then a final 'Answer:' line", order=30,
+                             run=run, asks_for_format=True))

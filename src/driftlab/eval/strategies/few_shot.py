@@ -33,5 +33,5 @@ def run(cfg, backend, items, suite, budget, shots):
     return [StrategyOutput(g) for g in backend.generate(convs, budget, cfg.stop)]
 
 
-STRATEGIES.register(Strategy(name="few_shot", summary="k solved train-split exemplars as earlier chat turns",
+STRATEGIES.register(Strategy(name="few_shot", summary="k solved train-split exemplars as earlier chat turns", order=20,
                              options=FewShotOptions, run=run, exemplars_needed=lambda cfg: cfg.options.k))

@@ -41,7 +41,11 @@ def run(cfg, backend, items, suite, budget, shots):
     return [majority_vote(s, suite.scorer, it.get("choices")) for s, it in zip(samples, items)]
 
 
+def summarize(records: list[dict], suite) -> dict:
+    return {"consistency": sum(r["consistency"] for r in records) / len(records)}
+
+
 STRATEGIES.register(Strategy(
-    name="self_consistency", summary="majority vote over the extracted answers of n samples",
-    options=SelfConsistencyOptions, run=run, rows_per_item=lambda cfg: cfg.options.n,
+    name="self_consistency", summary="majority vote over the extracted answers of n samples", order=40,
+    options=SelfConsistencyOptions, run=run, rows_per_item=lambda cfg: cfg.options.n, summarize=summarize,
     metrics=(Metric("consistency", "neither", "share of samples agreeing with the vote (1 = every sample alike)"),)))

@@ -24,5 +24,5 @@ def save(trainer, tokenizer, cfg, path, base) -> None:
         tokenizer.save_pretrained(str(path))
 
 
-METHODS.register(Method(name="full", summary="all weights, or the selected modules' weights",
+METHODS.register(Method(name="full", summary="all weights, or the selected modules' weights", order=40,
                         artifact="model", prepare=prepare, save=save))

@@ -27,9 +27,9 @@ def save_adapter(trainer, tokenizer, cfg, path, base) -> None:
 
 
 METHODS.register(Method(
-    name="lora", summary="LoRA (PEFT) on the selected Linear modules", options=LoraOptions, artifact="adapter",
-    prepare=lambda model, cfg: (model, lora_config(model, cfg)), save=save_adapter))
+    name="lora", summary="LoRA (PEFT) on the selected Linear modules", order=10, options=LoraOptions,
+    artifact="adapter", prepare=lambda model, cfg: (model, lora_config(model, cfg)), save=save_adapter))
 METHODS.register(Method(
     name="dora", summary="DoRA (PEFT: LoRA with a learned magnitude per output) on the selected Linear modules",
-    options=LoraOptions, artifact="adapter", prepare=lambda model, cfg: (model, lora_config(model, cfg, dora=True)),
-    save=save_adapter))
+    order=20, options=LoraOptions, artifact="adapter",
+    prepare=lambda model, cfg: (model, lora_config(model, cfg, dora=True)), save=save_adapter))

@@ -33,5 +33,5 @@ def prepare(model, cfg):
 
 
 METHODS.register(Method(
-    name="qlora", summary="LoRA on a 4-bit NF4 base with double quantisation (CUDA only)", options=LoraOptions,
-    artifact="adapter", prepare=prepare, save=save_adapter, quantization=quantization_config))
+    name="qlora", summary="LoRA on a 4-bit NF4 base with double quantisation (CUDA only)", order=30,
+    options=LoraOptions, artifact="adapter", prepare=prepare, save=save_adapter, quantization=quantization_config))

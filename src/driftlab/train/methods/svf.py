@@ -28,5 +28,5 @@ def save(trainer, tokenizer, cfg, path, base) -> None:
 
 
 METHODS.register(Method(
-    name="svf", summary="Transformer² singular-value scales on the selected modules (parameter isolation)",
+    name="svf", summary="Transformer² singular-value scales on the selected modules (parameter isolation)", order=50,
     artifact="expert", prepare=prepare, save=save, shardable=False, broadcast_buffers=False))
