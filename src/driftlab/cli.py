@@ -223,12 +223,18 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
     cmp_cfg = study_cfg.compare if study_cfg else CompareConfig()
     result = compare_results(a, b, cmp_cfg, study_cfg.seed if study_cfg else 0)
     if result["suites"]:
-        table = Table("suite", "n", "A", "B", "diff (pts)", f"{cmp_cfg.confidence:.0%} CI", "McNemar p", "BH p",
-                      "floor", title=f"{a}  →  {b}")
+        from driftlab.compare.verdict import verdict
+        from driftlab.schema import Comparison
+
+        table = Table("suite", "n", "A", "B", "diff (pts)", f"{cmp_cfg.confidence:.0%} CI", "McNemar p",
+                      f"adj. p ({cmp_cfg.correction})", "MDE (pts)", "items to certify", "verdict",
+                      title=f"{a}  →  {b}")
         for suite, r in result["suites"].items():
             table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}",
                           f"{100 * r['diff']:+.1f}", f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]",
-                          f"{r['mcnemar_p']:.3g}", f"{r['p_bh']:.3g}", "yes" if r["floor"] else "no")
+                          f"{r['mcnemar_p']:.3g}", f"{r['p_adj']:.3g}",
+                          "none" if r["mde"] is None else f"{100 * r['mde']:.1f}", str(r["n_to_certify"]),
+                          verdict(Comparison(variant=b, suite=suite, **r)))
         console.print(table)
     if result["probes"]:
         table = Table("probe", "metric", "n", "A", "B", "diff", f"{cmp_cfg.confidence:.0%} CI")
@@ -239,7 +245,8 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
         console.print(table)
     m = result["method"]
     console.print(f"CIs: {m['ci']}, {m['n_bootstrap']} resamples, seed {m['seed']}; {m['binary_test']}; "
-                  f"{m['multiple_comparisons']}; floor: {m['floor']}.")
+                  f"{m['multiple_comparisons']}; {m['power']}; floor: {m['floor']}; verdicts: compare/verdict.py "
+                  f"(margin {cmp_cfg.margin}).")
     out_dir = out or new_run_dir(study_cfg.runs_dir if study_cfg else Path("runs"),
                                  f"{study_cfg.name}-compare" if study_cfg else "compare")
     write_json(out_dir / "compare.json", result)

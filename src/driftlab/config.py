@@ -381,6 +381,17 @@ class ProbesConfig(WithOptions):
 class CompareConfig(Strict):
     n_bootstrap: int = Field(10_000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the McNemar tests behind 'gained' "
+                         "and 'lost' (applied to the corrected p) and of the power figures.")
+    correction: Literal["bh", "holm", "bonferroni", "none"] = Field(
+        "bh", description="Multiplicity correction of the McNemar p-values across one variant's suite × strategy "
+                          "rows: Benjamini-Hochberg (false discovery rate), Holm or Bonferroni (family-wise error), "
+                          "or none. Verdicts read the corrected p; the table shows both.")
+    margin: float = Field(0.05, gt=0, lt=1, description="Non-inferiority margin of the cost verdicts: a change whose "
+                          "CI lies above -margin is 'no loss beyond the margin'; a row neither lost nor within it is "
+                          "'cannot tell', with the items that would tell.")
+    power: float = Field(0.8, gt=0.5, lt=1, description="Power of the minimum detectable difference reported for "
+                         "every row, and of the item counts that would certify the margin.")
     floor_margin: float = Field(
         0.02, ge=0, lt=1, description="A suite is at its floor when base accuracy is not significantly (one-sided "
         "exact binomial, alpha 0.05) above chance + this margin."
@@ -415,8 +426,9 @@ class GateRule(Strict):
     max_loss: float | None = Field(None, ge=0, description="Fail when the difference is below -max_loss.")
     max_rise: float | None = Field(None, ge=0, description="Fail when the difference is above +max_rise.")
     ci: Literal["any", "excludes_zero"] = Field(
-        "any", description="excludes_zero: a gain must have its CI above 0 and a loss/rise only counts when its CI "
-        "lies entirely on that side of 0.")
+        "any", description="excludes_zero: a gain (min_diff) must have its CI above 0; max_loss is non-inferiority, "
+        "passing only when the CI's lower bound is above -max_loss (the data show any loss is smaller); a rise "
+        "(max_rise) only counts when its CI lies above 0. any: point estimates only.")
 
     @model_validator(mode="after")
     def _one_target(self):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -85,7 +85,19 @@ class Comparison(Record):
     floor: bool
     n_bootstrap: int
     confidence: float
-    p_bh: float | None = None  # Benjamini-Hochberg across the variant's rows
+    p_adj: float | None = None  # McNemar p corrected across the variant's rows (`correction`); verdicts read it
+    correction: str | None = None  # bh | holm | bonferroni | none
+    mde: float | None = None  # smallest difference detectable with the configured power (None: none is)
+    margin: float = 0.05  # the non-inferiority margin of the cost verdict
+    alpha: float = 0.05  # the level 'gained' and 'lost' test the corrected p against
+    n_to_certify: int | None = None  # items that would certify "no loss beyond the margin" if nothing changed
+    p_bh: float | None = Field(None, exclude=True)  # study.json files written before `p_adj`: read, not written
+
+    @model_validator(mode="after")
+    def _legacy_p(self):
+        if self.p_adj is None and self.p_bh is not None:
+            self.p_adj, self.correction = self.p_bh, "bh"
+        return self
 
     @property
     def key(self) -> ResultKey:

@@ -49,11 +49,31 @@ def test_gate_fails_on_a_constructed_regression(tmp_path):
     assert "FAIL" in result.output and "capitals" in result.output and "gate: FAILED (1 of 3" in result.output
 
 
-def test_gate_passes_a_clean_run_and_ignores_noise_and_floors(tmp_path):
-    noisy = _study(tmp_path, capitals_diff=-0.10, capitals_ci=[-0.20, 0.01])  # a loss whose CI includes 0
-    assert CliRunner().invoke(app, ["gate", str(noisy)]).exit_code == 0
+def test_max_loss_is_non_inferiority(tmp_path):
+    """A loss whose CI includes 0 is not a pass: the gate passes only when the data exclude a loss beyond the
+    margin, and says "cannot certify" (with the items that would) when they do not."""
+    noisy = _study(tmp_path, capitals_diff=-0.071, capitals_ci=[-0.157, 0.014])  # SVF's capitals at a11c114
+    out = CliRunner().invoke(app, ["gate", str(noisy)], env={"COLUMNS": "250"})
+    assert out.exit_code == 1 and "cannot certify a loss smaller than 0.020" in out.output
+    assert "items would certify" in out.output
+    certified = _study(tmp_path / "c", capitals_diff=-0.005, capitals_ci=[-0.015, 0.01])
+    out = CliRunner().invoke(app, ["gate", str(certified)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
     floor = _study(tmp_path / "f", capitals_diff=-0.3, capitals_ci=[-0.4, -0.2], floor=True)
-    assert CliRunner().invoke(app, ["gate", str(floor)]).exit_code == 0  # a floor suite cannot show a loss
+    assert CliRunner().invoke(app, ["gate", str(floor)]).exit_code == 0  # a floor suite has no loss to show
+
+
+def test_max_loss_with_ci_any_reads_the_point_estimate():
+    from driftlab.compare.gate import _check
+    from driftlab.config import GateRule
+    from driftlab.schema import Comparison
+
+    rule = GateRule(suites="heldout", max_loss=0.02, ci="any")
+    row = Comparison(**{k: v for k, v in _row("capitals", -0.01, [-0.15, 0.13]).items()})
+    assert _check(rule, row)[0] and not _check(rule, row.model_copy(update={"diff": -0.03}))[0]
+    strict = GateRule(suites="heldout", max_loss=0.02, ci="excludes_zero")
+    passed, why = _check(strict, row.model_copy(update={"diff": -0.1, "ci95": [-0.2, -0.05]}))
+    assert not passed and why.startswith("lost")
 
 
 def test_gate_probe_rule_and_errors(tmp_path):

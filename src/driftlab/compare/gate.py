@@ -2,14 +2,18 @@
 
 A rule names suites (the target, every held-out suite, or a list) or one probe metric, and one bound:
 min_diff   the difference must be at least this (a required gain; with ci=excludes_zero its CI must be above 0)
-max_loss   the difference may not fall below -max_loss (with ci=excludes_zero: only when its CI is entirely below 0)
-max_rise   the difference may not exceed +max_rise (e.g. drift.kl, shortcuts.skipped_computation)
-Held-out suites at their floor are skipped by loss rules: a floor suite cannot show a loss (the report says so).
+max_loss   non-inferiority: with ci=excludes_zero the data must show that any loss is smaller than max_loss (the
+           CI's lower bound above -max_loss); a CI reaching below it fails as "cannot certify", with the number of
+           items that would. With ci=any only the point estimate must stay above -max_loss.
+max_rise   the difference may not exceed +max_rise (e.g. drift.kl, shortcuts.skipped_computation); with
+           ci=excludes_zero only a rise whose CI lies above 0 counts
+Suites at their floor are skipped by loss rules: a floor suite has no loss to show (compare/verdict.py).
 Zero-shot results only (`<suite>`, not `<suite>@<strategy>`), so a rule means one number per suite.
 """
 
 from __future__ import annotations
 
+from driftlab.compare.stats import items_to_certify
 from driftlab.config import GateRule
 from driftlab.schema import GateCheck, Study
 
@@ -21,7 +25,7 @@ def check_gate(study: Study, rules: list[GateRule]) -> list[GateCheck]:
     for variant in study.variant_names():
         for i, rule in enumerate(rules):
             for subject, row in _rows(study, variant, rule, roles):
-                at_floor = rule.max_loss is not None and getattr(row, "floor", False) and roles.get(subject) != "target"
+                at_floor = rule.max_loss is not None and getattr(row, "floor", False)
                 passed, why = (True, "skipped: at floor, a loss cannot be shown") if at_floor else _check(rule, row)
                 results.append(GateCheck(variant=variant, rule=i, subject=subject, diff=row.diff, ci95=row.ci95,
                                          passed=passed, why=why))
@@ -56,9 +60,21 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             return False, f"CI [{lo:+.3f}, {hi:+.3f}] does not exclude 0"
         return True, f"diff {diff:+.3f} ≥ {rule.min_diff:+.3f}"
     if rule.max_loss is not None:
-        if diff < -rule.max_loss and (not strict or hi < 0):
-            return False, f"diff {diff:+.3f} below -{rule.max_loss:.3f}" + (" with CI below 0" if strict else "")
-        return True, f"diff {diff:+.3f} within -{rule.max_loss:.3f}"
+        margin = rule.max_loss
+        if not strict:
+            if diff < -margin:
+                return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate)"
+            return True, f"diff {diff:+.3f} not below -{margin:.3f} (point estimate; its CI is not checked)"
+        if lo > -margin:
+            return True, f"a loss beyond -{margin:.3f} is excluded: CI lower bound {lo:+.3f} > -{margin:.3f}"
+        if hi < 0 and diff < -margin:
+            return False, f"lost: diff {diff:+.3f}, CI [{lo:+.3f}, {hi:+.3f}] below 0"
+        need = ""
+        if hasattr(row, "right_to_wrong"):  # a suite row (a probe metric has no flips to count)
+            items = items_to_certify(row.n, row.right_to_wrong + row.wrong_to_right, margin, confidence=row.confidence)
+            need = f"; ~{items} items would certify it if nothing changed"
+        return False, (f"cannot certify a loss smaller than {margin:.3f}: CI [{lo:+.3f}, {hi:+.3f}] reaches below "
+                       f"-{margin:.3f} (n {row.n}{need})")
     if diff > rule.max_rise and (not strict or lo > 0):
         return False, f"diff {diff:+.3f} above +{rule.max_rise:.3f}" + (" with CI above 0" if strict else "")
     return True, f"diff {diff:+.3f} within +{rule.max_rise:.3f}"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from driftlab.compare.stats import at_floor, mcnemar_exact, paired_bootstrap_ci
+from driftlab.compare.stats import (adjust_p, at_floor, items_to_certify, mcnemar_exact, min_detectable_difference,
+                                    paired_bootstrap_ci)
 from driftlab.config import CompareConfig
 from driftlab.errors import DataError
 from driftlab.probes import PROBES
@@ -32,6 +33,7 @@ def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: Compa
     t = np.array([bool(tuned_by_id[i]["correct"]) for i in ids])
     lo, hi = paired_bootstrap_ci(b, t, cfg.n_bootstrap, cfg.confidence, seed)
     mc = mcnemar_exact(b, t)
+    flips = mc["right_to_wrong"] + mc["wrong_to_right"]
     return {
         "n": len(ids),
         "base_acc": float(b.mean()),
@@ -45,6 +47,12 @@ def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: Compa
         "floor": at_floor(int(b.sum()), len(ids), chance, cfg.floor_margin),
         "n_bootstrap": cfg.n_bootstrap,
         "confidence": cfg.confidence,  # the level of "ci95" (named for the default)
+        # What these items can tell: the smallest difference the McNemar test detects with cfg.power at the
+        # observed flip rate, and how many items would certify "no loss beyond the margin" (compare/stats.py).
+        "mde": min_detectable_difference(len(ids), flips, cfg.power, cfg.alpha),
+        "margin": cfg.margin,
+        "alpha": cfg.alpha,
+        "n_to_certify": items_to_certify(len(ids), flips, cfg.margin, cfg.power, cfg.confidence),
     }
 
 
@@ -63,19 +71,19 @@ def compare_evals(base_dir: Path, tuned_dir: Path, cfg: CompareConfig, seed: int
                              base_metrics[suite]["chance"], cfg, seed)
         for suite in common
     }
-    return with_bh(rows)
+    return with_adjusted_p(rows, cfg.correction)
 
 
-def with_bh(rows: dict[str, dict]) -> dict[str, dict]:
-    """Add `p_bh`: McNemar p-values adjusted across all suites × strategies of one comparison by Benjamini-Hochberg
-    (scipy.stats.false_discovery_control), so "some suite changed" is not read off the smallest of many p-values."""
-    from scipy.stats import false_discovery_control
+CORRECTIONS = {"bh": "Benjamini-Hochberg", "holm": "Holm", "bonferroni": "Bonferroni", "none": "no correction"}
 
+
+def with_adjusted_p(rows: dict[str, dict], method: str = "bh") -> dict[str, dict]:
+    """Add `p_adj` (and the `correction` used): McNemar p-values adjusted across all suites × strategies of one
+    comparison, so "some suite changed" is not read off the smallest of many p-values."""
     names = list(rows)
-    if names:
-        adjusted = false_discovery_control([rows[n]["mcnemar_p"] for n in names], method="bh")
-        for n, p in zip(names, adjusted):
-            rows[n]["p_bh"] = float(p)
+    for n, p in zip(names, adjust_p([rows[n]["mcnemar_p"] for n in names], method)):
+        rows[n]["p_adj"] = float(p)
+        rows[n]["correction"] = method
     return rows
 
 
@@ -139,7 +147,10 @@ def compare_results(a: str, b: str, cfg: CompareConfig, seed: int = 0) -> dict:
     return {"a": a, "b": b, "suites": suites, "probes": probes,
             "method": {"ci": f"{cfg.confidence:.0%} percentile paired bootstrap over items",
                        "n_bootstrap": cfg.n_bootstrap, "seed": seed, "binary_test": "exact McNemar (binomial)",
-                       "multiple_comparisons": f"Benjamini-Hochberg across the {len(suites)} suite × strategy rows "
-                                               "(p_bh); probe metrics carry bootstrap CIs only",
+                       "multiple_comparisons": f"{CORRECTIONS[cfg.correction]} across the {len(suites)} suite × "
+                                               "strategy rows (p_adj); probe metrics carry bootstrap CIs only",
+                       "power": f"mde: smallest difference the exact McNemar test (alpha {cfg.alpha}) detects with "
+                                f"power {cfg.power} at the observed flip rate; n_to_certify: items for the CI to "
+                                f"clear -{cfg.margin} with that power if nothing changed",
                        "floor": f"base accuracy not significantly above chance + {cfg.floor_margin} (one-sided "
                                 "exact binomial, alpha 0.05)"}}

@@ -52,6 +52,74 @@ def mcnemar_exact(base: np.ndarray, tuned: np.ndarray) -> dict:
     return {"right_to_wrong": b, "wrong_to_right": c, "p_value": float(min(1.0, p))}
 
 
+def mcnemar_power(n: int, p_discordant: float, delta: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided exact McNemar test at `alpha` (reject when p < alpha, as the verdicts do) to detect a
+    paired accuracy difference `delta` on n items, when a share `p_discordant` of the items flip (at least |delta|:
+    a difference needs that many flips). The number of flipped items is Binomial(n, p_discordant); of those, the
+    share that flip in delta's direction is (1 + |delta| / p_discordant) / 2. Exact: every possible number of flips
+    with its own rejection region. (statsmodels has no exact McNemar power; this is a few lines of scipy.)"""
+    from scipy.stats import binom
+
+    p = max(p_discordant, abs(delta))
+    if n <= 0 or p <= 0:
+        return 0.0
+    ks = np.arange(1, n + 1)
+    share = 0.5 * (1 + abs(delta) / p)
+    # Largest count in the rarer direction that still rejects: 2 * cdf(c; k, 1/2) < alpha  <=>  c < ppf(alpha / 2).
+    c_lo = binom.ppf(alpha / 2, ks, 0.5) - 1
+    reject = binom.cdf(c_lo, ks, share) + binom.sf(ks - c_lo - 1, ks, share)  # c_lo < k/2: the tails are disjoint
+    return float(np.sum(binom.pmf(ks, n, p) * np.where(c_lo >= 0, reject, 0.0)))
+
+
+def min_detectable_difference(n: int, discordant: int, power: float = 0.8, alpha: float = 0.05) -> float | None:
+    """The smallest |difference| (accuracy units) the exact McNemar test detects with `power` on n items, given
+    the observed number of discordant items (the flip rate the study saw); None when no difference could be
+    detected at all (too few items). Bisection on mcnemar_power, which grows with the difference."""
+    p_obs = discordant / n if n else 0.0
+    if mcnemar_power(n, p_obs, 1.0, alpha) < power:
+        return None
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-4:
+        mid = (lo + hi) / 2
+        if mcnemar_power(n, p_obs, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def items_to_certify(n: int, discordant: int, margin: float, power: float = 0.8, confidence: float = 0.95) -> int:
+    """Items a paired comparison needs for its CI's lower bound to clear -margin with `power` when the true
+    difference is 0 (non-inferiority: "no loss beyond the margin"). Normal approximation of the paired difference,
+    whose per-item variance is the discordance rate; the rate is the observed one, smoothed ((flips + 1) / (n + 2))
+    so that a comparison with no flips still asks for a finite, non-zero number of items."""
+    from scipy.stats import norm
+
+    rate = (discordant + 1) / (n + 2)
+    z = norm.ppf(1 - (1 - confidence) / 2) + norm.ppf(power)
+    return int(np.ceil(z * z * rate / (margin * margin)))
+
+
+def adjust_p(p_values: list[float], method: str) -> list[float]:
+    """Multiplicity-adjusted p-values: 'bh' (Benjamini-Hochberg, scipy.stats.false_discovery_control), 'holm'
+    (Holm's step-down; scipy has no Holm, statsmodels would be a dependency for four lines), 'bonferroni', 'none'."""
+    if not p_values or method == "none":
+        return list(p_values)
+    m = len(p_values)
+    if method == "bh":
+        from scipy.stats import false_discovery_control
+
+        return [float(p) for p in false_discovery_control(p_values, method="bh")]
+    if method == "bonferroni":
+        return [min(1.0, p * m) for p in p_values]
+    order = sorted(range(m), key=lambda i: p_values[i])  # holm
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def at_floor(correct: int, n: int, chance: float, margin: float = 0.02, alpha: float = 0.05) -> bool:
     """True when the base score is not significantly above chance + margin (one-sided exact binomial test):
     such a suite cannot show a loss, and its 'changes' are noise around the floor."""

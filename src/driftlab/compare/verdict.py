@@ -1,37 +1,62 @@
-"""The verdict: one word per paired comparison, and per variant what it gained, what it lost and whether it passed
-the gate — next to the statistics it reads (paired.py, stats.py, gate.py); the report only prints it."""
+"""The verdict: one phrase per paired comparison, and per variant what it gained, what it lost, where it kept within
+the margin and where the data cannot tell — next to the statistics it reads (paired.py, stats.py, gate.py); the
+report only prints it.
+
+Per row (a suite under one strategy, one variant against the base), in this order:
+gained                     CI above 0 and the corrected McNemar p below alpha
+at floor                   the base model is not above chance: there was nothing to lose (target and held-out alike;
+                           a floor suite can still show a gain, above)
+lost                       CI below 0 and the corrected McNemar p below alpha
+no loss beyond the margin  non-inferiority: the CI's lower bound lies above -margin
+cannot tell                none of the above: the items cannot tell a loss of `margin` from none; the row says how
+                           small a difference they can detect (mde) and how many items would certify the margin
+"""
 
 from __future__ import annotations
 
 from driftlab.schema import Comparison, Study
 
-ALPHA = 0.05
+GAINED, LOST, FLOOR, WITHIN, CANNOT_TELL = ("gained", "lost", "at floor (base ≈ chance): no loss to show",
+                                            "no loss beyond the margin", "cannot tell")
 
 
-def verdict(row: Comparison, role: str) -> str:
-    """'gained'/'lost' need both the bootstrap CI to exclude zero and the exact McNemar test to reject (the
-    percentile bootstrap is optimistic when only a handful of items flipped). A floor suite cannot show a loss, so
-    it gets no verdict beyond that."""
+def verdict(row: Comparison) -> str:
+    """The same rule for target and held-out rows; alpha and margin are the row's own (compare config)."""
     lo, hi = row.ci95
-    if row.floor and role != "target":
-        return "at floor (base ≈ chance): not interpretable"
-    if lo > 0 and row.mcnemar_p < ALPHA:
-        return "gained"
-    if hi < 0 and row.mcnemar_p < ALPHA:
-        return "lost"
-    return "no significant change"
+    p = row.p_adj if row.p_adj is not None else row.mcnemar_p
+    if lo > 0 and p < row.alpha:
+        return GAINED
+    if row.floor:
+        return FLOOR
+    if hi < 0 and p < row.alpha:
+        return LOST
+    if lo > -row.margin:
+        return WITHIN
+    return CANNOT_TELL
 
 
 def variant_summary(study: Study) -> list[dict]:
-    """Per variant: the result keys (suite × strategy) it gained and lost on, and its gate result."""
+    """Per variant: the result keys (suite × strategy) it gained on; among the held-out rows (the costs) those it
+    lost, those certified within the margin and those that cannot tell; and its gate result."""
     roles = study.roles()
     out = []
     for name in study.variant_names():
         rows = study.rows(name)
+        costs = [r for r in rows if roles[r.suite] == "heldout"]
         failed = [c for c in (study.gate.checks if study.gate else []) if c.variant == name and not c.passed]
         out.append({"variant": name,
-                    "gained": [r.suite for r in rows if verdict(r, roles[r.suite]) == "gained"],
-                    "lost": [r.suite for r in rows if verdict(r, roles[r.suite]) == "lost"],
+                    "gained": [r.suite for r in rows if verdict(r) == GAINED],
+                    "lost": [r.suite for r in rows if verdict(r) == LOST],
+                    "within": [r.suite for r in costs if verdict(r) == WITHIN],
+                    "cannot_tell": [r for r in costs if verdict(r) == CANNOT_TELL],
+                    "margin": rows[0].margin if rows else None,
                     "gate": ("no rules" if study.gate is None else f"FAILED ({len(failed)} checks)" if failed
                              else "passed")})
     return out
+
+
+def cannot_tell_text(row: Comparison) -> str:
+    """`capitals` (mde 11 pts; ~390 items would certify −5)."""
+    mde = "none detectable" if row.mde is None else f"mde {100 * row.mde:.0f} pts"
+    need = f"; ~{row.n_to_certify} items would certify −{100 * row.margin:.0f}" if row.n_to_certify else ""
+    return f"{row.suite} ({mde}{need})"

@@ -7,7 +7,8 @@ import html
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftlab.compare.verdict import variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
+from driftlab.report.markdown import verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, strategy_heatmap)
 from driftlab.report.tables import gate_lines, probe_table, strategy_rows, sweep_table, training_rows
@@ -35,7 +36,7 @@ body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#
 table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
 th,td{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}} th{{background:#f4f4f4}}
 td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{color:#c0392b;font-weight:600}}
-.floor{{color:#888}} .plot{{margin:1.5rem 0}} code{{background:#f4f4f4;padding:0 .2rem}}
+.floor{{color:#888}} .unsure{{color:#9a6700;font-weight:600}} .plot{{margin:1.5rem 0}} code{{background:#f4f4f4;padding:0 .2rem}}
 table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}} .lost-row td{{background:#fdf0ef}}
 .gained-row td{{background:#eff8f0}}
 </style>
@@ -45,8 +46,10 @@ table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}}
 seed {study.seed}, total {study.timings_s.get('total', 0):.0f}s.</p>
 <h2>Verdict</h2>{_verdict_list(study)}
 <h2>Per suite</h2>{_table(study)}
-<p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs. A suite at its
-floor (base not significantly above chance + margin) cannot show a loss; its changes are noise.</p>
+<p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs; adj. p: corrected
+across the variant's rows. MDE: the smallest difference the McNemar test detects with 80% power at the row's flip
+rate; items to certify: what the CI needs to clear −margin if nothing changed. A suite at its floor (base not
+significantly above chance + margin) has no loss to show; a gain from it is still a gain.</p>
 {_strategy_table(study)}
 {sweep}
 {_training_table(study)}
@@ -109,7 +112,9 @@ def _verdict_list(study: Study) -> str:
     summary = "".join(
         f"<li><b>{html.escape(v['variant'])}</b> — gained: <span class=gained>{html.escape(', '.join(v['gained']))}"
         f"</span>{'' if v['gained'] else 'none'}; lost: <span class=lost>{html.escape(', '.join(v['lost']))}</span>"
-        f"{'' if v['lost'] else 'none'}; gate: "
+        f"{'' if v['lost'] else 'none shown'}; no loss beyond {100 * (v['margin'] or 0.05):.0f} pts: "
+        f"{html.escape(', '.join(v['within'])) or 'none certified'}; cannot tell: <span class=unsure>"
+        f"{html.escape('; '.join(cannot_tell_text(r) for r in v['cannot_tell'])) or 'none'}</span>; gate: "
         f"<span class={'lost' if v['gate'].startswith('FAILED') else 'gained'}>{html.escape(v['gate'])}</span></li>"
         for v in variant_summary(study))
     gate = gate_lines(study)
@@ -117,14 +122,12 @@ def _verdict_list(study: Study) -> str:
                  "".join(f"<li>{html.escape(line[2:])}</li>" for line in gate[2:]) + "</ul>") if gate else ""
     items = []
     for r in study.comparisons:
-        v = verdict(r, roles[r.suite])
-        cls = "gained" if v == "gained" else "lost" if v == "lost" else "floor" if v.startswith("at floor") else ""
+        v = verdict(r)
         items.append(f'<li><b>{html.escape(r.variant)}</b> on <code>{html.escape(r.suite)}</code> '
-                     f'({roles[r.suite]}): <span class="{cls}">{html.escape(v)}</span> — '
+                     f'({roles[r.suite]}): <span class="{_css(v)}">{html.escape(v)}</span> — '
                      f'{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% '
                      f'({100 * r.diff:+.1f} pts, CI [{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}])</li>')
-    note = ("<p class=floor>gained/lost: per suite × strategy, CI excluding 0 and McNemar p &lt; 0.05, not "
-            "corrected for multiple comparisons (Benjamini-Hochberg p in the table below).</p>")
+    note = f"<p class=floor>{html.escape(verdict_note(study))}</p>"
     return (f"<ul class=summary>{summary}</ul>{note}{gate_html}<details><summary>Every comparison</summary><ul>"
             + "".join(items) + "</ul></details>")
 
@@ -157,16 +160,24 @@ def _training_table(study: Study) -> str:
             f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
 
 
+def _css(verdict_text: str) -> str:
+    return {"gained": "gained", "lost": "lost", "cannot tell": "unsure"}.get(
+        verdict_text, "floor" if verdict_text.startswith("at floor") else "")
+
+
 def _table(study: Study) -> str:
     roles = study.roles()
     head = ("<tr><th class=l>variant</th><th class=l>suite</th><th class=l>role</th><th>n</th><th>chance</th>"
-            "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>BH p</th>"
-            "<th>floor</th></tr>")
+            "<th>base</th><th>tuned</th><th>diff (pts)</th><th>95% CI</th><th>McNemar p</th><th>adj. p</th>"
+            "<th>MDE (pts)</th><th>items to certify</th><th>floor</th><th class=l>verdict</th></tr>")
     rows = "".join(
         f"<tr><td class=l>{html.escape(r.variant)}</td><td class=l>{html.escape(r.suite)}</td>"
         f"<td class=l>{roles[r.suite]}</td><td>{r.n}</td><td>{100 * r.chance:.1f}%</td>"
         f"<td>{100 * r.base_acc:.1f}%</td><td>{100 * r.tuned_acc:.1f}%</td><td>{100 * r.diff:+.1f}</td>"
         f"<td>[{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}]</td><td>{r.mcnemar_p:.3g}</td>"
-        f"<td>{'n/a' if r.p_bh is None else format(r.p_bh, '.3g')}</td>"
-        f"<td>{'yes' if r.floor else 'no'}</td></tr>" for r in study.comparisons)
+        f"<td>{'n/a' if r.p_adj is None else format(r.p_adj, '.3g')}</td>"
+        f"<td>{'none' if r.mde is None else format(100 * r.mde, '.1f')}</td>"
+        f"<td>{'n/a' if r.n_to_certify is None else r.n_to_certify}</td>"
+        f"<td>{'yes' if r.floor else 'no'}</td><td class=l><span class={_css(verdict(r))}>"
+        f"{html.escape(verdict(r))}</span></td></tr>" for r in study.comparisons)
     return f"<table>{head}{rows}</table>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driftlab.compare.verdict import ALPHA, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
 from driftlab.report.tables import (gate_lines, num, pct, probe_table, pts, strategy_table, sweep_table,
                                     training_rows)
 from driftlab.schema import Study
@@ -15,35 +15,36 @@ def render_markdown(study: Study) -> str:
               f"seed {study.seed}, run `{study.run_dir}`.", ""]
     lines += ["## Verdict", ""]
     for v in variant_summary(study):
-        lines.append(f"- **{v['variant']}** — gained: {', '.join(v['gained']) or 'none'}; lost: "
-                     f"{', '.join(v['lost']) or 'none'}; gate: {v['gate']}")
-    lines += ["", "(gained/lost: per suite × strategy, CI excluding 0 and McNemar p < 0.05, not corrected for "
-              "multiple comparisons — the Benjamini-Hochberg p of each row is in the table below.)"]
+        lines.append(f"- **{v['variant']}** — {verdict_line(v)}")
+    lines += ["", verdict_note(study)]
     lines += gate_lines(study)
     lines += ["", "Every comparison:", ""]
     for row in study.comparisons:
-        role = roles[row.suite]
-        lines.append(f"- **{row.variant}** on `{row.suite}` ({role}): {verdict(row, role)} — "
+        lines.append(f"- **{row.variant}** on `{row.suite}` ({roles[row.suite]}): {verdict(row)} — "
                      f"{pct(row.base_acc)} → {pct(row.tuned_acc)} ({pts(row.diff)}, "
-                     f"95% CI [{pts(row.ci95[0])}, {pts(row.ci95[1])}])")
+                     f"95% CI [{pts(row.ci95[0])}, {pts(row.ci95[1])}], corrected p {num(row.p_adj, 3)}, "
+                     f"{_mde(row)})")
     lines += ["", "## Per suite", "",
-              "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | BH p | "
-              "right→wrong | wrong→right | floor |",
-              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+              "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | adj. p | "
+              "right→wrong | wrong→right | MDE (pts) | items to certify | floor | verdict |",
+              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in study.comparisons:
         lines.append(
             f"| {r.variant} | {r.suite} | {roles[r.suite]} | {r.n} | {pct(r.chance)} | "
             f"{pct(r.base_acc)} | {pct(r.tuned_acc)} | {pts(r.diff)} | "
-            f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}] | {r.mcnemar_p:.3g} | {num(r.p_bh, 3)} | {r.right_to_wrong} | "
-            f"{r.wrong_to_right} | {'**yes**' if r.floor else 'no'} |")
-    n_boot = study.comparisons[0].n_bootstrap if study.comparisons else 0
-    level = study.comparisons[0].confidence if study.comparisons else 0.95
-    lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). Verdicts 'gained'/"
-              f"'lost' need the CI to exclude 0 and McNemar p < {ALPHA}. McNemar: exact binomial test on "
-              "discordant pairs; BH p: Benjamini-Hochberg adjusted across every suite × strategy of that variant. "
-              "Floor: base accuracy not significantly above chance + margin (one-sided exact "
-              "binomial, α=0.05); chance = the better of uniform guessing and always giving the most common gold "
-              "answer.", ""]
+            f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}] | {r.mcnemar_p:.3g} | {num(r.p_adj, 3)} | {r.right_to_wrong} | "
+            f"{r.wrong_to_right} | {'none' if r.mde is None else f'{100 * r.mde:.1f}'} | "
+            f"{r.n_to_certify if r.n_to_certify is not None else 'n/a'} | {'**yes**' if r.floor else 'no'} | "
+            f"{verdict(r)} |")
+    first = study.comparisons[0] if study.comparisons else None
+    n_boot, level = (first.n_bootstrap, first.confidence) if first else (0, 0.95)
+    lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). McNemar: exact "
+              "binomial test on discordant pairs; adj. p: that p corrected across every suite × strategy of the "
+              f"variant ({first.correction if first else 'bh'}). MDE: the smallest difference the McNemar test "
+              "detects with 80% power at the row's flip rate (compare.power, compare.alpha); items to certify: "
+              "how many items the CI would need to clear −margin if nothing changed. Floor: base accuracy not "
+              "significantly above chance + margin (one-sided exact binomial, α=0.05); chance = the better of "
+              "uniform guessing and always giving the most common gold answer.", ""]
     lines += strategy_table(study)
     lines += sweep_table(study)
     lines += probe_table(study)
@@ -60,3 +61,27 @@ def render_markdown(study: Study) -> str:
               f"{contamination['removed_from_train']}; remaining overlap: "
               f"{contamination['train_eval_overlap_after_removal']}.", ""]
     return "\n".join(lines)
+
+
+def verdict_line(v: dict) -> str:
+    """One variant's headline: gains, then the three-way cost verdict, then the gate."""
+    margin = f"{100 * v['margin']:.0f} pts" if v["margin"] is not None else "the margin"
+    cannot = "; ".join(cannot_tell_text(r) for r in v["cannot_tell"])
+    return (f"gained: {', '.join(v['gained']) or 'none'}; lost: {', '.join(v['lost']) or 'none shown'}; "
+            f"no loss beyond {margin}: {', '.join(v['within']) or 'none certified'}; "
+            f"cannot tell: {cannot or 'none'}; gate: {v['gate']}")
+
+
+def verdict_note(study: Study) -> str:
+    first = study.comparisons[0] if study.comparisons else None
+    correction = first.correction if first and first.correction else "bh"
+    alpha = first.alpha if first else 0.05
+    return (f"(gained / lost: the CI excludes 0 and the McNemar p, corrected across the variant's rows ({correction}), "
+            f"is below {alpha}. Held-out rows are costs, with three answers: lost; no loss beyond the margin (the "
+            "CI's lower bound is above −margin); cannot tell (neither: the items cannot tell such a loss from none — "
+            "each such row gives the smallest difference it could detect and the items that would certify the "
+            "margin). A suite at its floor has no loss to show.)")
+
+
+def _mde(row) -> str:
+    return "no difference detectable" if row.mde is None else f"detectable ≥ {100 * row.mde:.1f} pts"
