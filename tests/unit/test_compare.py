@@ -44,6 +44,10 @@ def test_every_verdict_state():
     assert verdict(_row([-0.05, 0.02], 0.5)) == "cannot tell"  # the bound must lie above -margin, not on it
     assert verdict(_row([-0.3, -0.1], 0.001, floor=True)).startswith("at floor")  # nothing to lose
     assert verdict(_row([0.08, 0.3], 0.001, floor=True)) == "gained"  # a gain from the floor is still a gain
+    # A target row is what was trained for: gained, lost, at floor, or no significant change (no cost verdict).
+    assert verdict(_row([0.02, 0.22], 0.08), "target") == "no significant change"
+    assert verdict(_row([0.02, 0.22], 0.01), "target") == "gained"
+    assert verdict(_row([-0.2, 0.05], 0.4, floor=True), "target").startswith("at floor")
 
 
 def test_headline_gains_use_the_corrected_p():

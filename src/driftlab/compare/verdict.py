@@ -7,9 +7,11 @@ gained                     CI above 0 and the corrected McNemar p below alpha
 at floor                   the base model is not above chance: there was nothing to lose (target and held-out alike;
                            a floor suite can still show a gain, above)
 lost                       CI below 0 and the corrected McNemar p below alpha
+then, for a held-out row (a cost):
 no loss beyond the margin  non-inferiority: the CI's lower bound lies above -margin
 cannot tell                none of the above: the items cannot tell a loss of `margin` from none; the row says how
                            small a difference they can detect (mde) and how many items would certify the margin
+and for a target row (what was trained for): no significant change.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from driftlab.schema import Comparison, Study
 
 GAINED, LOST, FLOOR, WITHIN, CANNOT_TELL = ("gained", "lost", "at floor (base ≈ chance): no loss to show",
                                             "no loss beyond the margin", "cannot tell")
+NO_CHANGE = "no significant change"
 
 
-def verdict(row: Comparison) -> str:
-    """The same rule for target and held-out rows; alpha and margin are the row's own (compare config)."""
+def verdict(row: Comparison, role: str = "heldout") -> str:
+    """`role`: 'target' or 'heldout' (a cost; also what a comparison outside a study is read as). Alpha and margin
+    are the row's own (compare config)."""
     lo, hi = row.ci95
     p = row.p_adj if row.p_adj is not None else row.mcnemar_p
     if lo > 0 and p < row.alpha:
@@ -30,6 +34,8 @@ def verdict(row: Comparison) -> str:
         return FLOOR
     if hi < 0 and p < row.alpha:
         return LOST
+    if role == "target":
+        return NO_CHANGE
     if lo > -row.margin:
         return WITHIN
     return CANNOT_TELL
@@ -45,8 +51,8 @@ def variant_summary(study: Study) -> list[dict]:
         costs = [r for r in rows if roles[r.suite] == "heldout"]
         failed = [c for c in (study.gate.checks if study.gate else []) if c.variant == name and not c.passed]
         out.append({"variant": name,
-                    "gained": [r.suite for r in rows if verdict(r) == GAINED],
-                    "lost": [r.suite for r in rows if verdict(r) == LOST],
+                    "gained": [r.suite for r in rows if verdict(r, roles[r.suite]) == GAINED],
+                    "lost": [r.suite for r in rows if verdict(r, roles[r.suite]) == LOST],
                     "within": [r.suite for r in costs if verdict(r) == WITHIN],
                     "cannot_tell": [r for r in costs if verdict(r) == CANNOT_TELL],
                     "margin": rows[0].margin if rows else None,

@@ -36,7 +36,8 @@ body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#
 table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
 th,td{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}} th{{background:#f4f4f4}}
 td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{color:#c0392b;font-weight:600}}
-.floor{{color:#888}} .unsure{{color:#9a6700;font-weight:600}} .plot{{margin:1.5rem 0}} code{{background:#f4f4f4;padding:0 .2rem}}
+.floor{{color:#888}} .unsure{{color:#9a6700;font-weight:600}} .plot{{margin:1.5rem 0}}
+code{{background:#f4f4f4;padding:0 .2rem}}
 table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}} .lost-row td{{background:#fdf0ef}}
 .gained-row td{{background:#eff8f0}}
 </style>
@@ -122,7 +123,7 @@ def _verdict_list(study: Study) -> str:
                  "".join(f"<li>{html.escape(line[2:])}</li>" for line in gate[2:]) + "</ul>") if gate else ""
     items = []
     for r in study.comparisons:
-        v = verdict(r)
+        v = verdict(r, roles[r.suite])
         items.append(f'<li><b>{html.escape(r.variant)}</b> on <code>{html.escape(r.suite)}</code> '
                      f'({roles[r.suite]}): <span class="{_css(v)}">{html.escape(v)}</span> — '
                      f'{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% '
@@ -178,6 +179,6 @@ def _table(study: Study) -> str:
         f"<td>{'n/a' if r.p_adj is None else format(r.p_adj, '.3g')}</td>"
         f"<td>{'none' if r.mde is None else format(100 * r.mde, '.1f')}</td>"
         f"<td>{'n/a' if r.n_to_certify is None else r.n_to_certify}</td>"
-        f"<td>{'yes' if r.floor else 'no'}</td><td class=l><span class={_css(verdict(r))}>"
-        f"{html.escape(verdict(r))}</span></td></tr>" for r in study.comparisons)
+        f"<td>{'yes' if r.floor else 'no'}</td><td class=l><span class={_css(verdict(r, roles[r.suite]))}>"
+        f"{html.escape(verdict(r, roles[r.suite]))}</span></td></tr>" for r in study.comparisons)
     return f"<table>{head}{rows}</table>"

@@ -20,7 +20,8 @@ def render_markdown(study: Study) -> str:
     lines += gate_lines(study)
     lines += ["", "Every comparison:", ""]
     for row in study.comparisons:
-        lines.append(f"- **{row.variant}** on `{row.suite}` ({roles[row.suite]}): {verdict(row)} — "
+        role = roles[row.suite]
+        lines.append(f"- **{row.variant}** on `{row.suite}` ({role}): {verdict(row, role)} — "
                      f"{pct(row.base_acc)} → {pct(row.tuned_acc)} ({pts(row.diff)}, "
                      f"95% CI [{pts(row.ci95[0])}, {pts(row.ci95[1])}], corrected p {num(row.p_adj, 3)}, "
                      f"{_mde(row)})")
@@ -35,7 +36,7 @@ def render_markdown(study: Study) -> str:
             f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}] | {r.mcnemar_p:.3g} | {num(r.p_adj, 3)} | {r.right_to_wrong} | "
             f"{r.wrong_to_right} | {'none' if r.mde is None else f'{100 * r.mde:.1f}'} | "
             f"{r.n_to_certify if r.n_to_certify is not None else 'n/a'} | {'**yes**' if r.floor else 'no'} | "
-            f"{verdict(r)} |")
+            f"{verdict(r, roles[r.suite])} |")
     first = study.comparisons[0] if study.comparisons else None
     n_boot, level = (first.n_bootstrap, first.confidence) if first else (0, 0.95)
     lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). McNemar: exact "
@@ -78,9 +79,9 @@ def verdict_note(study: Study) -> str:
     alpha = first.alpha if first else 0.05
     return (f"(gained / lost: the CI excludes 0 and the McNemar p, corrected across the variant's rows ({correction}), "
             f"is below {alpha}. Held-out rows are costs, with three answers: lost; no loss beyond the margin (the "
-            "CI's lower bound is above −margin); cannot tell (neither: the items cannot tell such a loss from none — "
-            "each such row gives the smallest difference it could detect and the items that would certify the "
-            "margin). A suite at its floor has no loss to show.)")
+            "CI's lower bound is above −margin); cannot tell (neither: the items cannot tell such a loss from "
+            "none — each such row gives the smallest difference it could detect and the items that would certify "
+            "the margin). A suite at its floor has no loss to show.)")
 
 
 def _mde(row) -> str:
