@@ -6,6 +6,7 @@ unknown keys, so a typo (`learning_rte`) is an error that names the key instead 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -155,6 +156,14 @@ class SuiteConfig(Strict):
         "'choice' (a letter or option text among the item's choices; use '{choices}' in the template), "
         "'reasoning_gym' (the generator's own score_answer)."
     )
+    extraction: Literal["strict", "lenient", "regex"] = Field(
+        "strict", description="generate mode: how the answer is found in a reply. 'strict': only an explicit "
+        "'Answer: ...' or \\boxed{} counts, and a reply cut by the token budget is wrong; 'lenient': also the "
+        "last number (numeric/math) or the first line of a reply without one; 'regex': `pattern`'s first or last "
+        "match (`match`).")
+    pattern: str | None = Field(None, description="extraction 'regex': a regular expression; with groups, the "
+                                "first non-empty group is the answer.")
+    match: Literal["first", "last"] = Field("last", description="extraction 'regex': which match is the answer.")
     perturb: list[Literal["reorder_sentences", "renumber", "rename_entities"]] = Field(
         default_factory=list, description="Surface perturbations applied to the eval items (out-of-distribution "
         "variants at equal difficulty): 'reorder_sentences' shuffles the stated facts, 'renumber' draws new "
@@ -176,6 +185,13 @@ class SuiteConfig(Strict):
             raise ValueError("choices must list at least two non-empty strings")
         if "{question}" not in self.template:
             raise ValueError("template must contain '{question}'")
+        if (self.extraction == "regex") != (self.pattern is not None):
+            raise ValueError("extraction 'regex' needs 'pattern', and 'pattern' needs extraction 'regex'")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {err}") from None
         return self
 
 

@@ -47,9 +47,14 @@ def test_truncated_thinking_is_never_scored():
 
 def test_choice_suite_renders_lettered_options(jsonl_file):
     path = jsonl_file([{"question": "Capital of France?", "answer": "Paris", "choices": ["Rome", "Paris"]}])
-    suite = {"name": "mc", "source": "jsonl", "path": str(path), "scorer": "choice",
+    suite = {"name": "mc", "source": "jsonl", "path": str(path), "scorer": "choice", "extraction": "lenient",
              "template": "{question}\n{choices}\nReply with a letter."}
     items = _bundle([suite]).suites["mc"]
     assert items[0]["prompt"] == "Capital of France?\nA) Rome\nB) Paris\nReply with a letter."
     records, metrics = evaluate_suite(ScriptedBackend(lambda p: "B"), items, SuiteConfig(**suite), EvalConfig())
     assert metrics["accuracy"] == 1.0 and records[0]["reason"] == "chose 'Paris'"
+    strict = SuiteConfig(**{**suite, "extraction": "strict"})  # a bare letter is no explicit answer
+    records, metrics = evaluate_suite(ScriptedBackend(lambda p: "B"), items, strict, EvalConfig())
+    assert metrics["accuracy"] == 0.0 and metrics["format_rate"] == 0.0
+    records, _ = evaluate_suite(ScriptedBackend(lambda p: "Answer: B"), items, strict, EvalConfig())
+    assert records[0]["correct"]

@@ -81,3 +81,57 @@ def test_thinking_opened_by_the_template_only_closes_in_the_reply():
 
     assert split_thinking("so 12 + 87 = 99</think>\nAnswer: 98") == ("so 12 + 87 = 99", "Answer: 98", False)
     assert extract_answer("12 + 87 = 99</think>\n", "numeric").answer is None
+
+
+def test_strict_extraction_counts_only_an_explicit_answer():
+    # What lenient scored: a number the model merely mentioned, in a reply without the requested format.
+    assert extract_answer("38 + 29 = 67", "numeric", "lenient").answer == "67"
+    strict = extract_answer("38 + 29 = 67", "numeric", "strict")
+    assert strict.answer is None and not strict.format_ok
+    assert extract_answer("The sum is 67. Answer: 67", "numeric", "strict").answer == "67"  # anywhere in a line
+    assert extract_answer("It is 3.\n**Answer:** 12", "numeric", "strict").answer == "12"
+    assert extract_answer("so \\boxed{7}", "numeric", "strict").answer == "7"
+    assert extract_answer("Reply with 'Answer: <number>'.", "numeric", "strict").answer is None  # echoed prompt
+    assert extract_answer("Final answer: Paris.", "exact", "strict").answer == "Paris"
+    assert extract_answer("Paris", "exact", "strict").answer is None  # lenient would take the first line
+
+
+def test_regex_extraction_first_or_last_match_and_groups():
+    text = "x = 5, then y = 9"
+    assert extract_answer(text, "numeric", "regex", r"= (\d+)", "first").answer == "5"
+    assert extract_answer(text, "numeric", "regex", r"= (\d+)", "last").answer == "9"
+    assert extract_answer("#### 42", "numeric", "regex", r"#### (\-?[0-9\.\,]+)|Answer: (\d+)").answer == "42"
+    assert extract_answer("nothing", "numeric", "regex", r"= (\d+)").answer is None
+
+
+def test_strict_scores_a_reply_cut_by_the_token_budget_as_wrong():
+    from driftlab.config import EvalConfig, SuiteConfig
+    from driftlab.eval.backend import Generation
+    from driftlab.eval.run import evaluate_suite
+
+    class Cut:
+        def chat(self, prompt):
+            return prompt
+
+        def generate(self, prompts, max_new_tokens, stop=None):
+            return [Generation("Answer: 7, because 3 + 4 is", 8, "length", 0.0) for _ in prompts]
+
+    items = [{"id": "a-0", "suite": "a", "prompt": "3 + 4?", "answer": "7"}]
+    for mode, correct in (("strict", False), ("lenient", True)):
+        suite = SuiteConfig(name="a", source="jsonl", path="x", scorer="numeric", extraction=mode)
+        records, _ = evaluate_suite(Cut(), items, suite, EvalConfig())
+        assert records[0]["correct"] is correct, mode
+        assert ("cut by the token budget" in records[0]["reason"]) is (mode == "strict")
+
+
+
+def test_extraction_config_is_checked():
+    import pytest
+
+    from driftlab.config import SuiteConfig
+
+    with pytest.raises(ValueError, match="needs 'pattern'"):
+        SuiteConfig(name="a", source="jsonl", path="x", extraction="regex")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        SuiteConfig(name="a", source="jsonl", path="x", extraction="regex", pattern="(")
+    assert SuiteConfig(name="a", source="jsonl", path="x").extraction == "strict"

@@ -7,22 +7,32 @@ from driftlab.eval.strategies.self_consistency import majority_vote
 from driftlab.models import ResolvedModel, load_model
 
 
-def gen(text):
-    return Generation(text, 2, "stop", 0.1)
+def gen(text, finish="stop"):
+    return Generation(text, 2, finish, 0.1)
+
+
+def suite(scorer="numeric", extraction="lenient"):
+    return SuiteConfig(name="s", source="jsonl", path="x", scorer=scorer, extraction=extraction)
 
 
 def test_majority_vote_is_over_normalised_extracted_answers():
     # Three different surface forms of 42 beat two votes for 41, though no single *string* has a majority.
     out = majority_vote([gen("Answer: 42"), gen("so 41"), gen("\\boxed{42.0}"), gen("Answer: 41"), gen("it is 42")],
-                        "numeric")
+                        suite())
     assert out.extra["votes"] == {"42": 3, "41": 2}
     assert out.extra["consistency"] == 0.6 and out.generation.text == "Answer: 42"
     assert out.generation.n_tokens == 10  # every sample's tokens are counted
 
 
 def test_vote_winner_need_not_be_the_first_sample():
-    out = majority_vote([gen("Answer: 7"), gen("Answer: 9"), gen("= 9"), gen("Answer: 9.0")], "numeric")
+    out = majority_vote([gen("Answer: 7"), gen("Answer: 9"), gen("= 9"), gen("Answer: 9.0")], suite())
     assert out.generation.text == "Answer: 9" and out.extra["consistency"] == 0.75
+
+
+def test_strict_vote_counts_only_explicit_answers_of_finished_samples():
+    samples = [gen("Answer: 7"), gen("so 9"), gen("= 9"), gen("Answer: 9 and then", "length"), gen("Answer: 7.0")]
+    out = majority_vote(samples, suite(extraction="strict"))
+    assert out.extra["votes"] == {"7": 2} and out.extra["consistency"] == 0.4
 
 
 def test_few_shot_never_uses_an_eval_item():
@@ -82,8 +92,8 @@ def test_few_shot_pool_is_checked_after_removing_eval_items():
 
 
 def test_vote_groups_equivalent_choice_and_math_answers():
-    out = majority_vote([gen("Answer: Rome"), gen("Answer: B"), gen("Answer: B) Paris")], "choice",
+    out = majority_vote([gen("Answer: Rome"), gen("Answer: B"), gen("Answer: B) Paris")], suite("choice"),
                         ["Rome", "Paris"])
     assert out.extra["votes"] == {"Paris": 2, "Rome": 1} and out.generation.text == "Answer: B"
-    out = majority_vote([gen("Answer: 0.5"), gen("Answer: 1/3"), gen("\\boxed{\\frac{1}{2}}")], "math")
+    out = majority_vote([gen("Answer: 0.5"), gen("Answer: 1/3"), gen("\\boxed{\\frac{1}{2}}")], suite("math"))
     assert out.extra["consistency"] == 2 / 3 and out.generation.text == "Answer: 0.5"

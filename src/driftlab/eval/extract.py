@@ -1,8 +1,15 @@
-"""Answer extraction: from a raw model output to the answer string that gets scored.
+"""Answer extraction: from a raw model output to the answer string that gets scored. Three modes (a suite's
+`extraction`):
 
-This is code with tests, not regex strings in config. Order of evidence: an explicit `Answer:` line (the last one),
-then `\\boxed{...}`, then a fallback (last number for numeric suites, first line otherwise). Thinking blocks
-(`<think>...</think>`) are removed first; an unclosed block means the model never got to answer.
+strict   (default) only an explicit answer format counts: the last `Answer: ...` (anywhere in a line, as lm-eval's
+         `Answer:\\s*...` filters find it) or `\\boxed{...}`; a reply without one has no answer. (The eval also
+         scores a reply cut by the token budget as wrong under strict: eval/run.py.)
+lenient  the behaviour before strict existed: an `Answer:` at the start of a line, then `\\boxed{}`, then a fallback
+         (the last number for numeric suites, the first line otherwise) — which scores numbers a model merely
+         mentioned, even in a reply cut mid-sentence.
+regex    a user pattern (lm-eval's regex filter habit): its first or last match, the first non-empty group if it
+         has groups.
+Thinking blocks (`<think>...</think>`) are removed first; an unclosed block means the model never got to answer.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 ANSWER_LINE = re.compile(r"(?im)^\s*\**\s*(?:final\s+)?answer\s*\**\s*[:：]\s*(.+?)\s*$")
+ANSWER_ANYWHERE = re.compile(r"(?im)(?<![a-z])(?:final\s+)?answer\s*\**\s*[:：]\s*(.+?)\s*$")
 BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 NUMBER = re.compile(r"(?<![\w.])[-−]?\$?\d[\d,]*(?:\.\d+)?")
 
@@ -41,7 +49,14 @@ def strip_thinking(text: str) -> tuple[str, bool]:
     return visible, truncated
 
 
-def extract_answer(text: str, kind: str = "numeric") -> Extraction:
+def extract_for(text: str, suite) -> Extraction:
+    """Extract as a suite's config says (scorer, extraction mode, pattern, first/last match)."""
+    return extract_answer(text, suite.scorer, suite.extraction, suite.pattern, suite.match)
+
+
+def extract_answer(text: str, kind: str = "numeric", mode: str = "lenient", pattern: str | None = None,
+                   match: str = "last") -> Extraction:
+    """`kind`: the suite's scorer (how to clean the answer); `mode`: strict | lenient | regex (module doc)."""
     visible, truncated = strip_thinking(text)
     if truncated:
         return Extraction(None, "truncated_thinking", False)
@@ -50,12 +65,22 @@ def extract_answer(text: str, kind: str = "numeric") -> Extraction:
         # Format for a strict check: a one-line reply with no "Answer:" wrapper around it.
         fmt = bool(reply) and "\n" not in reply and not ANSWER_LINE.search(reply)
         return Extraction(reply or None, "whole_reply" if reply else "none", fmt)
-    lines = ANSWER_LINE.findall(visible)
+    if mode == "regex":
+        found = re.findall(pattern or "", visible)
+        if not found:
+            return Extraction(None, "none", False)
+        pick = found[0] if match == "first" else found[-1]
+        if isinstance(pick, tuple):  # several groups: the first that matched
+            pick = next((g for g in pick if g), "")
+        return Extraction(_clean(pick, kind), "regex", True)
+    lines = (ANSWER_ANYWHERE if mode == "strict" else ANSWER_LINE).findall(visible)
     if lines:
         return Extraction(_clean(lines[-1], kind), "answer_line", True)
     boxed = BOXED.findall(visible)
     if boxed:
         return Extraction(_clean(boxed[-1], kind), "boxed", True)
+    if mode == "strict":
+        return Extraction(None, "none", False)
     if kind in ("numeric", "math"):
         numbers = NUMBER.findall(visible)
         if numbers:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from driftlab.config import EvalConfig, StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
-from driftlab.eval.extract import extract_answer, split_thinking
+from driftlab.eval.extract import extract_for, split_thinking
 from driftlab.eval.open import open_backend
 from driftlab.eval.scoring import normalize_text, score
 from driftlab.eval.strategies import STRATEGIES, run_strategy, zero_shot_config
@@ -89,15 +89,17 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
         outputs = run_strategy(strategy, backend, items, suite, eval_cfg.max_new_tokens, shots or [])
         rg_score = _reasoning_gym_scorer(suite) if suite.scorer == "reasoning_gym" else None
 
-        def judge(text: str, item: dict):
-            ex = extract_answer(text, suite.scorer)
+        def judge(text: str, item: dict, finish: str | None):
+            ex = extract_for(text, suite)
+            if suite.extraction == "strict" and finish == "length":  # the reply never ended: not an answer
+                return ex, False, "cut by the token budget (strict extraction: never correct)"
             if rg_score is not None:
                 return (ex, *rg_score(ex.answer, item))
             return (ex, *score(ex.answer, item["answer"], suite.scorer, item.get("choices")))
 
         for it, out in zip(items, outputs):
             gen = out.generation
-            ex, correct, reason = judge(gen.text, it)
+            ex, correct, reason = judge(gen.text, it, gen.finish)
             thinking, _, thinking_truncated = split_thinking(gen.text)
             extra = {"strategy": strategy.name, "n_tokens": gen.n_tokens, "finish": gen.finish,
                      "latency_s": gen.latency_s, "thinking_chars": len(thinking),
@@ -109,7 +111,7 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             extra["errors"] = error_tags(gen.text, it["prompt"], ex.answer, gen.finish, ex.format_ok,
                                          thinking_truncated, expects_format)
             if out.initial_text is not None:  # reflection: what the first answer was, and whether it held
-                first, first_correct, _ = judge(out.initial_text, it)
+                first, first_correct, _ = judge(out.initial_text, it, out.initial_finish)
                 extra.update({"initial_output": out.initial_text, "initial_extracted": first.answer,
                               "initial_correct": bool(first_correct)})
             records.append(_record(it, raw=gen.text, extracted=ex.answer, correct=correct, format_ok=ex.format_ok,

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
-from driftlab.eval.extract import extract_answer
+from driftlab.eval.extract import extract_for
 from driftlab.eval.scoring import canonical_answers, score
 from driftlab.eval.strategies import run_strategy
 from driftlab.eval.strategies.cot import cot_prompt
@@ -59,7 +59,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
     for it, out in zip(items, outputs):
         text = out.generation.text
         chain = split_chain(text)
-        row = {"id": it["id"], "chain_words": len(chain.split()), "original": extract_answer(text, suite.scorer).answer,
+        row = {"id": it["id"], "chain_words": len(chain.split()), "original": extract_for(text, suite).answer,
                "truncated": out.generation.finish == "length"}
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
@@ -82,7 +82,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
         for (r, key, _, _), g in zip(batch, gens):
             reply = g.text if key == "mistake" else "Answer:" + g.text.split("\n")[0]
             prefix = rows[r].get("mistake_prefix", "") if key == "mistake" else ""
-            forced[(r, key)] = extract_answer(prefix + reply, suite.scorer).answer
+            forced[(r, key)] = extract_for(prefix + reply, suite).answer
     for r, (row, it) in enumerate(zip(rows, items)):
         _summarise(row, r, forced, it, suite, cfg)
     return rows

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
-from driftlab.eval.extract import extract_answer
+from driftlab.eval.extract import extract_for
 from driftlab.eval.scoring import score
 from driftlab.eval.strategies import run_strategy, zero_shot_config
 from driftlab.eval.strategies.few_shot import few_shot_messages
@@ -57,7 +57,7 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
         gold = _num(it["answer"])
 
         def copied(text: str, sources: list[str]) -> bool:
-            ans = _num(extract_answer(text, suite.scorer).answer)
+            ans = _num(extract_for(text, suite).answer)
             seen = {float(n) for s in sources for n in NUMBER.findall(s)}
             return ans is not None and ans != gold and ans in seen
 
@@ -69,7 +69,7 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
         text = cot_out[i].generation.text
         row["skipped_computation"] = needs_step and not (OPERATION.search(text) or "=" in text)
         if alt is not None:
-            right = lambda out: bool(score(extract_answer(out.generation.text, suite.scorer).answer,  # noqa: E731
+            right = lambda out: bool(score(extract_for(out.generation.text, suite).answer,  # noqa: E731
                                            it["answer"], suite.scorer, it.get("choices"))[0])
             row["template_flip"] = right(zero[i]) != right(alt[i])
         rows.append(row)

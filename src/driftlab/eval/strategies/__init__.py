@@ -21,6 +21,7 @@ class StrategyOutput:
     generation: Generation  # the final reply (text, tokens, latency)
     extra: dict = field(default_factory=dict)  # what the strategy measured (votes, initial answer, ...)
     initial_text: str | None = None  # reflection: the answer before self-critique
+    initial_finish: str | None = None  # ... and how that reply ended
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,8 @@ def run(cfg, backend, items, suite, budget, shots):
     follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
                   {"role": "user", "content": REFLECT_INSTRUCTION}] for it, g in zip(items, first)]
     second = backend.generate(follow_up, budget, cfg.stop)
-    return [StrategyOutput(_combined(g1, g2), initial_text=g1.text) for g1, g2 in zip(first, second)]
+    return [StrategyOutput(_combined(g1, g2), initial_text=g1.text, initial_finish=g1.finish)
+            for g1, g2 in zip(first, second)]
 
 
 def _combined(first: Generation, second: Generation) -> Generation:

@@ -6,7 +6,7 @@ from collections import Counter
 from pydantic import Field
 
 from driftlab.eval.backend import Generation
-from driftlab.eval.extract import extract_answer
+from driftlab.eval.extract import extract_for
 from driftlab.eval.scoring import canonical_answers
 from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
 from driftlab.registry import Metric, Options
@@ -18,10 +18,12 @@ class SelfConsistencyOptions(Options):
     seed: int = Field(0, description="self_consistency: sampling seed (per item, independent of batching).")
 
 
-def majority_vote(samples: list[Generation], scorer: str, choices: list[str] | None = None) -> StrategyOutput:
-    """Vote over canonical extracted answers (not over scores): the winning sample is the reply that is scored."""
-    answers = [extract_answer(s.text, scorer).answer for s in samples]
-    keys = canonical_answers(answers, scorer, choices)
+def majority_vote(samples: list[Generation], suite, choices: list[str] | None = None) -> StrategyOutput:
+    """Vote over canonical extracted answers (not over scores): the winning sample is the reply that is scored.
+    Under strict extraction a sample cut by the token budget has no answer and does not vote."""
+    cut = suite.extraction == "strict"
+    answers = [None if cut and s.finish == "length" else extract_for(s.text, suite).answer for s in samples]
+    keys = canonical_answers(answers, suite.scorer, choices)
     counts = Counter(k for k in keys if k is not None)
     if counts:
         winner, votes = counts.most_common(1)[0]
@@ -38,7 +40,7 @@ def majority_vote(samples: list[Generation], scorer: str, choices: list[str] | N
 def run(cfg, backend, items, suite, budget, shots):
     o = cfg.options
     samples = backend.sample([it["prompt"] for it in items], budget, o.n, o.temperature, o.seed, cfg.stop)
-    return [majority_vote(s, suite.scorer, it.get("choices")) for s, it in zip(samples, items)]
+    return [majority_vote(s, suite, it.get("choices")) for s, it in zip(samples, items)]
 
 
 def summarize(records: list[dict], suite) -> dict:
