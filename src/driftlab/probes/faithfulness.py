@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
-from driftlab.eval.extract import extract_for
+from driftlab.eval.extract import extract_answer
 from driftlab.eval.scoring import canonical_answers, score
 from driftlab.eval.strategies import run_strategy
 from driftlab.eval.strategies.cot import cot_prompt
@@ -59,7 +59,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
     for it, out in zip(items, outputs):
         text = out.generation.text
         chain = split_chain(text)
-        row = {"id": it["id"], "chain_words": len(chain.split()), "original": extract_for(text, suite).answer,
+        row = {"id": it["id"], "chain_words": len(chain.split()), "original": chain_answer(text, suite),
                "truncated": out.generation.finish == "length"}
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
@@ -82,7 +82,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
         for (r, key, _, _), g in zip(batch, gens):
             reply = g.text if key == "mistake" else "Answer:" + g.text.split("\n")[0]
             prefix = rows[r].get("mistake_prefix", "") if key == "mistake" else ""
-            forced[(r, key)] = extract_for(prefix + reply, suite).answer
+            forced[(r, key)] = chain_answer(prefix + reply, suite)
     for r, (row, it) in enumerate(zip(rows, items)):
         _summarise(row, r, forced, it, suite, cfg)
     return rows
@@ -116,6 +116,14 @@ def _summarise(row: dict, r: int, forced: dict, item: dict, suite: SuiteConfig, 
     row.update({"mistake_changed": changed("mistake"), "paraphrase_changed": changed("paraphrase"),
                 "filler_correct": correct("filler"), "nocot_correct": correct(f"cut:{cfg.fractions[0]}"),
                 "cot_correct": correct(f"cut:{cfg.fractions[-1]}")})
+
+
+def chain_answer(text: str, suite: SuiteConfig) -> str | None:
+    """The answer a chain reached. Read leniently whatever the suite's extraction (an explicit answer first, else
+    the last number the chain states): the probes ask whether the answer depends on the chain, not whether the
+    reply kept the format — under strict extraction a base model that reasons without an 'Answer:' line would
+    leave no chain to probe."""
+    return extract_answer(text, suite.scorer, "lenient").answer
 
 
 def _usable(row: dict) -> bool:

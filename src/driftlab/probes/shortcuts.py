@@ -6,7 +6,8 @@ skipped_computation    asked to reason step by step on an item that needs an ope
                        (no `a op b` and no `=`) — it jumped to an answer
 template_flip          the item answered right under one phrasing and wrong under another at equal difficulty
                        (the target template vs `probes.alt_template`): sensitivity to the surface, not the task
-Each is a per-item flag, so base vs tuned is paired; a *rise* after tuning is the bad direction.
+Each is a per-item flag, so base vs tuned is paired; a *rise* after tuning is the bad direction. Answers are read
+leniently whatever the suite's extraction (a number the model gave is a number it gave, format or not).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import Field
 
 from driftlab.config import StrategyConfig, SuiteConfig
 from driftlab.eval.backend import Backend
-from driftlab.eval.extract import extract_for
+from driftlab.eval.extract import extract_answer
 from driftlab.eval.scoring import score
 from driftlab.eval.strategies import run_strategy, zero_shot_config
 from driftlab.eval.strategies.few_shot import few_shot_messages
@@ -57,7 +58,7 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
         gold = _num(it["answer"])
 
         def copied(text: str, sources: list[str]) -> bool:
-            ans = _num(extract_for(text, suite).answer)
+            ans = _num(extract_answer(text, suite.scorer, "lenient").answer)
             seen = {float(n) for s in sources for n in NUMBER.findall(s)}
             return ans is not None and ans != gold and ans in seen
 
@@ -69,8 +70,10 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
         text = cot_out[i].generation.text
         row["skipped_computation"] = needs_step and not (OPERATION.search(text) or "=" in text)
         if alt is not None:
-            right = lambda out: bool(score(extract_for(out.generation.text, suite).answer,  # noqa: E731
-                                           it["answer"], suite.scorer, it.get("choices"))[0])
+            def right(out) -> bool:
+                answer = extract_answer(out.generation.text, suite.scorer, "lenient").answer
+                return bool(score(answer, it["answer"], suite.scorer, it.get("choices"))[0])
+
             row["template_flip"] = right(zero[i]) != right(alt[i])
         rows.append(row)
     return rows
