@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
-from driftlab.report.tables import (gate_lines, num, pct, probe_table, pts, strategy_table, sweep_table,
+from driftlab.report.tables import (gate_lines, pct, probe_table, pts, strategy_table, sweep_table,
                                     training_rows)
 from driftlab.schema import Study
 
@@ -23,7 +23,7 @@ def render_markdown(study: Study) -> str:
         role = roles[row.suite]
         lines.append(f"- **{row.variant}** on `{row.suite}` ({role}): {verdict(row, role)} — "
                      f"{pct(row.base_acc)} → {pct(row.tuned_acc)} ({pts(row.diff)}, "
-                     f"95% CI [{pts(row.ci95[0])}, {pts(row.ci95[1])}], corrected p {num(row.p_adj, 3)}, "
+                     f"95% CI [{pts(row.ci95[0])}, {pts(row.ci95[1])}], corrected p {_p(row.p_adj)}, "
                      f"{_mde(row)})")
     lines += ["", "## Per suite", "",
               "| variant | suite | role | n | chance | base | tuned | diff (pts) | 95% CI (pts) | McNemar p | adj. p | "
@@ -33,7 +33,7 @@ def render_markdown(study: Study) -> str:
         lines.append(
             f"| {r.variant} | {r.suite} | {roles[r.suite]} | {r.n} | {pct(r.chance)} | "
             f"{pct(r.base_acc)} | {pct(r.tuned_acc)} | {pts(r.diff)} | "
-            f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}] | {r.mcnemar_p:.3g} | {num(r.p_adj, 3)} | {r.right_to_wrong} | "
+            f"[{pts(r.ci95[0])}, {pts(r.ci95[1])}] | {r.mcnemar_p:.3g} | {_p(r.p_adj)} | {r.right_to_wrong} | "
             f"{r.wrong_to_right} | {'none' if r.mde is None else f'{100 * r.mde:.1f}'} | "
             f"{r.n_to_certify if r.n_to_certify is not None else 'n/a'} | {'**yes**' if r.floor else 'no'} | "
             f"{verdict(r, roles[r.suite])} |")
@@ -86,3 +86,7 @@ def verdict_note(study: Study) -> str:
 
 def _mde(row) -> str:
     return "no difference detectable" if row.mde is None else f"detectable ≥ {100 * row.mde:.1f} pts"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
