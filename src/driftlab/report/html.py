@@ -37,7 +37,7 @@ table{{border-collapse:collapse;margin:1rem 0;font-size:.9rem}}
 th,td{{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}} th{{background:#f4f4f4}}
 td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{color:#c0392b;font-weight:600}}
 .floor{{color:#888}} .unsure{{color:#9a6700;font-weight:600}} .plot{{margin:1.5rem 0}}
-code{{background:#f4f4f4;padding:0 .2rem}}
+code{{background:#f4f4f4;padding:0 .2rem}} .wide{{overflow-x:auto}}
 table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}} .lost-row td{{background:#fdf0ef}}
 .gained-row td{{background:#eff8f0}}
 </style>
@@ -181,4 +181,4 @@ def _table(study: Study) -> str:
         f"<td>{'n/a' if r.n_to_certify is None else r.n_to_certify}</td>"
         f"<td>{'yes' if r.floor else 'no'}</td><td class=l><span class={_css(verdict(r, roles[r.suite]))}>"
         f"{html.escape(verdict(r, roles[r.suite]))}</span></td></tr>" for r in study.comparisons)
-    return f"<table>{head}{rows}</table>"
+    return f"<div class=wide><table>{head}{rows}</table></div>"
