@@ -135,3 +135,31 @@ def test_extraction_config_is_checked():
     with pytest.raises(ValueError, match="not a regular expression"):
         SuiteConfig(name="a", source="jsonl", path="x", extraction="regex", pattern="(")
     assert SuiteConfig(name="a", source="jsonl", path="x").extraction == "strict"
+
+
+def test_regex_mode_agrees_with_lm_evals_regex_filter(tiny_model_dir):
+    """driftlab's `regex` extraction and lm-eval's RegexFilter + exact match score the same replies the same way:
+    the tiny model's own replies plus hand-made ones (lm-eval is part of the test extra)."""
+    from lm_eval.filters.extraction import RegexFilter
+
+    from driftlab.config import SuiteConfig
+    from driftlab.eval.extract import extract_for
+    from driftlab.eval.hf_backend import HFBackend
+    from driftlab.eval.scoring import score
+    from driftlab.models import ResolvedModel, load_model
+
+    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32")
+    prompts = [f"What is {a} + {b}? Reply with only the final line 'Answer: <number>'." for a, b in
+               [(12, 34), (57, 19), (40, 2), (3, 3)]]
+    replies = [g.text for g in HFBackend(model, tok, batch_size=4).generate(prompts, 12)]
+    replies += ["Answer: 46", "It is 46.\nAnswer: 46", "Answer: 45\nAnswer: 46", "answer: 46", "**Answer:** 46",
+                "Answer:46 and more", "Answer: -7", "46", "Answer: 46.0", "Answer: 12 + 34 = 46"]
+    golds = ["46", "76", "42", "6"] + ["46"] * 6 + ["-7", "46", "46", "46"]
+    pattern = r"Answer:\s*(-?\d+)"
+    theirs = [r[0].strip() == g for r, g in zip(RegexFilter(regex_pattern=pattern, group_select=0).apply(
+        [[t] for t in replies], [{}] * len(replies)), golds)]
+    suite = SuiteConfig(name="s", source="jsonl", path="x", scorer="exact", extraction="regex", pattern=pattern,
+                        match="first")
+    ours = [bool(score(extract_for(t, suite).answer, g, "exact")[0]) for t, g in zip(replies, golds)]
+    assert ours == theirs, list(zip(replies, golds, ours, theirs))
+    assert sum(theirs) >= 5  # the hand-made replies exercise both outcomes
