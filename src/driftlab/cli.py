@@ -229,12 +229,14 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
         table = Table("suite", "n", "A", "B", "diff (pts)", f"{cmp_cfg.confidence:.0%} CI", "McNemar p",
                       f"adj. p ({cmp_cfg.correction})", "MDE (pts)", "items to certify", "verdict",
                       title=f"{a}  →  {b}")
+        roles = _study_roles(b)
         for suite, r in result["suites"].items():
             table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}",
                           f"{100 * r['diff']:+.1f}", f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]",
                           f"{r['mcnemar_p']:.3g}", f"{r['p_adj']:.3g}",
-                          "none" if r["mde"] is None else f"{100 * r['mde']:.1f}", str(r["n_to_certify"]),
-                          verdict(Comparison(variant=b, suite=suite, **r)))
+                          "none" if r["mde"] is None else f"{100 * r['mde']:.1f}",
+                          "n/a" if r["n_to_certify"] is None else str(r["n_to_certify"]),
+                          verdict(Comparison(variant=b, suite=suite, **r), roles.get(suite, "heldout")))
         console.print(table)
     if result["probes"]:
         table = Table("probe", "metric", "n", "A", "B", "diff", f"{cmp_cfg.confidence:.0%} CI")
@@ -251,6 +253,20 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
                                  f"{study_cfg.name}-compare" if study_cfg else "compare")
     write_json(out_dir / "compare.json", result)
     console.print(f"written to {out_dir / 'compare.json'}")
+
+
+def _study_roles(spec: str) -> dict[str, str]:
+    """Result key -> role when `spec` names a model of a study run (<run>:<model>); else nothing is known and every
+    row is read as a held-out cost."""
+    run = spec.rpartition(":")[0]
+    if run and (Path(run) / "study.json").exists():
+        from driftlab.schema import load_study
+
+        try:
+            return load_study(Path(run)).roles()
+        except DriftlabError:  # compare itself needs only the per-item files
+            return {}
+    return {}
 
 
 @app.command("sweep")

@@ -187,6 +187,10 @@ class SuiteConfig(Strict):
             raise ValueError("template must contain '{question}'")
         if (self.extraction == "regex") != (self.pattern is not None):
             raise ValueError("extraction 'regex' needs 'pattern', and 'pattern' needs extraction 'regex'")
+        if self.match != "last" and self.extraction != "regex":
+            raise ValueError("'match' applies to extraction 'regex' only")
+        if self.scorer == "strict" and self.extraction != "strict":
+            raise ValueError("scorer 'strict' scores the whole reply: no extraction mode applies")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)

@@ -87,10 +87,12 @@ class Comparison(Record):
     confidence: float
     p_adj: float | None = None  # McNemar p corrected across the variant's rows (`correction`); verdicts read it
     correction: str | None = None  # bh | holm | bonferroni | none
-    mde: float | None = None  # smallest difference detectable with the configured power (None: none is)
+    mde: float | None = None  # smallest difference one test detects with `power` (None: none, or not computed)
+    loss_bound: float | None = None  # exact (Clopper-Pearson) bound on the loss; certifying a margin needs it below
     margin: float = 0.05  # the non-inferiority margin of the cost verdict
     alpha: float = 0.05  # the level 'gained' and 'lost' test the corrected p against
-    n_to_certify: int | None = None  # items that would certify "no loss beyond the margin" if nothing changed
+    power: float = 0.8  # of `mde` and `n_to_certify`
+    n_to_certify: int | None = None  # items that would certify "no loss beyond the margin" at the observed diff
     p_bh: float | None = Field(None, exclude=True)  # study.json files written before `p_adj`: read, not written
 
     @model_validator(mode="after")

@@ -42,7 +42,16 @@ def test_every_verdict_state():
     assert verdict(_row([-0.04, 0.06], 0.6)) == "no loss beyond the margin"  # lower bound above -margin
     assert verdict(_row([-0.157, 0.014], 0.18)) == "cannot tell"  # a 7-point drop, CI reaching -15.7
     assert verdict(_row([-0.05, 0.02], 0.5)) == "cannot tell"  # the bound must lie above -margin, not on it
-    assert verdict(_row([-0.3, -0.1], 0.001, floor=True)).startswith("at floor")  # nothing to lose
+    assert verdict(_row([-0.3, 0.02], 0.2, floor=True)).startswith("at floor")  # nothing to lose
+    assert verdict(_row([-0.3, -0.1], 0.001, floor=True)) == "lost"  # ... unless it fell significantly
+    assert verdict(_row([-0.04, -0.01], 0.01)) == "lost, within the margin"
+    # No flips on 20 items: the bootstrap CI is [0, 0], but the exact bound on the loss (16.8 pts) certifies
+    # nothing at a 5-point margin.
+    from driftlab.compare.stats import loss_bound
+
+    empty = _row([0.0, 0.0], 1.0).model_copy(update={"loss_bound": loss_bound(20, 0, 0)})
+    assert empty.loss_bound > 0.16 and verdict(empty) == "cannot tell"
+    assert loss_bound(72, 0, 0) < 0.05 < loss_bound(71, 0, 0)
     assert verdict(_row([0.08, 0.3], 0.001, floor=True)) == "gained"  # a gain from the floor is still a gain
     # A target row is what was trained for: gained, lost, at floor, or no significant change (no cost verdict).
     assert verdict(_row([0.02, 0.22], 0.08), "target") == "no significant change"
@@ -94,6 +103,9 @@ def test_power_matches_simulation_and_the_mde_is_where_it_reaches_80_percent():
 def test_items_to_certify_by_hand():
     from driftlab.compare.stats import items_to_certify
 
-    # (1.96 + 0.8416)^2 * (10 + 1) / (100 + 2) / 0.05^2 = 338.6 -> 339
-    assert items_to_certify(100, 10, 0.05) == 339
-    assert items_to_certify(100, 10, 0.02) > items_to_certify(100, 10, 0.05)
+    # no difference: (1.96 + 0.8416)^2 * (10 + 1) / (100 + 2) / 0.05^2 = 338.6 -> 339
+    assert items_to_certify(100, 5, 5, 0.05) == 339
+    # an observed loss of 2 points leaves 3 to the margin: ... / 0.03^2 = 940.6 -> 941
+    assert items_to_certify(100, 6, 4, 0.05) == 941
+    assert items_to_certify(100, 10, 4, 0.05) is None  # a 6-point loss already exceeds the margin
+    assert items_to_certify(1000, 0, 0, 0.05) == 72  # never below the exact zero-flip bound

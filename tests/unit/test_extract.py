@@ -163,3 +163,21 @@ def test_regex_mode_agrees_with_lm_evals_regex_filter(tiny_model_dir):
     ours = [bool(score(extract_for(t, suite).answer, g, "exact")[0]) for t, g in zip(replies, golds)]
     assert ours == theirs, list(zip(replies, golds, ours, theirs))
     assert sum(theirs) >= 5  # the hand-made replies exercise both outcomes
+
+
+def test_strict_prefers_answer_lines_and_needs_a_value_that_opens_with_the_number():
+    assert extract_answer("Answer: 5\nthe question's answer: 6 was a trap", "numeric", "strict").answer == "5"
+    assert extract_answer("The answer: first compute 12 + 34.", "numeric", "strict").answer is None
+    assert extract_answer("Answer: (see below)\n\\boxed{5}", "numeric", "strict").answer == "5"
+    assert extract_answer("Answer: 12 + 34 = 46", "numeric", "strict").answer == "46"
+
+
+def test_extraction_options_that_would_be_ignored_are_errors():
+    import pytest
+
+    from driftlab.config import SuiteConfig
+
+    with pytest.raises(ValueError, match="applies to extraction 'regex' only"):
+        SuiteConfig(name="a", source="jsonl", path="x", match="first")
+    with pytest.raises(ValueError, match="scores the whole reply"):
+        SuiteConfig(name="a", source="jsonl", path="x", scorer="strict", extraction="lenient")

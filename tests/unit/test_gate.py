@@ -87,3 +87,30 @@ def test_gate_probe_rule_and_errors(tmp_path):
     assert broken.exit_code == 2 and "not a driftlab study.json" in broken.output
     bad = CliRunner().invoke(app, ["gate", str(drifted), "--set", "gate.0.min_diff=oops"])
     assert bad.exit_code == 2 and "gate" in bad.output
+
+
+def test_gate_needs_more_than_a_collapsed_bootstrap_and_still_sees_a_floor_loss():
+    from driftlab.compare.gate import _check
+    from driftlab.compare.stats import loss_bound
+    from driftlab.config import GateRule
+    from driftlab.schema import Comparison
+
+    rule = GateRule(suites="heldout", max_loss=0.05, ci="excludes_zero")
+    empty = Comparison(**{**_row("tiny", 0.0, [0.0, 0.0]), "n": 20, "loss_bound": loss_bound(20, 0, 0)})
+    passed, why = _check(rule, empty)  # nothing flipped on 20 items: CI [0, 0], yet a 16-point loss is plausible
+    assert not passed and "cannot certify" in why and "exact bound on the loss 0.168" in why
+    big = empty.model_copy(update={"n": 300, "loss_bound": loss_bound(300, 0, 0)})
+    assert _check(rule, big)[0]
+    gain = GateRule(suites="target", min_diff=0.05, ci="excludes_zero")
+    row = Comparison(**{**_row("arithmetic", 0.12, [0.02, 0.22]), "p_adj": 0.08})
+    passed, why = _check(gain, row)  # CI above 0, but the corrected p (what the verdict reads) is not
+    assert not passed and "corrected McNemar p" in why
+
+
+def test_a_floor_suite_that_falls_significantly_is_not_skipped(tmp_path):
+    run = _study(tmp_path, capitals_diff=-0.3, capitals_ci=[-0.4, -0.2], floor=True)
+    study = json.loads((run / "study.json").read_text())
+    study["comparisons"][2]["p_adj"] = 0.001
+    (run / "study.json").write_text(json.dumps(study))
+    out = CliRunner().invoke(app, ["gate", str(run)], env={"COLUMNS": "250"})
+    assert out.exit_code == 1 and "lost" in out.output

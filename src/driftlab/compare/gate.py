@@ -25,7 +25,8 @@ def check_gate(study: Study, rules: list[GateRule]) -> list[GateCheck]:
     for variant in study.variant_names():
         for i, rule in enumerate(rules):
             for subject, row in _rows(study, variant, rule, roles):
-                at_floor = rule.max_loss is not None and getattr(row, "floor", False)
+                at_floor = (rule.max_loss is not None and getattr(row, "floor", False)
+                            and not _significant_loss(row))  # a floor suite has no loss to show, unless it did
                 passed, why = (True, "skipped: at floor, a loss cannot be shown") if at_floor else _check(rule, row)
                 results.append(GateCheck(variant=variant, rule=i, subject=subject, diff=row.diff, ci95=row.ci95,
                                          passed=passed, why=why))
@@ -50,6 +51,11 @@ def _rows(study: Study, variant: str, rule: GateRule, roles: dict):
             yield c.suite, c
 
 
+def _significant_loss(row) -> bool:
+    p = getattr(row, "p_adj", None)
+    return row.ci95[1] < 0 and p is not None and p < getattr(row, "alpha", 0.05)
+
+
 def _check(rule: GateRule, row) -> tuple[bool, str]:
     diff, (lo, hi) = row.diff, row.ci95
     strict = rule.ci == "excludes_zero"
@@ -58,6 +64,9 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             return False, f"diff {diff:+.3f} < required {rule.min_diff:+.3f}"
         if strict and lo <= 0:
             return False, f"CI [{lo:+.3f}, {hi:+.3f}] does not exclude 0"
+        p = getattr(row, "p_adj", None)  # a suite row's corrected McNemar p, as the verdicts read it
+        if strict and p is not None and p >= getattr(row, "alpha", 0.05):
+            return False, f"corrected McNemar p {p:.3g} is not below {row.alpha}"
         return True, f"diff {diff:+.3f} ≥ {rule.min_diff:+.3f}"
     if rule.max_loss is not None:
         margin = rule.max_loss
@@ -65,14 +74,19 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             if diff < -margin:
                 return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate)"
             return True, f"diff {diff:+.3f} not below -{margin:.3f} (point estimate; its CI is not checked)"
-        if lo > -margin:
+        bound = getattr(row, "loss_bound", None)
+        if lo > -margin and (bound is None or bound < margin):
             return True, f"a loss beyond -{margin:.3f} is excluded: CI lower bound {lo:+.3f} > -{margin:.3f}"
         if hi < 0 and diff < -margin:
-            return False, f"lost: diff {diff:+.3f}, CI [{lo:+.3f}, {hi:+.3f}] below 0"
+            return False, f"lost: diff {diff:+.3f}, CI [{lo:+.3f}, {hi:+.3f}] below 0 and below -{margin:.3f}"
         need = ""
         if hasattr(row, "right_to_wrong"):  # a suite row (a probe metric has no flips to count)
-            items = items_to_certify(row.n, row.right_to_wrong + row.wrong_to_right, margin, confidence=row.confidence)
-            need = f"; ~{items} items would certify it if nothing changed"
+            items = items_to_certify(row.n, row.right_to_wrong, row.wrong_to_right, margin, row.power,
+                                     row.confidence)
+            need = ("; at the observed difference no number of items would" if items is None else
+                    f"; ~{items} items would certify it at the observed difference")
+            if lo > -margin:  # the bootstrap alone would have certified it: too few flips to trust it
+                need += f"; exact bound on the loss {bound:.3f}"
         return False, (f"cannot certify a loss smaller than {margin:.3f}: CI [{lo:+.3f}, {hi:+.3f}] reaches below "
                        f"-{margin:.3f} (n {row.n}{need})")
     if diff > rule.max_rise and (not strict or lo > 0):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from driftlab.compare.stats import (adjust_p, at_floor, items_to_certify, mcnemar_exact, min_detectable_difference,
-                                    paired_bootstrap_ci)
+from driftlab.compare.stats import (adjust_p, at_floor, items_to_certify, loss_bound, mcnemar_exact,
+                                    min_detectable_difference, paired_bootstrap_ci)
 from driftlab.config import CompareConfig
 from driftlab.errors import DataError
 from driftlab.probes import PROBES
@@ -47,12 +47,16 @@ def compare_suite(base: list[dict], tuned: list[dict], chance: float, cfg: Compa
         "floor": at_floor(int(b.sum()), len(ids), chance, cfg.floor_margin),
         "n_bootstrap": cfg.n_bootstrap,
         "confidence": cfg.confidence,  # the level of "ci95" (named for the default)
-        # What these items can tell: the smallest difference the McNemar test detects with cfg.power at the
-        # observed flip rate, and how many items would certify "no loss beyond the margin" (compare/stats.py).
+        # What these items can tell: the smallest difference one McNemar test at cfg.alpha (uncorrected) detects
+        # with cfg.power at the observed flip rate, an exact bound on the loss (non-inferiority needs it as well as
+        # the bootstrap CI), and how many items would certify "no loss beyond the margin" (compare/stats.py).
         "mde": min_detectable_difference(len(ids), flips, cfg.power, cfg.alpha),
+        "loss_bound": loss_bound(len(ids), mc["right_to_wrong"], mc["wrong_to_right"], cfg.confidence),
         "margin": cfg.margin,
         "alpha": cfg.alpha,
-        "n_to_certify": items_to_certify(len(ids), flips, cfg.margin, cfg.power, cfg.confidence),
+        "power": cfg.power,
+        "n_to_certify": items_to_certify(len(ids), mc["right_to_wrong"], mc["wrong_to_right"], cfg.margin,
+                                         cfg.power, cfg.confidence),
     }
 
 
@@ -149,8 +153,8 @@ def compare_results(a: str, b: str, cfg: CompareConfig, seed: int = 0) -> dict:
                        "n_bootstrap": cfg.n_bootstrap, "seed": seed, "binary_test": "exact McNemar (binomial)",
                        "multiple_comparisons": f"{CORRECTIONS[cfg.correction]} across the {len(suites)} suite × "
                                                "strategy rows (p_adj); probe metrics carry bootstrap CIs only",
-                       "power": f"mde: smallest difference the exact McNemar test (alpha {cfg.alpha}) detects with "
-                                f"power {cfg.power} at the observed flip rate; n_to_certify: items for the CI to "
-                                f"clear -{cfg.margin} with that power if nothing changed",
+                       "power": f"mde: smallest difference one exact McNemar test (alpha {cfg.alpha}, uncorrected) "
+                                f"detects with power {cfg.power} at the observed flip rate; n_to_certify: items for "
+                                f"the CI to clear -{cfg.margin} with that power at the observed difference",
                        "floor": f"base accuracy not significantly above chance + {cfg.floor_margin} (one-sided "
                                 "exact binomial, alpha 0.05)"}}

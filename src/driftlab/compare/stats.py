@@ -88,16 +88,38 @@ def min_detectable_difference(n: int, discordant: int, power: float = 0.8, alpha
     return hi
 
 
-def items_to_certify(n: int, discordant: int, margin: float, power: float = 0.8, confidence: float = 0.95) -> int:
-    """Items a paired comparison needs for its CI's lower bound to clear -margin with `power` when the true
-    difference is 0 (non-inferiority: "no loss beyond the margin"). Normal approximation of the paired difference,
-    whose per-item variance is the discordance rate; the rate is the observed one, smoothed ((flips + 1) / (n + 2))
-    so that a comparison with no flips still asks for a finite, non-zero number of items."""
+def loss_bound(n: int, right_to_wrong: int, wrong_to_right: int, confidence: float = 0.95) -> float:
+    """A conservative bound on the loss, exact where the bootstrap is not: the one-sided Clopper-Pearson upper bound
+    (at 1 - (1 - confidence) / 2) of the right→wrong rate, minus the observed wrong→right rate. With few or no
+    flips the percentile bootstrap's interval collapses to [0, 0] and would certify any margin on any n; this bound
+    does not (no flips on n items: 1 - (alpha / 2) ** (1 / n), 5 points only from n = 72 at 95%)."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return 1.0
+    tail = (1 - confidence) / 2
+    upper = 1.0 if right_to_wrong >= n else float(beta.ppf(1 - tail, right_to_wrong + 1, n - right_to_wrong))
+    return upper - wrong_to_right / n
+
+
+def items_to_certify(n: int, right_to_wrong: int, wrong_to_right: int, margin: float, power: float = 0.8,
+                     confidence: float = 0.95) -> int | None:
+    """Items a paired comparison would need for its CI's lower bound to clear -margin with `power`, at the observed
+    difference (non-inferiority: "no loss beyond the margin"); None when the observed difference is itself a loss
+    of the margin or more (more items would only confirm it). Normal approximation of the paired difference, whose
+    per-item variance is the discordance rate (smoothed: (flips + 1) / (n + 2), so that a comparison without flips
+    still asks for a finite number); never fewer than the items the exact zero-flip bound needs (loss_bound)."""
+    import math
+
     from scipy.stats import norm
 
-    rate = (discordant + 1) / (n + 2)
+    diff = (wrong_to_right - right_to_wrong) / n if n else 0.0
+    if diff <= -margin:
+        return None
+    rate = (right_to_wrong + wrong_to_right + 1) / (n + 2)
     z = norm.ppf(1 - (1 - confidence) / 2) + norm.ppf(power)
-    return int(np.ceil(z * z * rate / (margin * margin)))
+    exact_floor = math.ceil(math.log((1 - confidence) / 2) / math.log(1 - margin))
+    return max(exact_floor, int(np.ceil(z * z * rate / (margin + diff) ** 2)))
 
 
 def adjust_p(p_values: list[float], method: str) -> list[float]:

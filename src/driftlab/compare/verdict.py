@@ -4,11 +4,14 @@ report only prints it.
 
 Per row (a suite under one strategy, one variant against the base), in this order:
 gained                     CI above 0 and the corrected McNemar p below alpha
-at floor                   the base model is not above chance: there was nothing to lose (target and held-out alike;
-                           a floor suite can still show a gain, above)
-lost                       CI below 0 and the corrected McNemar p below alpha
+lost                       CI below 0 and the corrected McNemar p below alpha ("lost, within the margin" when the
+                           loss is also certified smaller than the margin)
+at floor                   the base model is not above chance: nothing to lose (target and held-out alike; a floor
+                           suite can still show a gain or a significant loss, above)
 then, for a held-out row (a cost):
-no loss beyond the margin  non-inferiority: the CI's lower bound lies above -margin
+no loss beyond the margin  non-inferiority: the CI's lower bound lies above -margin, and so does the exact bound on
+                           the loss (compare.stats.loss_bound: the bootstrap alone certifies anything when nothing
+                           flipped)
 cannot tell                none of the above: the items cannot tell a loss of `margin` from none; the row says how
                            small a difference they can detect (mde) and how many items would certify the margin
 and for a target row (what was trained for): no significant change.
@@ -20,7 +23,12 @@ from driftlab.schema import Comparison, Study
 
 GAINED, LOST, FLOOR, WITHIN, CANNOT_TELL = ("gained", "lost", "at floor (base ≈ chance): no loss to show",
                                             "no loss beyond the margin", "cannot tell")
-NO_CHANGE = "no significant change"
+LOST_WITHIN, NO_CHANGE = "lost, within the margin", "no significant change"
+
+
+def certified(row: Comparison, margin: float) -> bool:
+    """Non-inferiority at `margin`: the bootstrap CI's lower bound and the exact loss bound both above -margin."""
+    return row.ci95[0] > -margin and (row.loss_bound is None or row.loss_bound < margin)
 
 
 def verdict(row: Comparison, role: str = "heldout") -> str:
@@ -30,13 +38,13 @@ def verdict(row: Comparison, role: str = "heldout") -> str:
     p = row.p_adj if row.p_adj is not None else row.mcnemar_p
     if lo > 0 and p < row.alpha:
         return GAINED
+    if hi < 0 and p < row.alpha:
+        return LOST_WITHIN if certified(row, row.margin) else LOST
     if row.floor:
         return FLOOR
-    if hi < 0 and p < row.alpha:
-        return LOST
     if role == "target":
         return NO_CHANGE
-    if lo > -row.margin:
+    if certified(row, row.margin):
         return WITHIN
     return CANNOT_TELL
 
@@ -52,7 +60,8 @@ def variant_summary(study: Study) -> list[dict]:
         failed = [c for c in (study.gate.checks if study.gate else []) if c.variant == name and not c.passed]
         out.append({"variant": name,
                     "gained": [r.suite for r in rows if verdict(r, roles[r.suite]) == GAINED],
-                    "lost": [r.suite for r in rows if verdict(r, roles[r.suite]) == LOST],
+                    "lost": [r.suite + (" (within the margin)" if verdict(r, roles[r.suite]) == LOST_WITHIN else "")
+                             for r in rows if verdict(r, roles[r.suite]) in (LOST, LOST_WITHIN)],
                     "within": [r.suite for r in costs if verdict(r) == WITHIN],
                     "cannot_tell": [r for r in costs if verdict(r) == CANNOT_TELL],
                     "margin": rows[0].margin if rows else None,
@@ -63,6 +72,8 @@ def variant_summary(study: Study) -> list[dict]:
 
 def cannot_tell_text(row: Comparison) -> str:
     """`capitals` (mde 11 pts; ~390 items would certify −5)."""
+    if row.mde is None and row.n_to_certify is None:
+        return f"{row.suite} (power not computed)"  # a study.json written before power was
     mde = "none detectable" if row.mde is None else f"mde {100 * row.mde:.0f} pts"
     need = f"; ~{row.n_to_certify} items would certify −{100 * row.margin:.0f}" if row.n_to_certify else ""
     return f"{row.suite} ({mde}{need})"

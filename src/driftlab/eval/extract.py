@@ -73,14 +73,14 @@ def extract_answer(text: str, kind: str = "numeric", mode: str = "lenient", patt
         if isinstance(pick, tuple):  # several groups: the first that matched
             pick = next((g for g in pick if g), "")
         return Extraction(_clean(pick, kind), "regex", True)
-    lines = (ANSWER_ANYWHERE if mode == "strict" else ANSWER_LINE).findall(visible)
+    if mode == "strict":
+        return _strict(visible, kind)
+    lines = ANSWER_LINE.findall(visible)
     if lines:
         return Extraction(_clean(lines[-1], kind), "answer_line", True)
     boxed = BOXED.findall(visible)
     if boxed:
         return Extraction(_clean(boxed[-1], kind), "boxed", True)
-    if mode == "strict":
-        return Extraction(None, "none", False)
     if kind in ("numeric", "math"):
         numbers = NUMBER.findall(visible)
         if numbers:
@@ -89,6 +89,22 @@ def extract_answer(text: str, kind: str = "numeric", mode: str = "lenient", patt
         return Extraction(None, "none", False)
     first = next((ln.strip() for ln in visible.splitlines() if ln.strip()), "")
     return Extraction(first or None, "first_line" if first else "none", False)
+
+
+def _strict(visible: str, kind: str) -> Extraction:
+    """The last `Answer:` that opens a line, else the last one inside a line (so a later mention in prose does not
+    override an answer line), else the last \\boxed{}; a candidate that cleans to nothing ("Answer: (see below)")
+    gives way to the next kind of evidence."""
+    for pattern, method in ((ANSWER_LINE, "answer_line"), (ANSWER_ANYWHERE, "answer_line"), (BOXED, "boxed")):
+        found = pattern.findall(visible)
+        if found:
+            answer = _clean(found[-1], kind)
+            # A numeric answer must open its value (after a last '='): "Answer: first compute 12 + 34" is no 12.
+            if kind == "numeric" and not re.match(r"\s*\**\s*[-−]?\$?\d", found[-1].rsplit("=", 1)[-1]):
+                answer = None
+            if answer is not None:
+                return Extraction(answer, method, True)
+    return Extraction(None, "none", False)
 
 
 def normalize_number(text: str) -> str | None:

@@ -48,9 +48,10 @@ seed {study.seed}, total {study.timings_s.get('total', 0):.0f}s.</p>
 <h2>Verdict</h2>{_verdict_list(study)}
 <h2>Per suite</h2>{_table(study)}
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs; adj. p: corrected
-across the variant's rows. MDE: the smallest difference the McNemar test detects with 80% power at the row's flip
-rate; items to certify: what the CI needs to clear −margin if nothing changed. A suite at its floor (base not
-significantly above chance + margin) has no loss to show; a gain from it is still a gain.</p>
+across the variant's rows. MDE: the smallest difference one uncorrected McNemar test detects with the configured
+power (compare.power) at the row's flip rate; items to certify: what the CI and the exact bound on the loss need to
+clear −margin at the observed difference. A suite at its floor (base not significantly above chance + margin) has no
+loss to show unless it falls significantly; a gain from it is still a gain.</p>
 {_strategy_table(study)}
 {sweep}
 {_training_table(study)}

@@ -41,9 +41,11 @@ def render_markdown(study: Study) -> str:
     n_boot, level = (first.n_bootstrap, first.confidence) if first else (0, 0.95)
     lines += ["", f"CIs: {level:.0%} paired bootstrap over items ({n_boot} resamples, seeded). McNemar: exact "
               "binomial test on discordant pairs; adj. p: that p corrected across every suite × strategy of the "
-              f"variant ({first.correction if first else 'bh'}). MDE: the smallest difference the McNemar test "
-              "detects with 80% power at the row's flip rate (compare.power, compare.alpha); items to certify: "
-              "how many items the CI would need to clear −margin if nothing changed. Floor: base accuracy not "
+              f"variant ({first.correction if first else 'bh'}). MDE: the smallest difference one McNemar test "
+              f"(α {first.alpha if first else 0.05}, uncorrected: the corrected verdicts need more) detects with "
+              f"{first.power if first else 0.8:.0%} power at the row's flip rate; items to certify: how many items "
+              "the CI (and the exact bound on the loss) would need to clear −margin at the observed difference "
+              "(n/a: the observed loss already exceeds it). Floor: base accuracy not "
               "significantly above chance + margin (one-sided exact binomial, α=0.05); chance = the better of "
               "uniform guessing and always giving the most common gold answer.", ""]
     lines += strategy_table(study)
