@@ -109,3 +109,12 @@ def test_items_to_certify_by_hand():
     assert items_to_certify(100, 6, 4, 0.05) == 941
     assert items_to_certify(100, 10, 4, 0.05) is None  # a 6-point loss already exceeds the margin
     assert items_to_certify(1000, 0, 0, 0.05) == 72  # never below the exact zero-flip bound
+
+
+def test_cannot_tell_says_what_would_tell():
+    from driftlab.compare.verdict import cannot_tell_text
+
+    row = _row([-0.157, 0.014], 0.25).model_copy(update={"suite": "capitals", "mde": 0.119, "n_to_certify": None,
+                                                        "diff": -0.071})
+    assert cannot_tell_text(row) == "capitals (mde 12 pts; the observed -7.1 already exceeds −5)"
+    assert "~437 items would certify −5" in cannot_tell_text(row.model_copy(update={"n_to_certify": 437}))

@@ -75,5 +75,6 @@ def cannot_tell_text(row: Comparison) -> str:
     if row.mde is None and row.n_to_certify is None:
         return f"{row.suite} (power not computed)"  # a study.json written before power was
     mde = "none detectable" if row.mde is None else f"mde {100 * row.mde:.0f} pts"
-    need = f"; ~{row.n_to_certify} items would certify −{100 * row.margin:.0f}" if row.n_to_certify else ""
+    need = (f"; ~{row.n_to_certify} items would certify −{100 * row.margin:.0f}" if row.n_to_certify else
+            f"; the observed {100 * row.diff:+.1f} already exceeds −{100 * row.margin:.0f}")
     return f"{row.suite} ({mde}{need})"

@@ -163,7 +163,7 @@ def _training_table(study: Study) -> str:
 
 
 def _css(verdict_text: str) -> str:
-    return {"gained": "gained", "lost": "lost", "cannot tell": "unsure"}.get(
+    return {"gained": "gained", "lost": "lost", "lost, within the margin": "lost", "cannot tell": "unsure"}.get(
         verdict_text, "floor" if verdict_text.startswith("at floor") else "")
 
 
