@@ -58,12 +58,9 @@ def _flat_input(data: dict) -> dict:
     mapping never holds Options instances, so an `options` key of theirs stays an unknown key."""
     options = data.get("options")
     if isinstance(options, Options):
-        return {**{k: v for k, v in data.items() if k != "options"}, **options.model_dump()}
+        return _flatten_options({**data, "options": options.model_dump()}, per_entry=False)
     if isinstance(options, dict) and options and all(isinstance(v, Options) for v in options.values()):
-        flat = {k: v for k, v in data.items() if k != "options"}
-        for value in options.values():
-            flat.update(value.model_dump())
-        return flat
+        return _flatten_options({**data, "options": {k: v.model_dump() for k, v in options.items()}})
     return data
 
 

@@ -14,6 +14,7 @@ Zero-shot results only (`<suite>`, not `<suite>@<strategy>`), so a rule means on
 from __future__ import annotations
 
 from driftlab.compare.stats import items_to_certify
+from driftlab.compare.verdict import certified
 from driftlab.config import GateRule
 from driftlab.schema import GateCheck, Study
 
@@ -74,8 +75,7 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             if diff < -margin:
                 return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate)"
             return True, f"diff {diff:+.3f} not below -{margin:.3f} (point estimate; its CI is not checked)"
-        bound = getattr(row, "loss_bound", None)
-        if lo > -margin and (bound is None or bound < margin):
+        if certified(row, margin):
             return True, f"a loss beyond -{margin:.3f} is excluded: CI lower bound {lo:+.3f} > -{margin:.3f}"
         if hi < 0 and diff < -margin:
             return False, f"lost: diff {diff:+.3f}, CI [{lo:+.3f}, {hi:+.3f}] below 0 and below -{margin:.3f}"
@@ -86,7 +86,7 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             need = ("; at the observed difference no number of items would" if items is None else
                     f"; ~{items} items would certify it at the observed difference")
             if lo > -margin:  # the bootstrap alone would have certified it: too few flips to trust it
-                need += f"; exact bound on the loss {bound:.3f}"
+                need += f"; exact bound on the loss {row.loss_bound:.3f}"
         return False, (f"cannot certify a loss smaller than {margin:.3f}: CI [{lo:+.3f}, {hi:+.3f}] reaches below "
                        f"-{margin:.3f} (n {row.n}{need})")
     if diff > rule.max_rise and (not strict or lo > 0):

@@ -90,8 +90,6 @@ class CachedBackend:
         return self.inner.chat(prompt)
 
     def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
-        if self.store is None:
-            return self.inner.generate(prompts, max_new_tokens, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", **({"stop": stop} if stop else {})}
         return self._cached(
             "generate", prompts, [params] * len(prompts),
@@ -100,8 +98,6 @@ class CachedBackend:
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
                stop: list[str] | None = None) -> list[list[Generation]]:
-        if self.store is None:
-            return self.inner.sample(prompts, max_new_tokens, n, temperature, seed, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
                   "seed": seed, "sampler": "gumbel-per-row", **({"stop": stop} if stop else {})}
         return self._cached(
@@ -111,8 +107,6 @@ class CachedBackend:
             decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
 
     def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
-        if self.store is None:
-            return self.inner.complete(texts, max_new_tokens, stop)
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "raw": True, **({"stop": stop} if stop else {})}
         return self._cached(
             "complete", texts, [params] * len(texts),
@@ -120,8 +114,6 @@ class CachedBackend:
             encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t)
 
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
-        if self.store is None:
-            return self.inner.loglik(prompts, choices)
         return self._cached(
             "loglik", prompts, [{"choices": c} for c in choices],
             lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]))
@@ -129,7 +121,10 @@ class CachedBackend:
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
                 decode=lambda v: v, rows_per_item: int = 1, render=None) -> list:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
-        items `batch_size` at a time via compute(indices), and store each batch as soon as it is done."""
+        items `batch_size` at a time via compute(indices), and store each batch as soon as it is done. Without a
+        store every item is computed in one call, in order, as the backend itself would be asked."""
+        if self.store is None:
+            return list(compute(list(range(len(prompts)))))
         render = render or self.inner.chat  # the exact text the model sees is the key
         keys = [result_key(self.fingerprint, kind, render(p), pp) for p, pp in zip(prompts, params)]
         out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
