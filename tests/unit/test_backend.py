@@ -1,14 +1,16 @@
-"""The HF backend on a tiny random Qwen3: loglik against a hand computation, greedy batch-size invariance."""
+"""The HF backend on a tiny random Qwen3: loglik against a hand computation, batch invariance of loglik, greedy
+and sampling."""
 
+import pytest
 import torch
 
 from driftlab.eval.hf_backend import HFBackend
 from driftlab.models import ResolvedModel, load_model
 
 
-def _backend(tiny_model_dir, batch_size):
+def _backend(tiny_model_dir, batch_size, dtype="float32"):
     # float32: exact comparisons (bf16, the 'auto' choice on bf16 CPUs, rounds differently per batch shape)
-    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32")
+    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), dtype)
     return HFBackend(model, tok, batch_size=batch_size), model, tok
 
 
@@ -23,6 +25,40 @@ def test_loglik_matches_manual_computation(tiny_model_dir):
     manual = sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
     assert abs(scores[1][1] - manual) < 1e-4
     assert [len(s) for s in scores] == [3, 2]
+
+
+def _manual_loglik(backend, model, tok, prompt, choice):
+    ctx = tok(backend.chat(prompt), add_special_tokens=False).input_ids
+    cont = tok(choice, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        logp = model(torch.tensor([ctx + cont])).logits[0].float().log_softmax(-1)
+    return sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
+
+
+PROMPTS = ["What is 12 + 34?", "Capital of France?", "Which word means the opposite of 'cold'? Think of weather.",
+           "x", "In which country is the city of Lyon?"]
+CHOICES = [["46", "47", "5"], ["Paris", "Rome"], ["hot", "freezing cold", "wet", "a very long answer indeed"],
+           ["y", "z"], ["France", "Spain", "Germany", "Italy"]]
+
+
+def test_batched_loglik_matches_each_choice_scored_alone(tiny_model_dir):
+    """Prompts of different lengths share a batch, choices of one to several tokens share the continuation pass:
+    every score equals context + choice run as one sequence."""
+    backend, model, tok = _backend(tiny_model_dir, batch_size=4)
+    scores = backend.loglik(PROMPTS, CHOICES)
+    for prompt, opts, got in zip(PROMPTS, CHOICES, scores):
+        assert got == pytest.approx([_manual_loglik(backend, model, tok, prompt, c) for c in opts], abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loglik_does_not_depend_on_batch_composition(tiny_model_dir, dtype):
+    """A prompt's scores are the same alone, in a batch, and among other prompts in another order: bit for bit,
+    in float32 as in bf16 (the results store computes only the missing items, so batches differ between runs)."""
+    together = _backend(tiny_model_dir, 8, dtype)[0].loglik(PROMPTS, CHOICES)
+    alone_backend = _backend(tiny_model_dir, 1, dtype)[0]
+    alone = [alone_backend.loglik([p], [c])[0] for p, c in zip(PROMPTS, CHOICES)]
+    reordered = _backend(tiny_model_dir, 2, dtype)[0].loglik(PROMPTS[::-1], CHOICES[::-1])[::-1]
+    assert together == alone == reordered
 
 
 def test_greedy_does_not_depend_on_batch_size(tiny_model_dir):

@@ -88,41 +88,80 @@ class HFBackend:
 
     @torch.inference_mode()
     def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
-        """Sum of log p(choice tokens | chat prompt) for every choice of every prompt (lm-eval's 'acc')."""
-        out = []
-        for prompt, opts in zip(prompts, choices):
-            ctx = self.tok(self.chat(prompt), add_special_tokens=False).input_ids
-            # Context and continuation are encoded separately, as lm-eval does, so the continuation's tokens are
-            # exactly the choice's tokens whatever the context ends with.
-            conts = [self.tok(c, add_special_tokens=False).input_ids for c in opts]
-            out.append(self._score_continuations(ctx, conts))
-            self.on_progress(1)
-        return out
+        """Sum of log p(choice tokens | chat prompt) for every choice of every prompt (lm-eval's 'acc'), scored
+        `batch_size` prompts at a time. Context and choices are encoded separately, as lm-eval does, so a choice's
+        tokens are exactly its own whatever the context ends with.
 
-    def _score_continuations(self, ctx: list[int], conts: list[list[int]]) -> list[float]:
-        # Prefix sharing: the context runs once and its KV cache is repeated for every choice, instead of running
-        # context+choice k times (the gain on a 14-choice suite: benchmarks/NOTES.md).
-        first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
-        next_logp = first.logits[0, -1].float().log_softmax(-1)
+        A prompt's scores do not depend on which prompts share its batch (the results store computes only the
+        missing items, so batches differ between runs): rows do not mix, and the padded shape a prompt is scored in
+        is a function of the prompt alone. Prompts are grouped by that shape; widths are rounded up to buckets, so
+        prompts of similar lengths share a group. Without that, float32 attention on the CPU rounds differently
+        for other sequence lengths (tests/unit/test_backend.py)."""
+        ctxs = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
+        conts = [[self.tok(c, add_special_tokens=False).input_ids for c in opts] for opts in choices]
+        prefix = self._chat_prefix()  # shared by every prompt: run once per batch, as a cache
+        split = [len(prefix) if len(c) > len(prefix) and c[: len(prefix)] == prefix else 0 for c in ctxs]
+        groups: dict[tuple, list[int]] = {}
+        for i in range(len(prompts)):
+            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], 8), _bucket(max(map(len, conts[i])) - 1, 2))
+            groups.setdefault(shape, []).append(i)
+        out: list[list[float] | None] = [None] * len(prompts)
+        for (shared, width, tail_width), idx in sorted(groups.items()):
+            for start in range(0, len(idx), self.batch_size):
+                batch = idx[start : start + self.batch_size]
+                scores = self._score_batch(prefix if shared else [], [ctxs[i][split[i]:] for i in batch],
+                                           [conts[i] for i in batch], width, tail_width)
+                for i, s in zip(batch, scores):
+                    out[i] = s
+                self.on_progress(len(batch))
+        return out  # type: ignore[return-value]
+
+    def _chat_prefix(self) -> list[int]:
+        """Token ids of the chat text before the user's message (the same for every prompt)."""
+        marker = "\x00driftlab\x00"
+        text = self.chat(marker)
+        return self.tok(text[: text.index(marker)], add_special_tokens=False).input_ids if marker in text else []
+
+    def _score_batch(self, prefix: list[int], rests: list[list[int]], conts: list[list[list[int]]], width: int,
+                     tail_width: int) -> list[list[float]]:
+        """Three forward passes for a batch: the shared prefix once, every prompt's own context tokens (right-padded
+        to `width`, on the prefix's cache), then every choice's tokens after the first (right-padded to
+        `tail_width`, on its prompt's cache). Token 0 of a choice is predicted by its context's last position,
+        token t by choice position t-1. Prefix sharing: the context runs once per prompt, not once per choice
+        (benchmarks/NOTES.md)."""
+        dev, pad, n = self.device, self.tok.pad_token_id, len(rests)
+        cache, p = None, len(prefix)
+        if prefix:
+            cache = self.model(input_ids=torch.tensor([prefix], device=dev), use_cache=True).past_key_values
+            cache.batch_repeat_interleave(n)
+        ids, mask = torch.full((n, width), pad), torch.zeros((n, p + width), dtype=torch.long)
+        mask[:, :p] = 1
+        for r, rest in enumerate(rests):
+            ids[r, : len(rest)] = torch.tensor(rest)
+            mask[r, p : p + len(rest)] = 1
+        pos = torch.arange(p, p + width).expand(n, -1)
+        first = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                           past_key_values=cache, use_cache=True)
+        last = torch.tensor([len(r) - 1 for r in rests], device=dev)
+        next_logp = first.logits[torch.arange(n, device=dev), last].float().log_softmax(-1)
+        scores = [[next_logp[r, c[0]].item() for c in cs] for r, cs in enumerate(conts)]
+        tails = [(r, j, c) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1]
+        if not tails:  # every choice is one token: done
+            return scores
         cache = first.past_key_values
-        cache.batch_repeat_interleave(len(conts))
-        width = max(map(len, conts))
-        ids = torch.full((len(conts), width), self.tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(conts), len(ctx) + width), dtype=torch.long)
-        mask[:, : len(ctx)] = 1
-        for r, c in enumerate(conts):
-            ids[r, : len(c)] = torch.tensor(c)
-            mask[r, len(ctx) : len(ctx) + len(c)] = 1  # right padding: pads sit after the real tokens
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                            past_key_values=cache, use_cache=True).logits
-        scores = []
-        for r, c in enumerate(conts):
-            # Token 0 is predicted by the context's last position, token i by continuation position i-1.
-            score = next_logp[c[0]].item()
-            if len(c) > 1:
-                lp = logits[r, : len(c) - 1].float().log_softmax(-1)
-                score += lp[torch.arange(len(c) - 1, device=self.device), torch.tensor(c[1:], device=self.device)].sum().item()
-            scores.append(score)
+        cache.batch_select_indices(torch.tensor([r for r, _, _ in tails], device=dev))
+        t_ids = torch.full((len(tails), tail_width), pad)
+        t_mask = torch.cat([mask[[r for r, _, _ in tails]], torch.zeros((len(tails), tail_width), dtype=torch.long)], 1)
+        t_pos = torch.zeros((len(tails), tail_width), dtype=torch.long)
+        for k, (r, _, c) in enumerate(tails):
+            t_ids[k, : len(c) - 1] = torch.tensor(c[:-1])  # the last token is only predicted, never fed
+            t_mask[k, p + width : p + width + len(c) - 1] = 1
+            t_pos[k] = p + len(rests[r]) + torch.arange(tail_width)
+        logp = self.model(input_ids=t_ids.to(dev), attention_mask=t_mask.to(dev), position_ids=t_pos.to(dev),
+                          past_key_values=cache, use_cache=True).logits.float().log_softmax(-1)
+        for k, (r, j, c) in enumerate(tails):
+            steps = torch.arange(len(c) - 1, device=dev)
+            scores[r][j] += logp[k, steps, torch.tensor(c[1:], device=dev)].sum().item()
         return scores
 
     def _left_pad(self, seqs: list[list[int]]) -> dict:
@@ -133,6 +172,12 @@ class HFBackend:
             ids[r, width - len(s) :] = torch.tensor(s)
             mask[r, width - len(s) :] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+def _bucket(n: int, step: int) -> int:
+    """n rounded up to a multiple of step, always above n: every row has a pad column, so the attention mask is
+    never all ones (transformers would then drop it and take a causal kernel that rounds differently)."""
+    return (n // step + 1) * step
 
 
 def _stop_ids(tokenizer, model) -> list[int]:
