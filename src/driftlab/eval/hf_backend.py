@@ -103,7 +103,7 @@ class HFBackend:
         split = [len(prefix) if len(c) > len(prefix) and c[: len(prefix)] == prefix else 0 for c in ctxs]
         groups: dict[tuple, list[int]] = {}
         for i in range(len(prompts)):
-            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], 8), _bucket(max(map(len, conts[i])) - 1, 2))
+            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], BUCKET), max(map(len, conts[i])) - 1)
             groups.setdefault(shape, []).append(i)
         out: list[list[float] | None] = [None] * len(prompts)
         for (shared, width, tail_width), idx in sorted(groups.items()):
@@ -126,9 +126,9 @@ class HFBackend:
                      tail_width: int) -> list[list[float]]:
         """Three forward passes for a batch: the shared prefix once, every prompt's own context tokens (right-padded
         to `width`, on the prefix's cache), then every choice's tokens after the first (right-padded to
-        `tail_width`, on its prompt's cache). Token 0 of a choice is predicted by its context's last position,
-        token t by choice position t-1. Prefix sharing: the context runs once per prompt, not once per choice
-        (benchmarks/NOTES.md)."""
+        `tail_width`, on its prompt's cache; the context's pad columns keep that mask from being all ones).
+        Token 0 of a choice is predicted by its context's last position, token t by choice position t-1. Prefix
+        sharing: the context runs once per prompt, not once per choice (benchmarks/NOTES.md)."""
         dev, pad, n = self.device, self.tok.pad_token_id, len(rests)
         cache, p = None, len(prefix)
         if prefix:
@@ -140,9 +140,11 @@ class HFBackend:
             ids[r, : len(rest)] = torch.tensor(rest)
             mask[r, p : p + len(rest)] = 1
         pos = torch.arange(p, p + width).expand(n, -1)
+        # The LM head runs only on the bucket's last positions, where every prompt's last token lies (a range fixed
+        # by the bucket, not by the batch: the head's matrix has the same shape whichever prompts share the batch).
         first = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                           past_key_values=cache, use_cache=True)
-        last = torch.tensor([len(r) - 1 for r in rests], device=dev)
+                           past_key_values=cache, use_cache=True, logits_to_keep=(keep := min(BUCKET + 1, width)))
+        last = torch.tensor([len(r) - 1 - (width - keep) for r in rests], device=dev)
         next_logp = first.logits[torch.arange(n, device=dev), last].float().log_softmax(-1)
         scores = [[next_logp[r, c[0]].item() for c in cs] for r, cs in enumerate(conts)]
         tails = [(r, j, c) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1]
@@ -172,6 +174,9 @@ class HFBackend:
             ids[r, width - len(s) :] = torch.tensor(s)
             mask[r, width - len(s) :] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+BUCKET = 8  # prompts' own lengths are rounded up to a multiple of this: padding vs. the number of shapes
 
 
 def _bucket(n: int, step: int) -> int:
