@@ -213,8 +213,10 @@ def cities(rng, n=1200, per_country=10):
         count[country["iso"]] = count.get(country["iso"], 0) + 1
         choices = [country["name"]] + rng.sample(peers, 3)
         rng.shuffle(choices)
-        taken.append({"question": f"In which country is the city of {city['name']}?", "answer": country["name"],
-                      "choices": choices})
+        question = f"In which country is the city of {city['name']}?"
+        if any(t["question"] == question for t in taken):  # two places of one name in one country (La Ceiba)
+            continue
+        taken.append({"question": question, "answer": country["name"], "choices": choices})
         if len(taken) == n:
             break
     return taken

@@ -176,7 +176,7 @@ class HFBackend:
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 
-BUCKET = 8  # prompts' own lengths are rounded up to a multiple of this: padding vs. the number of shapes
+BUCKET = 4  # prompts' own lengths are rounded up to a multiple of this: padding vs. the number of shapes
 
 
 def _bucket(n: int, step: int) -> int:
