@@ -198,7 +198,7 @@ def cities(rng, n=1200, per_country=10):
     homes = collections.defaultdict(set)
     for city in all_cities:
         homes[city["name"]].add(city["countrycode"])
-    taken, count = [], {}
+    taken, asked, count = [], set(), {}
     for city in sorted(all_cities, key=lambda c: -c["population"]):
         country = countries.get(city["countrycode"])
         if country is None or country["population"] <= 1_000_000 or count.get(country["iso"], 0) >= per_country:
@@ -214,8 +214,9 @@ def cities(rng, n=1200, per_country=10):
         choices = [country["name"]] + rng.sample(peers, 3)
         rng.shuffle(choices)
         question = f"In which country is the city of {city['name']}?"
-        if any(t["question"] == question for t in taken):  # two places of one name in one country (La Ceiba)
-            continue
+        if question in asked:  # two places of one name in one country (La Ceiba); checked after the draws above,
+            continue  # so the items after it keep their choices
+        asked.add(question)
         taken.append({"question": question, "answer": country["name"], "choices": choices})
         if len(taken) == n:
             break

@@ -150,10 +150,11 @@ class HFBackend:
         tails = [(r, j, c) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1]
         if not tails:  # every choice is one token: done
             return scores
+        owners = [r for r, _, _ in tails]  # each tail's prompt: its cache and mask rows, repeated per choice
         cache = first.past_key_values
-        cache.batch_select_indices(torch.tensor([r for r, _, _ in tails], device=dev))
+        cache.batch_select_indices(torch.tensor(owners, device=dev))
         t_ids = torch.full((len(tails), tail_width), pad)
-        t_mask = torch.cat([mask[[r for r, _, _ in tails]], torch.zeros((len(tails), tail_width), dtype=torch.long)], 1)
+        t_mask = torch.cat([mask[owners], torch.zeros((len(tails), tail_width), dtype=torch.long)], 1)
         t_pos = torch.zeros((len(tails), tail_width), dtype=torch.long)
         for k, (r, _, c) in enumerate(tails):
             t_ids[k, : len(c) - 1] = torch.tensor(c[:-1])  # the last token is only predicted, never fed

@@ -123,7 +123,8 @@ class CachedBackend:
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
                 decode=lambda v: v, rows_per_item: int = 1, render=None, batches_per_store: int = 1) -> list:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
-        items `batch_size` at a time via compute(indices), and store each batch as soon as it is done. Without a
+        items `batch_size` rows (times `batches_per_store`) at a time via compute(indices), and store each such
+        chunk as soon as it is done. Without a
         store every item is computed in one call, in order, as the backend itself would be asked."""
         if self.store is None:
             return list(compute(list(range(len(prompts)))))
