@@ -3,6 +3,7 @@ causal LM (the default; CPU or GPU)."""
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -92,24 +93,35 @@ class HFBackend:
         `batch_size` prompts at a time. Context and choices are encoded separately, as lm-eval does, so a choice's
         tokens are exactly its own whatever the context ends with.
 
+        One forward pass per batch scores a prompt and all of its choices: the chat prefix every prompt shares
+        (system message, user header) is run once per call and reused as a cache, then each row holds a prompt's own
+        tokens followed by every choice's tokens, and an attention mask lets each choice see the prompt and its own
+        earlier tokens only (a tree of continuations; benchmarks/NOTES.md has the figures). Needs an attention that
+        takes a 4D mask (eager, SDPA), which is what `load_model` gives.
+
         A prompt's scores do not depend on which prompts share its batch (the results store computes only the
         missing items, so batches differ between runs): rows do not mix, and the padded shape a prompt is scored in
         is a function of the prompt alone. Prompts are grouped by that shape; widths are rounded up to buckets, so
-        prompts of similar lengths share a group. Without that, float32 attention on the CPU rounds differently
-        for other sequence lengths (tests/unit/test_backend.py)."""
+        prompts of similar lengths share a group. Without that, attention on the CPU rounds differently for other
+        sequence lengths (tests/unit/test_backend.py)."""
         ctxs = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
         conts = [[self.tok(c, add_special_tokens=False).input_ids for c in opts] for opts in choices]
-        prefix = self._chat_prefix()  # shared by every prompt: run once per batch, as a cache
+        if any(not c for cs in conts for c in cs):
+            raise ValueError("loglik: a choice encodes to no tokens (an empty string?)")
+        prefix = self._chat_prefix()
         split = [len(prefix) if len(c) > len(prefix) and c[: len(prefix)] == prefix else 0 for c in ctxs]
+        prefix_cache = self._prefix_cache(prefix) if any(split) else None  # once per call, copied per batch
         groups: dict[tuple, list[int]] = {}
         for i in range(len(prompts)):
-            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], BUCKET), max(map(len, conts[i])) - 1)
+            tails = sum(len(c) - 1 for c in conts[i])
+            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], BUCKET), _bucket(tails, BUCKET))
             groups.setdefault(shape, []).append(i)
         out: list[list[float] | None] = [None] * len(prompts)
         for (shared, width, tail_width), idx in sorted(groups.items()):
             for start in range(0, len(idx), self.batch_size):
                 batch = idx[start : start + self.batch_size]
-                scores = self._score_batch(prefix if shared else [], [ctxs[i][split[i]:] for i in batch],
+                cache = copy.deepcopy(prefix_cache) if shared else None
+                scores = self._score_batch(len(prefix) if shared else 0, cache, [ctxs[i][split[i]:] for i in batch],
                                            [conts[i] for i in batch], width, tail_width)
                 for i, s in zip(batch, scores):
                     out[i] = s
@@ -122,49 +134,58 @@ class HFBackend:
         text = self.chat(marker)
         return self.tok(text[: text.index(marker)], add_special_tokens=False).input_ids if marker in text else []
 
-    def _score_batch(self, prefix: list[int], rests: list[list[int]], conts: list[list[list[int]]], width: int,
+    def _prefix_cache(self, prefix: list[int]):
+        return self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+
+    def _score_batch(self, p: int, cache, rests: list[list[int]], conts: list[list[list[int]]], width: int,
                      tail_width: int) -> list[list[float]]:
-        """Three forward passes for a batch: the shared prefix once, every prompt's own context tokens (right-padded
-        to `width`, on the prefix's cache), then every choice's tokens after the first (right-padded to
-        `tail_width`, on its prompt's cache; the context's pad columns keep that mask from being all ones).
-        Token 0 of a choice is predicted by its context's last position, token t by choice position t-1. Prefix
-        sharing: the context runs once per prompt, not once per choice (benchmarks/NOTES.md)."""
+        """One forward pass for a batch, on the shared prefix's cache (`p` tokens, or none). Row r holds its
+        prompt's own tokens (right-padded to `width`), then every choice's tokens but the last, one choice after
+        the other (right-padded to `tail_width`). Token 0 of every choice is predicted by the prompt's last
+        position, token t of choice j by choice j's position t-1, which sees the prefix, the prompt and choice j's
+        earlier tokens only. Pad positions see the prefix and themselves (a defined softmax), and nobody sees them."""
         dev, pad, n = self.device, self.tok.pad_token_id, len(rests)
-        cache, p = None, len(prefix)
-        if prefix:
-            cache = self.model(input_ids=torch.tensor([prefix], device=dev), use_cache=True).past_key_values
+        total = width + tail_width
+        ids = torch.full((n, total), pad)
+        pos = torch.arange(p, p + total).repeat(n, 1)
+        allow = torch.zeros((n, total, p + total), dtype=torch.bool)
+        allow[:, :, :p] = True
+        allow[:, torch.arange(total), p + torch.arange(total)] = True
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        targets = []  # per row, per choice: (column predicting its token 0, its tokens, its first column)
+        for r, (rest, cs) in enumerate(zip(rests, conts)):
+            n_ctx = len(rest)
+            ids[r, :n_ctx] = torch.tensor(rest)
+            allow[r, :n_ctx, p : p + n_ctx] = causal[:n_ctx, :n_ctx]
+            col, row_targets = width, []
+            for c in cs:
+                fed = c[:-1]
+                span = slice(col, col + len(fed))
+                ids[r, span] = torch.tensor(fed, dtype=torch.long)
+                pos[r, span] = p + n_ctx + torch.arange(len(fed))
+                allow[r, span, p : p + n_ctx] = True
+                allow[r, span, p + col : p + col + len(fed)] = causal[: len(fed), : len(fed)]
+                row_targets.append((col, c))
+                col += len(fed)
+            targets.append([(n_ctx - 1, c, start) for start, c in row_targets])
+        if cache is not None:
             cache.batch_repeat_interleave(n)
-        ids, mask = torch.full((n, width), pad), torch.zeros((n, p + width), dtype=torch.long)
-        mask[:, :p] = 1
-        for r, rest in enumerate(rests):
-            ids[r, : len(rest)] = torch.tensor(rest)
-            mask[r, p : p + len(rest)] = 1
-        pos = torch.arange(p, p + width).expand(n, -1)
-        # The LM head runs only on the bucket's last positions, where every prompt's last token lies (a range fixed
-        # by the bucket, not by the batch: the head's matrix has the same shape whichever prompts share the batch).
-        first = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                           past_key_values=cache, use_cache=True, logits_to_keep=(keep := min(BUCKET + 1, width)))
-        last = torch.tensor([len(r) - 1 - (width - keep) for r in rests], device=dev)
-        next_logp = first.logits[torch.arange(n, device=dev), last].float().log_softmax(-1)
-        scores = [[next_logp[r, c[0]].item() for c in cs] for r, cs in enumerate(conts)]
-        tails = [(r, j, c) for r, cs in enumerate(conts) for j, c in enumerate(cs) if len(c) > 1]
-        if not tails:  # every choice is one token: done
-            return scores
-        owners = [r for r, _, _ in tails]  # each tail's prompt: its cache and mask rows, repeated per choice
-        cache = first.past_key_values
-        cache.batch_select_indices(torch.tensor(owners, device=dev))
-        t_ids = torch.full((len(tails), tail_width), pad)
-        t_mask = torch.cat([mask[owners], torch.zeros((len(tails), tail_width), dtype=torch.long)], 1)
-        t_pos = torch.zeros((len(tails), tail_width), dtype=torch.long)
-        for k, (r, _, c) in enumerate(tails):
-            t_ids[k, : len(c) - 1] = torch.tensor(c[:-1])  # the last token is only predicted, never fed
-            t_mask[k, p + width : p + width + len(c) - 1] = 1
-            t_pos[k] = p + len(rests[r]) + torch.arange(tail_width)
-        logp = self.model(input_ids=t_ids.to(dev), attention_mask=t_mask.to(dev), position_ids=t_pos.to(dev),
-                          past_key_values=cache, use_cache=True).logits.float().log_softmax(-1)
-        for k, (r, j, c) in enumerate(tails):
-            steps = torch.arange(len(c) - 1, device=dev)
-            scores[r][j] += logp[k, steps, torch.tensor(c[1:], device=dev)].sum().item()
+        dtype = self.model.dtype
+        mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
+        # The LM head runs on a range of columns fixed by the shape: the prompt bucket's last BUCKET positions,
+        # where every prompt's last token lies, and the choices' region.
+        first = max(width - BUCKET, 0)
+        keep = torch.arange(first, total, device=dev)
+        logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                            past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep).logits
+        logp = logits.float().log_softmax(-1)
+        scores = []
+        for r, row_targets in enumerate(targets):
+            row = []
+            for last, c, start in row_targets:
+                cols = torch.tensor([last] + list(range(start, start + len(c) - 1)), device=dev) - first
+                row.append(logp[r, cols, torch.tensor(c, device=dev)].sum().item())
+            scores.append(row)
         return scores
 
     def _left_pad(self, seqs: list[list[int]]) -> dict:
@@ -181,9 +202,8 @@ BUCKET = 4  # prompts' own lengths are rounded up to a multiple of this: padding
 
 
 def _bucket(n: int, step: int) -> int:
-    """n rounded up to a multiple of step, always above n: every row has a pad column, so the attention mask is
-    never all ones (transformers would then drop it and take a causal kernel that rounds differently)."""
-    return (n // step + 1) * step
+    """n rounded up to a multiple of step."""
+    return -(-n // step) * step
 
 
 def _stop_ids(tokenizer, model) -> list[int]:
