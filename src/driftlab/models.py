@@ -329,10 +329,12 @@ def load_model(model: ResolvedModel, dtype: str = "auto", device: str = "auto", 
     if lm.dtype != target and getattr(lm, "quantization_config", None) is None:
         lm = lm.to(target)
     lm.eval()
-    if device == "cpu" and lm.config._attn_implementation == "sdpa":
-        # Eager attention on the CPU: SDPA's CPU kernel costs more than the attention itself on the short rows of an
-        # evaluation (benchmarks/NOTES.md: log-likelihood items and short replies 10-20% faster, long replies even).
-        lm.set_attn_implementation("eager")
+    if device == "cpu" and lm.config._attn_implementation in ("sdpa", "eager"):
+        # Eager attention on the CPU, reading a grouped-query KV cache without copying it: SDPA's CPU kernel costs
+        # more than the attention itself on the short rows of an evaluation (benchmarks/NOTES.md).
+        from driftlab.eval.attention import use_gqa_eager
+
+        use_gqa_eager(lm)
     _contiguous_head_input(lm)
     return lm, tokenizer
 

@@ -132,3 +132,37 @@ def test_frozen_model_scores_the_lm_head_with_one_matrix_multiply(tiny_model_dir
     head_bmm = [e.input_shapes for e in prof.events()
                 if e.name == "aten::bmm" and any(vocab in shape for shape in e.input_shapes)]
     assert not head_bmm, "the LM head fell back to bmm over a copied weight"
+
+
+def test_gqa_attention_computes_what_eager_attention_does(tiny_model_dir):
+    """driftlab's CPU attention (query heads stacked per KV head, no copied cache) against transformers' eager
+    attention on the same weights: logits on padded rows, and greedy replies."""
+    from driftlab.eval.attention import NAME
+
+    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32")
+    assert model.config._attn_implementation == NAME
+    assert model.config.num_attention_heads != model.config.num_key_value_heads  # the grouped case is exercised
+    backend = HFBackend(model, tok, batch_size=3)
+    prompts = ["What is 12 + 34?", "Capital of France? Paris Berlin Rome", "x"]
+    batch = backend._left_pad([tok(backend.chat(p), add_special_tokens=False).input_ids for p in prompts])
+    with torch.no_grad():
+        ours = model(**batch).logits
+        replies = [g.text for g in backend.generate(prompts, max_new_tokens=6)]
+        model.set_attn_implementation("eager")
+        theirs = model(**batch).logits
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(ours[mask], theirs[mask], atol=1e-5)
+    assert replies == [g.text for g in backend.generate(prompts, max_new_tokens=6)]
+
+
+def test_generation_on_the_shared_prefix_cache_matches_full_prompts(tiny_model_dir, monkeypatch):
+    """The chat prefix every prompt shares runs once as a cache; the replies (greedy and sampled) are those of the
+    full prompts run from scratch."""
+    backend, _, _ = _backend(tiny_model_dir, batch_size=3)
+    prompts = ["What is 12 + 34?", "Capital of France?", "x", "Which word means hot?"]
+    assert backend._chat_prefix()  # the tiny template has a prefix: the cached path runs
+    cached = [g.text for g in backend.generate(prompts, max_new_tokens=8)]
+    sampled = [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3)]
+    monkeypatch.setattr(backend, "_chat_prefix", lambda: [])
+    assert cached == [g.text for g in backend.generate(prompts, max_new_tokens=8)]
+    assert sampled == [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3)]

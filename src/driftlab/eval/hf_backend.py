@@ -58,10 +58,20 @@ class HFBackend:
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
+        prefix = self._chat_prefix()
+        shared = [len(e) > len(prefix) > 0 and e[: len(prefix)] == prefix for e in encoded]
+        prefix_cache = self._prefix_cache(prefix) if any(shared) else None  # once per call, copied per batch
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self._left_pad([encoded[i] for i in idx])
             extra = {}
+            if prefix_cache is not None and all(shared[i] for i in idx):
+                # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
+                # [prefix | left padding | own tokens] and generate runs only what follows the prefix.
+                batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)
+                extra["past_key_values"] = copy.deepcopy(prefix_cache)
+                extra["past_key_values"].batch_repeat_interleave(len(idx))
+            else:
+                batch = self._left_pad([encoded[i] for i in idx])
             if sampler is not None:
                 extra["logits_processor"] = LogitsProcessorList(
                     [GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device)])
@@ -188,13 +198,16 @@ class HFBackend:
             scores.append(row)
         return scores
 
-    def _left_pad(self, seqs: list[list[int]]) -> dict:
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.tok.pad_token_id, dtype=torch.long)
+    def _left_pad(self, seqs: list[list[int]], prefix: list[int] = ()) -> dict:
+        """Rows of `prefix` (shared, may be empty), then left padding, then each row's own tokens."""
+        p, width = len(prefix), max(map(len, seqs))
+        ids = torch.full((len(seqs), p + width), self.tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
+        if p:
+            ids[:, :p], mask[:, :p] = torch.tensor(prefix), 1
         for r, s in enumerate(seqs):
-            ids[r, width - len(s) :] = torch.tensor(s)
-            mask[r, width - len(s) :] = 1
+            ids[r, p + width - len(s) :] = torch.tensor(s)
+            mask[r, p + width - len(s) :] = 1
         return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
 
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from driftlab.config import EvalConfig
 from driftlab.errors import ConfigError
-from driftlab.eval.backend import Backend, render_chat
+from driftlab.eval.backend import HF_NUMERICS, Backend, render_chat
 from driftlab.eval.store import CachedBackend, results_store
 from driftlab.models import ModelUnderTest, fingerprint_dir, inference_dtype, pick_device
 
@@ -31,13 +31,13 @@ def open_backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress=None,
 
 def result_fingerprint(model: ModelUnderTest, eval_cfg: EvalConfig) -> str:
     """Base weights + artifact weights (a retrained adapter never reuses a stale result), the artifact's scale,
-    and what changes the numbers: backend, dtype, device."""
+    and what changes the numbers: backend and its numerics version, dtype, device."""
     fp = (model.base.fingerprint + (":" + fingerprint_dir(model.artifact) if model.artifact else "")
           + (f"@{model.scale!r}" if model.scale != 1 else ""))
     if eval_cfg.backend == "vllm":
         return fp + f"|vllm|{model.config.dtype}"
     device = pick_device(model.config.device)
-    return fp + f"|{inference_dtype(model.config.dtype, device)}|{device}"
+    return fp + f"|{inference_dtype(model.config.dtype, device)}|{device}|{HF_NUMERICS}"
 
 
 def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress) -> Backend:
