@@ -61,6 +61,31 @@ def test_loglik_does_not_depend_on_batch_composition(tiny_model_dir, dtype):
     assert together == alone == reordered
 
 
+SHARED = ["In which country is the city of Lyon?", "In which country is the city of Sao Paulo?",
+          "In which country is the city of X?"]
+SHARED_CHOICES = [["France", "Spain", "Germany"], ["Brazil", "Portugal"], ["y", "a very long answer indeed", "z"]]
+
+
+def test_loglik_on_a_shared_prefix_matches_each_choice_scored_alone(tiny_model_dir):
+    """With the text every prompt starts with cached once (data.build.shared_prefix), every score still equals
+    context + choice run as one sequence; a prefix the tokens do not start with falls back to the chat prefix."""
+    backend, model, tok = _backend(tiny_model_dir, batch_size=2)
+    for shared in ("In which country is the city of", "In which country is the cit"):
+        scores = backend.loglik(SHARED, SHARED_CHOICES, shared_prefix=shared)
+        for prompt, opts, got in zip(SHARED, SHARED_CHOICES, scores):
+            assert got == pytest.approx([_manual_loglik(backend, model, tok, prompt, c) for c in opts], abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loglik_on_a_shared_prefix_does_not_depend_on_batch_composition(tiny_model_dir, dtype):
+    shared = "In which country is the city of"
+    together = _backend(tiny_model_dir, 8, dtype)[0].loglik(SHARED, SHARED_CHOICES, shared)
+    alone_backend = _backend(tiny_model_dir, 1, dtype)[0]
+    alone = [alone_backend.loglik([p], [c], shared)[0] for p, c in zip(SHARED, SHARED_CHOICES)]
+    reordered = _backend(tiny_model_dir, 2, dtype)[0].loglik(SHARED[::-1], SHARED_CHOICES[::-1], shared)[::-1]
+    assert together == alone == reordered
+
+
 def test_greedy_does_not_depend_on_batch_size(tiny_model_dir):
     prompts = [f"What is {a} + {b}?" + " please" * (a % 4) for a, b in [(1, 2), (30, 4), (55, 61), (7, 8), (9, 90)]]
     outs = {}

@@ -3,7 +3,7 @@ import pytest
 
 from driftlab.config import DataConfig
 from driftlab.data import build_data
-from driftlab.data.build import normalize
+from driftlab.data.build import normalize, shared_prefix
 from driftlab.errors import DataError
 from tests.conftest import ARITH
 
@@ -89,6 +89,20 @@ def test_loglik_choices(jsonl_file):
     assert bundle.suites["mc"][0]["choices"] == ["3", "4"]
     for it in bundle.suites["near"]:
         assert it["answer"] in it["choices"] and len(set(it["choices"])) == 4
+
+
+def test_shared_prefix_of_a_loglik_suite_ends_at_a_word_boundary(jsonl_file):
+    assert shared_prefix(["In which country is the city of Sana?", "In which country is the city of Sucre?"]) \
+        == "In which country is the city of"  # not "... of S": the last word may go on differently
+    assert shared_prefix(['The word "take"?', 'The word "tame"?']) == "The word"
+    assert shared_prefix(["abc", "abd"]) == shared_prefix(["only one"]) == ""
+    rows = [{"question": f"What comes after {w}?", "answer": "x", "choices": ["x", "y"]} for w in ("one", "two")]
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5}, heldout=[
+        {"name": "mc", "source": "jsonl", "path": str(jsonl_file(rows)), "mode": "loglik",
+         "template": "Q: {question}"}])
+    suite = build_data(cfg, seed=0).suites["mc"]
+    assert [it["shared_prefix"] for it in suite] == ["Q: What comes after"] * 2  # template and items together
+    assert all("shared_prefix" not in it for it in build_data(cfg, seed=0).suites["arithmetic"])  # generate suites
 
 
 def test_choices_not_containing_answer_is_an_error(jsonl_file):

@@ -17,7 +17,7 @@ class ScriptedBackend:
     def generate(self, prompts, max_new_tokens, stop=None):
         return [Generation(self.replies(p), 3, "stop", 0.01 * (i + 1)) for i, p in enumerate(prompts)]
 
-    def loglik(self, prompts, choices):
+    def loglik(self, prompts, choices, shared_prefix=""):
         return [[0.0] * len(c) for c in choices]
 
 

@@ -19,7 +19,7 @@ class CountingBackend:
         self.generated += prompts
         return [Generation(f"out:{p}", 2, "stop", 0.1) for p in prompts]
 
-    def loglik(self, prompts, choices):
+    def loglik(self, prompts, choices, shared_prefix=""):
         self.scored += prompts
         return [[float(len(c)) for c in cs] for cs in choices]
 

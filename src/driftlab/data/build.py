@@ -7,6 +7,7 @@ prompts and completions, write everything to the run directory.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
             rng = random.Random(_suite_seed(suite, seed) + 17)
             raw = [perturb_item(it, suite.perturb, rng, suite.name) for it in raw]
         suites[suite.name] = _render(_dedup(raw)[: suite.size], suite, seed)
+        if suite.mode == "loglik":
+            shared = shared_prefix([it["prompt"] for it in suites[suite.name]])
+            for it in suites[suite.name]:
+                it["shared_prefix"] = shared
 
     target = cfg.target
     if target.source != "reasoning_gym":
@@ -101,6 +106,17 @@ def write_data(bundle: DataBundle, out_dir: Path) -> None:
     for name, items in bundle.suites.items():
         write_jsonl(out_dir / "suites" / f"{name}.jsonl", items)
     write_json(out_dir / "data.json", {**bundle.report, "roles": bundle.roles})
+
+
+def shared_prefix(prompts: list[str]) -> str:
+    """The text every prompt of a log-likelihood suite starts with ("In which country is the city of"), cut back to
+    a word boundary. The backend scores it once per batch, as a cache (eval/hf_backend.py). Computed over the suite
+    as built, and stored in each item, so an item's score never depends on which other items are scored with it."""
+    if len(prompts) < 2:
+        return ""
+    common = os.path.commonprefix(prompts)
+    cut = max(common.rfind(c) for c in " \n\t")  # the last word of `common` may go on differently in each prompt
+    return common[:cut].rstrip() if cut > 0 else ""
 
 
 def normalize(text: str) -> str:

@@ -98,50 +98,56 @@ class HFBackend:
         return Generation(text, len(tokens), "length" if n is None else "stop", latency)
 
     @torch.inference_mode()
-    def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+    def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]:
         """Sum of log p(choice tokens | chat prompt) for every choice of every prompt (lm-eval's 'acc'), scored
         `batch_size` prompts at a time. Context and choices are encoded separately, as lm-eval does, so a choice's
         tokens are exactly its own whatever the context ends with.
 
-        One forward pass per batch scores a prompt and all of its choices: the chat prefix every prompt shares
-        (system message, user header) is run once per call and reused as a cache, then each row holds a prompt's own
-        tokens followed by every choice's tokens, and an attention mask lets each choice see the prompt and its own
+        One forward pass per batch scores a prompt and all of its choices: the text every prompt starts with — the
+        chat prefix (system message, user header), and `shared_prefix` of the user's text where the caller knows
+        one (data.build.shared_prefix) — is run once per call and reused as a cache, then each row holds a prompt's
+        own tokens followed by every choice's tokens, and an attention mask lets each choice see the prompt and its own
         earlier tokens only (a tree of continuations; benchmarks/NOTES.md has the figures). Needs an attention that
         takes a 4D mask (eager, SDPA), which is what `load_model` gives.
 
         A prompt's scores do not depend on which prompts share its batch (the results store computes only the
         missing items, so batches differ between runs): rows do not mix, and the padded shape a prompt is scored in
-        is a function of the prompt alone. Prompts are grouped by that shape; widths are rounded up to buckets, so
-        prompts of similar lengths share a group. Without that, attention on the CPU rounds differently for other
-        sequence lengths (tests/unit/test_backend.py)."""
+        is a function of the prompt (and the shared prefix) alone. Prompts are grouped by that shape; widths are
+        rounded up to buckets, so prompts of similar lengths share a group. Without that, attention on the CPU rounds
+        differently for other sequence lengths (tests/unit/test_backend.py)."""
         ctxs = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
         conts = [[self.tok(c, add_special_tokens=False).input_ids for c in opts] for opts in choices]
         if any(not c for cs in conts for c in cs):
             raise ValueError("loglik: a choice encodes to no tokens (an empty string?)")
-        prefix = self._chat_prefix()
-        split = [len(prefix) if len(c) > len(prefix) and c[: len(prefix)] == prefix else 0 for c in ctxs]
-        prefix_cache = self._prefix_cache(prefix) if any(split) else None  # once per call, copied per batch
+        # The longest prefix a prompt starts with (a prompt whose tokens do not begin with the shared text's —
+        # a tokenizer merging across the boundary — falls back to the chat prefix alone, or to none).
+        prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
+        prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
+        which = [next((k for k, p in enumerate(prefixes) if len(c) > len(p) and c[: len(p)] == p), -1) for c in ctxs]
+        caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}  # once per call, copied per batch
         groups: dict[tuple, list[int]] = {}
         for i in range(len(prompts)):
+            own = len(ctxs[i]) - (len(prefixes[which[i]]) if which[i] >= 0 else 0)
             tails = sum(len(c) - 1 for c in conts[i])
-            shape = (bool(split[i]), _bucket(len(ctxs[i]) - split[i], BUCKET), _bucket(tails, BUCKET))
-            groups.setdefault(shape, []).append(i)
+            groups.setdefault((which[i], _bucket(own, BUCKET), _bucket(tails, BUCKET)), []).append(i)
         out: list[list[float] | None] = [None] * len(prompts)
-        for (shared, width, tail_width), idx in sorted(groups.items()):
+        for (k, width, tail_width), idx in sorted(groups.items()):
+            p = len(prefixes[k]) if k >= 0 else 0
             for start in range(0, len(idx), self.batch_size):
                 batch = idx[start : start + self.batch_size]
-                cache = copy.deepcopy(prefix_cache) if shared else None
-                scores = self._score_batch(len(prefix) if shared else 0, cache, [ctxs[i][split[i]:] for i in batch],
-                                           [conts[i] for i in batch], width, tail_width)
+                cache = copy.deepcopy(caches[k]) if k >= 0 else None
+                scores = self._score_batch(p, cache, [ctxs[i][p:] for i in batch], [conts[i] for i in batch], width,
+                                           tail_width)
                 for i, s in zip(batch, scores):
                     out[i] = s
                 self.on_progress(len(batch))
         return out  # type: ignore[return-value]
 
-    def _chat_prefix(self) -> list[int]:
-        """Token ids of the chat text before the user's message (the same for every prompt)."""
+    def _chat_prefix(self, user_start: str = "") -> list[int]:
+        """Token ids of the chat text before the user's message (the same for every prompt), and of `user_start`,
+        the start of that message, if given."""
         marker = "\x00driftlab\x00"
-        text = self.chat(marker)
+        text = self.chat(user_start + marker)
         return self.tok(text[: text.index(marker)], add_special_tokens=False).input_ids if marker in text else []
 
     def _prefix_cache(self, prefix: list[int]):
@@ -161,7 +167,7 @@ class HFBackend:
         allow = torch.zeros((n, total, p + total), dtype=torch.bool)
         allow[:, :, :p] = True
         allow[:, torch.arange(total), p + torch.arange(total)] = True
-        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        causal = torch.ones((total, total), dtype=torch.bool).tril()
         targets = []  # per row, per choice: (column predicting its token 0, its tokens, its first column)
         for r, (rest, cs) in enumerate(zip(rests, conts)):
             n_ctx = len(rest)

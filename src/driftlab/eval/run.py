@@ -76,7 +76,8 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
     records = []
     if suite.mode == "loglik":
         t0 = time.perf_counter()
-        all_scores = backend.loglik(prompts, [it["choices"] for it in items])
+        shared = {it.get("shared_prefix", "") for it in items}  # one per suite (data.build.shared_prefix)
+        all_scores = backend.loglik(prompts, [it["choices"] for it in items], shared.pop() if len(shared) == 1 else "")
         per_item = (time.perf_counter() - t0) / max(1, len(items))  # amortised, like a generation batch's
         for it, scores in zip(items, all_scores):
             pred = it["choices"][max(range(len(scores)), key=scores.__getitem__)]

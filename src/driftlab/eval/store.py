@@ -113,12 +113,15 @@ class CachedBackend:
             lambda idx: self.inner.complete([texts[i] for i in idx], max_new_tokens, stop),
             encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t)
 
-    def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+    def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]:
         # Log-likelihood items are cheap and the backend batches them by padded shape, so they go to it 8 batches
-        # at a time (fuller batches; a killed run loses a few seconds). A result does not depend on the grouping.
+        # at a time (fuller batches; a killed run loses a few seconds). A result does not depend on the grouping;
+        # it does on the shared prefix (where the cache ends), which is therefore part of the key.
+        extra = {"shared_prefix": shared_prefix} if shared_prefix else {}
         return self._cached(
-            "loglik", prompts, [{"choices": c} for c in choices],
-            lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx]), batches_per_store=8)
+            "loglik", prompts, [{"choices": c, **extra} for c in choices],
+            lambda idx: self.inner.loglik([prompts[i] for i in idx], [choices[i] for i in idx], shared_prefix),
+            batches_per_store=8)
 
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
                 decode=lambda v: v, rows_per_item: int = 1, render=None, batches_per_store: int = 1) -> list:

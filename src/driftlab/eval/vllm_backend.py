@@ -59,7 +59,8 @@ class VLLMBackend:
                                            stop=stop or None, seed=row_seed(seed, t, 0) % 2**31) for t in texts]
         return self._run(texts, params)
 
-    def loglik(self, prompts: list[str], choices: list[list[str]]) -> list[list[float]]:
+    def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]:
+        # shared_prefix is a hint for the HF backend's cache; vLLM finds shared prefixes itself (prefix caching)
         requests, spans = [], []
         for prompt, opts in zip(prompts, choices):
             ctx = self.tok(self.chat(prompt), add_special_tokens=False).input_ids
