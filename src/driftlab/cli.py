@@ -119,7 +119,8 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
     out_dir = _out_dir(out, cfg, "train")
     if is_main_process():
         write_data(bundle, out_dir / "data")
-    summary = train_model(start, train_cfg, bundle.train, out_dir, cfg.seed, bundle.eval_questions(), cfg.eval)
+    summary = train_model(start, train_cfg, bundle.train, out_dir, cfg.seed, bundle.eval_questions(), cfg.eval,
+                          cfg.data.target.scorer)
     if not is_main_process():
         return
     if (summary.get("cache") or {}).get("hit"):

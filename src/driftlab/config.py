@@ -246,6 +246,20 @@ class MixSource(Strict):
         return self
 
 
+class ChainsConfig(Strict):
+    """Chain-of-thought training targets (train.chains): what the fine-tune is trained to write before its answer."""
+    source: Literal["none", "gold", "self"] = Field(
+        "none", description="none: the target's completion only (direct answers); gold: a step-by-step solution "
+        "written from each item (data/chains.py, one writer per task family); self: the base model's own chains, "
+        "sampled and kept where the answer is right (rejection sampling, STaR-style).")
+    k: int = Field(4, ge=1, description="self: chains sampled per training question.")
+    temperature: float = Field(0.7, gt=0, description="self: sampling temperature.")
+    max_new_tokens: int = Field(128, ge=8, description="self: chain length budget; a chain cut by it is dropped.")
+    questions: int | None = Field(None, ge=1, description="self: sample for the first N training questions only "
+                                  "(None: all of them); the training set is the kept chains.")
+    per_question: int = Field(2, ge=1, description="self: at most this many distinct kept chains per question.")
+
+
 class TrainConfig(WithOptions):
     """Shared training settings; the keys of every registered method's options are accepted here too (the study's
     train block is shared by variants of different methods), each validated by its method (train/methods/)."""
@@ -271,6 +285,8 @@ class TrainConfig(WithOptions):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop when the held-out loss has not improved for this many evaluations (needs "
         "eval_fraction > 0); the best checkpoint is kept.")
+    chains: ChainsConfig = Field(default_factory=ChainsConfig, description="Train on chains of thought before the "
+                                 "answer (gold or self-distilled) instead of direct answers.")
     mix: list[MixSource] = Field(default_factory=list, description="Replay / multi-task sources mixed into the "
                                  "target training data.")
     augment_templates: list[str] = Field(

@@ -76,7 +76,8 @@ def run_study(cfg: StudyConfig) -> Path:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
         with stage(f"train:{variant.name}"):
-            summary = train_model(base_model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval)
+            summary = train_model(base_model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval,
+                                  cfg.data.target.scorer)
         tuned_model = base_model.tuned(Path(summary["artifact"]))
         with stage(f"eval:{variant.name}"):
             tuned = evaluate_model(tuned_model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,

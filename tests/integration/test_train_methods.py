@@ -307,3 +307,42 @@ def test_a_broken_cache_entry_is_a_miss(tiny_model_dir, tmp_path):
     shutil.rmtree(entry / "adapter")
     again = _train(tiny_model_dir, tmp_path / "b", max_steps=4)
     assert again["cache"]["hit"] is False and (tmp_path / "b" / "adapter" / "adapter_config.json").exists()
+
+
+class ChainBackend(ReplyBackend):
+    """The base model's sampled chains for self-distillation: right for even i, wrong for odd i."""
+
+    def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None):
+        from driftlab.eval.backend import Generation
+
+        self.asked += prompts
+        out = []
+        for p in prompts:
+            i = int(p.split("What is ")[1].split(" +")[0])
+            result = 2 * i + 1 + (i % 2)
+            out.append([Generation(f"Try {j}: {i} + {i + 1} = {result}", 8, "stop", 0.01) for j in range(n)])
+        return out
+
+
+def test_chain_targets_train_and_report_their_yield(tiny_model_dir, tmp_path, monkeypatch):
+    """Gold and self-distilled chains go through the trainer; the self-distillation yield is in train.json and its
+    samples come from the results store on a second run."""
+    import driftlab.eval.open
+
+    items = [{**it, "meta": {"source_dataset": "basic_arithmetic"}} for it in ITEMS]
+    gold = train_model(_start(tiny_model_dir), TrainConfig(batch_size=8, max_steps=2, report_to=[],
+                                                           chains={"source": "gold"}), items, tmp_path / "g", 0)
+    assert gold["mix"]["chains"] == {"source": "gold", "rows": 32} and gold["steps"] == 2
+    monkeypatch.setenv("DRIFTLAB_HOME", str(tmp_path / "home"))
+    fake = ChainBackend()
+    monkeypatch.setattr(driftlab.eval.open, "_backend", lambda *a, **k: fake)  # behind the real results store
+    cfg = TrainConfig(batch_size=8, max_steps=2, report_to=[], chains={"source": "self", "k": 3, "per_question": 2})
+    summary = train_model(_start(tiny_model_dir), cfg, items, tmp_path / "s", 0, scorer="numeric")
+    chains = summary["mix"]["chains"]
+    assert (chains["questions"], chains["sampled"], chains["questions_with_chain"], chains["kept"]) == (32, 96, 16, 32)
+    assert chains["wrong"] == 48 and chains["over_cap"] == 16
+    rows = [json.loads(line) for line in (tmp_path / "s/train_set.jsonl").read_text().splitlines()]
+    assert all(r["completion"].endswith(f"Answer: {r['answer']}") and "step by step" in r["prompt"] for r in rows)
+    asked = len(fake.asked)
+    train_model(_start(tiny_model_dir), cfg, items, tmp_path / "s2", 0, scorer="numeric")
+    assert len(fake.asked) == asked  # sampled once: the second run reads the results store

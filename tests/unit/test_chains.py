@@ -51,3 +51,72 @@ def test_an_expression_it_cannot_read_is_an_error():
     assert parse_expression({"question": "Calculate 4 - 1 - 7 + 7.", "meta": {}}) == ([4, 1, 7, 7], ["-", "-", "+"])
     with pytest.raises(DataError, match="cannot read"):
         parse_expression({"question": "Calculate (3 * 4) + 2.", "meta": {}})
+
+
+# --- chain training sets (train.chains) -------------------------------------------------------------------------
+
+from contextlib import contextmanager  # noqa: E402
+
+from driftlab.config import TrainConfig  # noqa: E402
+from driftlab.eval.backend import Generation  # noqa: E402
+from driftlab.train.mix import build_training_set  # noqa: E402
+
+
+def _target_items(n=3):
+    kwargs = {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2, "operators": ["+"],
+              "allow_negation": False, "allow_parentheses": False}
+    raw = reasoning_gym_items("basic_arithmetic", kwargs, n, seed=1, key="k")
+    return [{**it, "id": f"t{i}", "prompt": f"{it['question']}\nReply with only the final line 'Answer: <number>'.",
+             "completion": f"Answer: {it['answer']}"} for i, it in enumerate(raw)]
+
+
+def test_gold_chain_rows_ask_for_reasoning_and_end_in_the_targets_answer_line():
+    items = _target_items()
+    rows, report = build_training_set(items, TrainConfig(chains={"source": "gold"}), None, 0, set())
+    assert report["chains"] == {"source": "gold", "rows": 3} and len(rows) == 3
+    for row in rows:
+        item = next(it for it in items if it["id"] == row["id"])
+        assert row["prompt"].startswith(item["prompt"]) and "step by step" in row["prompt"]
+        assert row["completion"].endswith(f"\nAnswer: {item['answer']}") and "Ones:" in row["completion"]
+
+
+def _fake_backend(monkeypatch, replies_for):
+    """open_backend yielding a backend whose samples are `replies_for(prompt)`: (text, finish) pairs."""
+    class Fake:
+        def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None):
+            assert n == 4 and temperature == 0.7
+            return [[Generation(text, 10, finish, 0.0) for text, finish in replies_for(p)][:n] for p in prompts]
+
+    @contextmanager
+    def open_backend(model, eval_cfg, on_progress=None, log=print):
+        yield Fake()
+
+    monkeypatch.setattr("driftlab.eval.open.open_backend", open_backend)
+
+
+def test_self_distilled_chains_keep_right_distinct_finished_reasoning_and_report_the_yield(monkeypatch):
+    first, second = items = _target_items(2)
+
+    def replies(prompt):
+        right = int(first["answer"])
+        if prompt.startswith(second["prompt"]):
+            return [(f"First I add and I get {second['answer']}", "length")] * 4       # cut by the budget
+        return [(f"I add the tens, then the ones: the sum is {right}.", "stop"),      # kept (no Answer line: lenient)
+                (f"I add the tens, then the ones:  the sum is {right}.", "stop"),     # a repeat, whitespace aside
+                (f"Adding carefully gives {right + 1}.\nAnswer: {right + 1}", "stop"),  # wrong
+                (f"Answer: {right}", "stop")]                                         # no reasoning
+    _fake_backend(monkeypatch, replies)
+    rows, report = build_training_set(items, TrainConfig(chains={"source": "self"}), None, 0, set(),
+                                      scorer="numeric")
+    assert report["chains"] == {"source": "self", "questions": 2, "sampled": 8, "kept": 1, "questions_with_chain": 1,
+                                "yield_questions": 0.5, "yield_chains": 1 / 8, "cut_by_budget": 4, "no_chain": 1,
+                                "wrong": 1, "duplicates": 1, "over_cap": 0}
+    assert rows[0]["id"] == first["id"] and "step by step" in rows[0]["prompt"]
+    answer = first["answer"]
+    assert rows[0]["completion"] == f"I add the tens, then the ones: the sum is {answer}.\nAnswer: {answer}"
+
+
+def test_self_distillation_with_no_right_chain_is_one_error_naming_the_yield(monkeypatch):
+    _fake_backend(monkeypatch, lambda prompt: [("I think it is about 3, roughly.", "stop")] * 4)
+    with pytest.raises(DataError, match=r"kept none of 8 sampled chains \(yield 0"):
+        build_training_set(_target_items(2), TrainConfig(chains={"source": "self"}), None, 0, set(), scorer="numeric")

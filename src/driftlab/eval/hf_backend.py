@@ -4,6 +4,7 @@ causal LM (the default; CPU or GPU)."""
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 
 import torch
@@ -21,6 +22,8 @@ class HFBackend:
         self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
         self.on_progress = on_progress or (lambda n: None)
         self.device = next(model.parameters()).device
+        # transformers renamed `past_key_values` to `cache` (5.2x: the old name warns, and goes in 5.40)
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
@@ -68,8 +71,8 @@ class HFBackend:
                 # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
                 # [prefix | left padding | own tokens] and generate runs only what follows the prefix.
                 batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)
-                extra["past_key_values"] = copy.deepcopy(prefix_cache)
-                extra["past_key_values"].batch_repeat_interleave(len(idx))
+                extra[self.cache_arg] = copy.deepcopy(prefix_cache)
+                extra[self.cache_arg].batch_repeat_interleave(len(idx))
             else:
                 batch = self._left_pad([encoded[i] for i in idx])
             if sampler is not None:
@@ -151,7 +154,9 @@ class HFBackend:
         return self.tok(text[: text.index(marker)], add_special_tokens=False).input_ids if marker in text else []
 
     def _prefix_cache(self, prefix: list[int]):
-        return self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None)
+        return out.past_key_values if cache is None else cache
 
     def _score_batch(self, p: int, cache, rests: list[list[int]], conts: list[list[list[int]]], width: int,
                      tail_width: int) -> list[list[float]]:
@@ -193,7 +198,7 @@ class HFBackend:
         first = max(width - BUCKET, 0)
         keep = torch.arange(first, total, device=dev)
         logits = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                            past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep).logits
+                            use_cache=cache is not None, logits_to_keep=keep, **{self.cache_arg: cache}).logits
         logp = logits.float().log_softmax(-1)
         scores = []
         for r, row_targets in enumerate(targets):

@@ -10,22 +10,28 @@ Replay items that are eval prompts anywhere are dropped (contamination), and the
 from __future__ import annotations
 
 import random
+
 from driftlab.config import EvalConfig, MixSource, TrainConfig
 from driftlab.data.build import normalize
 from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items, replay_prompts
 from driftlab.errors import DataError
 from driftlab.models import ModelUnderTest
+from driftlab.train.chains import chain_targets
 
 MIX_SEED_OFFSET = 20_000_033  # replay generators draw far from any eval or train stream
 
 
 def build_training_set(items: list[dict], cfg: TrainConfig, base: ModelUnderTest, seed: int, exclude: set[str],
-                       eval_cfg: EvalConfig | None = None) -> tuple[list[dict], dict]:
-    """(training rows, what went into them). `base`: the model whose own replies self-replay uses."""
+                       eval_cfg: EvalConfig | None = None, scorer: str | None = None) -> tuple[list[dict], dict]:
+    """(training rows, what went into them). `base`: the model whose own replies self-replay and self-distilled
+    chains use; `scorer`: the target suite's, which judges self-distilled chains."""
     rng = random.Random(seed * 31 + 7)
     target = [_augment(it, cfg.augment_templates, rng) for it in items] if cfg.augment_templates else list(items)
+    chains = None
+    if cfg.chains.source != "none":
+        target, chains = chain_targets(target, cfg.chains, scorer, base, seed, eval_cfg or EvalConfig())
     mixed, report = list(target), {"target": len(target), "augmented_templates": len(cfg.augment_templates),
-                                   "sources": {}}
+                                   "sources": {}, **({"chains": chains} if chains else {})}
     for i, src in enumerate(cfg.mix):
         want = max(1, round(src.ratio * len(items)))
         raw = _source_items(src, want, seed + i, base, f"train.mix.{i}", eval_cfg or EvalConfig())

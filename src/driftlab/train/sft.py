@@ -26,7 +26,8 @@ from driftlab.train.methods import METHODS
 
 
 def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict], out_dir: Path, seed: int = 0,
-                exclude_prompts: set[str] | None = None, eval_cfg: EvalConfig | None = None) -> dict:
+                exclude_prompts: set[str] | None = None, eval_cfg: EvalConfig | None = None,
+                scorer: str | None = None) -> dict:
     """Fine-tune the base of `start` on `items` (+ train.mix); writes train_set.jsonl, train_config.json,
     checkpoints/, the artifact, train_log.jsonl and train.json into out_dir. `exclude_prompts`: eval prompts no
     replay item may be."""
@@ -41,7 +42,7 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
                             "be sharded); use configs/accelerate/multi_gpu.yaml or zero2.yaml")
     # Every rank builds the same training set (deterministic for the seed); rank 0 writes it down.
     train_set, mix_report = build_training_set(items, train_cfg, start.base_only(), seed, exclude_prompts or set(),
-                                               eval_cfg)
+                                               eval_cfg, scorer)
     if is_main_process():
         write_jsonl(out_dir / "train_set.jsonl", train_set)
         write_json(out_dir / "train_config.json", {
