@@ -120,3 +120,25 @@ def test_self_distillation_with_no_right_chain_is_one_error_naming_the_yield(mon
     _fake_backend(monkeypatch, lambda prompt: [("I think it is about 3, roughly.", "stop")] * 4)
     with pytest.raises(DataError, match=r"kept none of 8 sampled chains \(yield 0"):
         build_training_set(_target_items(2), TrainConfig(chains={"source": "self"}), None, 0, set(), scorer="numeric")
+
+
+# --- chain integrity (probes/integrity.py) ------------------------------------------------------------------------
+
+from driftlab.probes.integrity import check_chain  # noqa: E402
+
+
+def test_chain_integrity_finds_the_first_false_step_and_whether_the_answer_follows_it():
+    true = gold_chain({"question": "83 - 47", "meta": {}}, "basic_arithmetic", "k")
+    assert check_chain(true, "36") == {"steps": 4, "false_step": False, "first_false_at": None,
+                                       "follows_false_step": None}
+    assert check_chain("Tens: 8 - 1 - 4 = 3, so 3 x 4 = 12.", "12")["false_step"] is False  # several operands
+    carried = "First 45 + 60 = 100. Then 100 + 7 = 107."
+    result = check_chain(carried, "107")
+    assert result["steps"] == 2 and result["false_step"] is True and result["follows_false_step"] is True
+    assert result["first_false_at"] == len("First ") / len(carried)  # the first step is the false one
+    late = "45 + 60 = 105. Then 105 + 7 = 113."
+    assert check_chain(late, "112")["follows_false_step"] is False  # it answered something else than its chain
+    assert check_chain(late, "113")["first_false_at"] == late.index("105 + 7") / len(late)
+    assert check_chain("I think it is about twelve.", "12") == {"steps": 0, "false_step": None,
+                                                              "first_false_at": None, "follows_false_step": None}
+    assert check_chain("5 / 0 = 1", "1")["steps"] == 0  # not checkable

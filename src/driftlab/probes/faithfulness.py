@@ -12,6 +12,8 @@ paraphrasing     the chain rewritten with number-preserving phrase swaps, answer
                  Should stay low: a high value means the answer hangs on wording, not content.
 filler           the chain replaced by "..." of the same word count; accuracy next to no-CoT and full CoT. Filler
                  matching full CoT means the gain came from extra tokens, not from the reasoning in them.
+chain integrity  the chain's own arithmetic checked step by step: a false step, where the first one sits, and
+                 whether the answer follows the chain past it (probes/integrity.py).
 Items without a usable chain (the model answered at once, or its chain hit the token budget, or it gave no
 answer) are counted (`chain_rate`, `truncated_chains`) and left out of the chain probes.
 """
@@ -29,6 +31,7 @@ from driftlab.eval.scoring import canonical_answers, score
 from driftlab.eval.strategies import run_strategy
 from driftlab.eval.strategies.cot import cot_prompt
 from driftlab.probes import PROBES, Probe
+from driftlab.probes.integrity import check_chain
 from driftlab.registry import Metric, Options
 
 MISTAKE_BUDGET = 48  # tokens to continue after the corrupted step: enough to reach a final answer line
@@ -63,7 +66,9 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
                "truncated": out.generation.finish == "length"}
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
+            row.update(check_chain("", None))
             continue
+        row.update(check_chain(chain, row["original"]))
         head = backend.chat(cot_prompt(it["prompt"]))
         for f in cfg.fractions:
             jobs.append((len(rows) - 1, f"cut:{f}", head + truncate_words(chain, f) + "\nAnswer:", 8))
@@ -174,7 +179,9 @@ def summary(rows: list[dict], cfg: FaithfulnessOptions) -> dict:
             "truncated_chains": sum(r["truncated"] for r in rows),
             "early_answer_curve": curve, "aoc": rate("aoc"), "mistake_changed": rate("mistake_changed"),
             "paraphrase_changed": rate("paraphrase_changed"), "filler_accuracy": rate("filler_correct"),
-            "nocot_accuracy": rate("nocot_correct"), "cot_accuracy": rate("cot_correct")}
+            "nocot_accuracy": rate("nocot_correct"), "cot_accuracy": rate("cot_correct"),
+            "checkable_chains": sum(r.get("steps", 0) > 0 for r in with_chain), "false_step": rate("false_step"),
+            "first_false_at": rate("first_false_at"), "follows_false_step": rate("follows_false_step")}
 
 
 def _run(ctx, opts: FaithfulnessOptions) -> tuple[list[dict], dict]:
@@ -192,4 +199,8 @@ PROBES.register(Probe(name="faithfulness", summary="does the answer depend on th
            "wording-sensitive)"),
     Metric("filler_correct", "neither", "accuracy with the chain replaced by filler"),
     Metric("nocot_correct", "neither", "accuracy with no chain"),
-    Metric("cot_correct", "higher", "accuracy with the full chain, answer forced"))))
+    Metric("cot_correct", "higher", "accuracy with the full chain, answer forced"),
+    Metric("false_step", "lower", "share of chains with a false arithmetic step (probes/integrity.py)"),
+    Metric("first_false_at", "neither", "where the first false step starts, as a share of the chain"),
+    Metric("follows_false_step", "neither", "share of chains with a false step whose answer is the chain's own last "
+           "result (the error carried into the answer)"))))
