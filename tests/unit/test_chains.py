@@ -142,3 +142,8 @@ def test_chain_integrity_finds_the_first_false_step_and_whether_the_answer_follo
     assert check_chain("I think it is about twelve.", "12") == {"steps": 0, "false_step": None,
                                                               "first_false_at": None, "follows_false_step": None}
     assert check_chain("5 / 0 = 1", "1")["steps"] == 0  # not checkable
+
+
+def test_chain_integrity_reads_thousands_separators_and_survives_huge_numbers():
+    assert check_chain("1,234 + 5 = 1,239", "1239")["false_step"] is False
+    assert check_chain("9" * 5000 + " + 1 = 2", "2")["steps"] == 0  # too large to evaluate: not checkable

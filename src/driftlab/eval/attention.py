@@ -32,8 +32,17 @@ def gqa_eager_attention(module, query, key, value, attention_mask, scaling, drop
     return out, probs.view(b, heads, q, n)
 
 
+# Architectures whose eager attention is exactly the above (no logit softcapping, attention sinks or per-layer
+# scaling tricks): others keep transformers' own eager function, which knows their extras.
+PLAIN_ATTENTION = {"llama", "mistral", "qwen2", "qwen3"}
+
+
 def use_gqa_eager(model) -> None:
-    """Switch a loaded transformers model to this attention (registered once per process)."""
+    """Switch a loaded transformers model to this attention (registered once per process), or to transformers' eager
+    attention where its architecture is not one of PLAIN_ATTENTION."""
+    if model.config.model_type not in PLAIN_ATTENTION:
+        model.set_attn_implementation("eager")
+        return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 

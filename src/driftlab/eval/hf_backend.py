@@ -58,16 +58,18 @@ class HFBackend:
         less padding, and memory peaks early). Greedy, or sampling when `sampler` = (temperature, row seeds).
         A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own); HF generate keeps
         stopped rows in the batch until its last row stops — the vLLM backend does not."""
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
         prefix = self._chat_prefix()
         shared = [len(e) > len(prefix) > 0 and e[: len(prefix)] == prefix for e in encoded]
         prefix_cache = self._prefix_cache(prefix) if any(shared) else None  # once per call, copied per batch
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        # Rows on the prefix cache and rows without it (raw text, another template) never share a batch.
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        groups = [[i for i in order if shared[i]], [i for i in order if not shared[i]]]
+        batches = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
+        for idx in batches:
             extra = {}
-            if prefix_cache is not None and all(shared[i] for i in idx):
+            if prefix_cache is not None and shared[idx[0]]:
                 # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
                 # [prefix | left padding | own tokens] and generate runs only what follows the prefix.
                 batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)

@@ -20,6 +20,7 @@ EXPRESSION_STEP = re.compile(rf"(?<![\d.])((?:{NUMBER}\s*[-+*/x×]\s*)+{NUMBER})
 
 
 def check_chain(chain: str, answer: str | None) -> dict:
+    chain = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", chain)  # 1,234 is one number, not "1, 234"
     steps = [(m, _value(m.group(1))) for m in EXPRESSION_STEP.finditer(chain)]
     steps = [(m, v) for m, v in steps if v is not None]
     if not steps:
@@ -34,13 +35,13 @@ def check_chain(chain: str, answer: str | None) -> dict:
 
 
 def _value(expression: str) -> float | None:
-    """The expression's value (numbers and + - * / only, so eval sees nothing else); None for a division by 0."""
+    """The expression's value (numbers and + - * / only, so eval sees nothing else); None when it has none."""
     text = re.sub(r"\s*[x×]\s*", " * ", expression)
     if not re.fullmatch(r"[-+*/.\d\s]+", text):
         return None
     try:
         return float(eval(text, {"__builtins__": {}}, {}))  # noqa: S307 - digits, dots, spaces and + - * / only
-    except (ZeroDivisionError, SyntaxError):
+    except (ZeroDivisionError, SyntaxError, OverflowError, ValueError):  # ValueError: ints of > 4,300 digits
         return None
 
 

@@ -33,7 +33,7 @@ def build_training_set(items: list[dict], cfg: TrainConfig, base: ModelUnderTest
     mixed, report = list(target), {"target": len(target), "augmented_templates": len(cfg.augment_templates),
                                    "sources": {}, **({"chains": chains} if chains else {})}
     for i, src in enumerate(cfg.mix):
-        want = max(1, round(src.ratio * len(items)))
+        want = max(1, round(src.ratio * len(target)))  # per target row (self-distilled chains can be fewer)
         raw = _source_items(src, want, seed + i, base, f"train.mix.{i}", eval_cfg or EvalConfig())
         clean = [r for r in raw if normalize(r["question"]) not in exclude]
         if len(clean) < want:
