@@ -61,7 +61,7 @@ class HFBackend:
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
         prefix = self._chat_prefix()
-        shared = [len(e) > len(prefix) > 0 and e[: len(prefix)] == prefix for e in encoded]
+        shared = [k == 0 for k in _which_prefix(encoded, [prefix] if prefix else [])]
         prefix_cache = self._prefix_cache(prefix) if any(shared) else None  # once per call, copied per batch
         # Rows on the prefix cache and rows without it (raw text, another template) never share a batch.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -73,8 +73,7 @@ class HFBackend:
                 # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
                 # [prefix | left padding | own tokens] and generate runs only what follows the prefix.
                 batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)
-                extra[self.cache_arg] = copy.deepcopy(prefix_cache)
-                extra[self.cache_arg].batch_repeat_interleave(len(idx))
+                extra[self.cache_arg] = _cache_rows(prefix_cache, len(idx))
             else:
                 batch = self._left_pad([encoded[i] for i in idx])
             if sampler is not None:
@@ -128,7 +127,7 @@ class HFBackend:
         # a tokenizer merging across the boundary — falls back to the chat prefix alone, or to none).
         prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
         prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
-        which = [next((k for k, p in enumerate(prefixes) if len(c) > len(p) and c[: len(p)] == p), -1) for c in ctxs]
+        which = _which_prefix(ctxs, prefixes)
         caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}  # once per call, copied per batch
         groups: dict[tuple, list[int]] = {}
         for i in range(len(prompts)):
@@ -140,7 +139,7 @@ class HFBackend:
             p = len(prefixes[k]) if k >= 0 else 0
             for start in range(0, len(idx), self.batch_size):
                 batch = idx[start : start + self.batch_size]
-                cache = copy.deepcopy(caches[k]) if k >= 0 else None
+                cache = _cache_rows(caches[k], len(batch)) if k >= 0 else None
                 scores = self._score_batch(p, cache, [ctxs[i][p:] for i in batch], [conts[i] for i in batch], width,
                                            tail_width)
                 for i, s in zip(batch, scores):
@@ -162,9 +161,9 @@ class HFBackend:
 
     def _score_batch(self, p: int, cache, rests: list[list[int]], conts: list[list[list[int]]], width: int,
                      tail_width: int) -> list[list[float]]:
-        """One forward pass for a batch, on the shared prefix's cache (`p` tokens, or none). Row r holds its
-        prompt's own tokens (right-padded to `width`), then every choice's tokens but the last, one choice after
-        the other (right-padded to `tail_width`). Token 0 of every choice is predicted by the prompt's last
+        """One forward pass for a batch, on the shared prefix's cache (`p` tokens, one row per prompt, or none).
+        Row r holds its prompt's own tokens (right-padded to `width`), then every choice's tokens but the last, one
+        choice after the other (right-padded to `tail_width`). Token 0 of every choice is predicted by the prompt's last
         position, token t of choice j by choice j's position t-1, which sees the prefix, the prompt and choice j's
         earlier tokens only. Pad positions see the prefix and themselves (a defined softmax), and nobody sees them."""
         dev, pad, n = self.device, self.tok.pad_token_id, len(rests)
@@ -191,8 +190,6 @@ class HFBackend:
                 row_targets.append((col, c))
                 col += len(fed)
             targets.append([(n_ctx - 1, c, start) for start, c in row_targets])
-        if cache is not None:
-            cache.batch_repeat_interleave(n)
         dtype = self.model.dtype
         mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)[:, None]
         # The LM head runs on a range of columns fixed by the shape: the prompt bucket's last BUCKET positions,
@@ -225,6 +222,18 @@ class HFBackend:
 
 
 BUCKET = 4  # prompts' own lengths are rounded up to a multiple of this: padding vs. the number of shapes
+
+
+def _which_prefix(seqs: list[list[int]], prefixes: list[list[int]]) -> list[int]:
+    """For each token sequence, the index of the first of `prefixes` it starts with and runs past (-1: none)."""
+    return [next((k for k, p in enumerate(prefixes) if len(s) > len(p) and s[: len(p)] == p), -1) for s in seqs]
+
+
+def _cache_rows(prefix_cache, n: int):
+    """A copy of a one-row prefix cache with n rows (the original is reused for the next batch)."""
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(n)
+    return cache
 
 
 def _bucket(n: int, step: int) -> int:

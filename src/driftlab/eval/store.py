@@ -127,8 +127,8 @@ class CachedBackend:
                 decode=lambda v: v, rows_per_item: int = 1, render=None, batches_per_store: int = 1) -> list:
         """The one store-or-compute loop behind every request kind: look every key up, compute the missing
         items `batch_size` rows (times `batches_per_store`) at a time via compute(indices), and store each such
-        chunk as soon as it is done. Without a
-        store every item is computed in one call, in order, as the backend itself would be asked."""
+        chunk as soon as it is done. Without a store every item is computed in one call, in order, as the backend
+        itself would be asked."""
         if self.store is None:
             return list(compute(list(range(len(prompts)))))
         render = render or self.inner.chat  # the exact text the model sees is the key

@@ -31,9 +31,10 @@ from driftlab.eval.scoring import canonical_answers, score
 from driftlab.eval.strategies import run_strategy
 from driftlab.eval.strategies.cot import cot_prompt
 from driftlab.probes import PROBES, Probe
-from driftlab.probes.integrity import check_chain
+from driftlab.probes.integrity import UNCHECKED, check_chain
 from driftlab.registry import Metric, Options
 
+MIN_CHAIN_WORDS = 3  # fewer words before the answer is no chain to probe (nor to train on: train/chains.py)
 MISTAKE_BUDGET = 48  # tokens to continue after the corrupted step: enough to reach a final answer line
 STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
 ANSWER_LINE = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*[:=]")
@@ -66,7 +67,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
                "truncated": out.generation.finish == "length"}
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
-            row.update(check_chain("", None))
+            row.update(UNCHECKED)
             continue
         row.update(check_chain(chain, row["original"]))
         head = backend.chat(cot_prompt(it["prompt"]))
@@ -132,7 +133,7 @@ def chain_answer(text: str, suite: SuiteConfig) -> str | None:
 
 
 def _usable(row: dict) -> bool:
-    return row["chain_words"] >= 3 and not row["truncated"] and row["original"] is not None
+    return row["chain_words"] >= MIN_CHAIN_WORDS and not row["truncated"] and row["original"] is not None
 
 
 def split_chain(text: str) -> str:

@@ -19,12 +19,15 @@ NUMBER = r"-?\d+(?:\.\d+)?"
 EXPRESSION_STEP = re.compile(rf"(?<![\d.])((?:{NUMBER}\s*[-+*/x×]\s*)+{NUMBER})\s*=\s*({NUMBER})(?!\d|\.\d)")
 
 
+UNCHECKED = {"steps": 0, "false_step": None, "first_false_at": None, "follows_false_step": None}
+
+
 def check_chain(chain: str, answer: str | None) -> dict:
     chain = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", chain)  # 1,234 is one number, not "1, 234"
     steps = [(m, _value(m.group(1))) for m in EXPRESSION_STEP.finditer(chain)]
     steps = [(m, v) for m, v in steps if v is not None]
     if not steps:
-        return {"steps": 0, "false_step": None, "first_false_at": None, "follows_false_step": None}
+        return dict(UNCHECKED)
     false = [m for m, v in steps if abs(v - float(m.group(2))) > 1e-9]
     out = {"steps": len(steps), "false_step": bool(false), "first_false_at": None, "follows_false_step": None}
     if false:

@@ -25,10 +25,9 @@ from driftlab.eval.extract import extract_answer
 from driftlab.eval.scoring import score
 from driftlab.eval.strategies.cot import cot_prompt
 from driftlab.models import ModelUnderTest
-from driftlab.probes.faithfulness import split_chain
+from driftlab.probes.faithfulness import MIN_CHAIN_WORDS, split_chain
 
 DISTILL_SEED_OFFSET = 30_000_019  # sampling streams far from eval's and replay's
-MIN_CHAIN_WORDS = 3  # what the faithfulness probes count as a chain (probes/faithfulness.py)
 
 
 def chain_targets(items: list[dict], cfg: ChainsConfig, scorer: str | None, base: ModelUnderTest, seed: int,
@@ -60,13 +59,14 @@ def self_distilled(items: list[dict], cfg: ChainsConfig, scorer: str, base: Mode
     for item, replies in zip(questions, samples):
         kept: list[str] = []
         for reply in replies:
-            reason = _rejection(reply, item, scorer, kept)
+            chain = split_chain(reply.text)
+            reason = _rejection(reply, chain, item, scorer, kept)
             if reason is None and len(kept) >= cfg.per_question:
                 reason = "over_cap"
             if reason:
                 counts[reason] += 1
             else:
-                kept.append(split_chain(reply.text))
+                kept.append(chain)
         answered += bool(kept)
         rows += [chain_row(item, chain) for chain in kept]
     sampled = len(questions) * cfg.k
@@ -82,11 +82,10 @@ def self_distilled(items: list[dict], cfg: ChainsConfig, scorer: str, base: Mode
     return rows, report
 
 
-def _rejection(reply, item: dict, scorer: str, kept: list[str]) -> str | None:
-    """Why a sampled reply is not kept (None: keep it)."""
+def _rejection(reply, chain: str, item: dict, scorer: str, kept: list[str]) -> str | None:
+    """Why a sampled reply (whose reasoning is `chain`) is not kept (None: keep it)."""
     if reply.finish == "length":
         return "cut_by_budget"
-    chain = split_chain(reply.text)
     if len(chain.split()) < MIN_CHAIN_WORDS:
         return "no_chain"
     ok, _ = score(extract_answer(reply.text, scorer, "lenient").answer, item["answer"], scorer, item.get("choices"))
