@@ -191,3 +191,38 @@ def test_generation_on_the_shared_prefix_cache_matches_full_prompts(tiny_model_d
     monkeypatch.setattr(backend, "_chat_prefix", lambda: [])
     assert cached == [g.text for g in backend.generate(prompts, max_new_tokens=8)]
     assert sampled == [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3)]
+
+
+def test_rows_leave_the_batch_when_they_stop_and_replies_equal_hf_generate(tiny_model_dir, monkeypatch):
+    """driftlab's decode loop drops a stopped row from the batch; every reply must still be the one transformers'
+    generate gives for the same batch (float32; sampled, as the random model's greedy replies are all alike),
+    including rows that stop early and rows that run on."""
+    from transformers import LogitsProcessorList
+
+    import driftlab.eval.hf_backend as hb
+
+    backend, model, tok = _backend(tiny_model_dir, 8)
+    monkeypatch.setattr(backend, "_chat_prefix", lambda: [])  # generate's own layout: the full prompts
+    prompts = ["What is 12 + 34?", "Capital of France?", "x", "Which word means hot? Think."]
+    enc = [tok(backend.chat(p), add_special_tokens=False).input_ids for p in prompts for _ in range(2)]
+    seeds = [hb.row_seed(0, backend.chat(p), j) for p in prompts for j in range(2)]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+    batch = backend._left_pad([enc[i] for i in order])
+
+    def hf_generate(eos):
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tok.pad_token_id, top_p=None, top_k=None, temperature=None,
+                                 logits_processor=LogitsProcessorList(
+                                     [hb.GumbelSampler(1.5, [seeds[i] for i in order], "cpu")]))
+        return out[:, batch["input_ids"].shape[1]:].tolist()
+
+    free = hf_generate([tok.pad_token_id])
+    # an 'end of turn' the random model does write, early in one reply and nowhere in another
+    end = next(t for r in free for t in r[1:6] if any(t not in other for other in free))
+    monkeypatch.setattr(hb, "_stop_ids", lambda tokenizer, model: [end])
+    ours = [g for gs in backend.sample(prompts, 10, n=2, temperature=1.5, seed=0) for g in gs]
+    assert {g.finish for g in ours} == {"stop", "length"}  # some rows left the batch early, others ran on
+    for i, row in zip(order, hf_generate([end])):
+        ref = backend._decode(row, [end], 0.0)
+        assert (ours[i].text, ours[i].n_tokens, ours[i].finish) == (ref.text, ref.n_tokens, ref.finish)

@@ -11,7 +11,8 @@ from typing import Protocol
 
 # The HF backend's arithmetic, versioned: results computed by another version are not reused from the results
 # store (it is part of the key). Bump it when the HF backend's numbers change: attention kernel, batch layout, dtype.
-HF_NUMERICS = "hf3"  # 3: loglik in one pass (tree mask), chat prefix cached in generation, GQA eager on CPU
+HF_NUMERICS = "hf4"  # 3: loglik in one pass (tree mask), chat prefix cached in generation, GQA eager on CPU;
+# 4: a stopped row leaves its generation batch (the remaining rows run in a smaller batch)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import inspect
 import time
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor
 
 from driftlab.eval.backend import Generation, row_seed, render_chat
 
@@ -56,8 +56,8 @@ class HFBackend:
                      sampler: tuple[float, list[int]] | None) -> list[Generation]:
         """Decode every row, `batch_size` rows at a time, longest prompts first (similar lengths share a batch:
         less padding, and memory peaks early). Greedy, or sampling when `sampler` = (temperature, row seeds).
-        A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own); HF generate keeps
-        stopped rows in the batch until its last row stops — the vLLM backend does not."""
+        A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own) and leaves its
+        batch at once (_decode_batch)."""
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
         prefix = self._chat_prefix()
@@ -68,29 +68,65 @@ class HFBackend:
         groups = [[i for i in order if shared[i]], [i for i in order if not shared[i]]]
         batches = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
         for idx in batches:
-            extra = {}
+            cache, p = None, 0
             if prefix_cache is not None and shared[idx[0]]:
                 # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
-                # [prefix | left padding | own tokens] and generate runs only what follows the prefix.
+                # [prefix | left padding | own tokens] and only what follows the prefix is run.
                 batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)
-                extra[self.cache_arg] = _cache_rows(prefix_cache, len(idx))
+                cache, p = _cache_rows(prefix_cache, len(idx)), len(prefix)
             else:
                 batch = self._left_pad([encoded[i] for i in idx])
-            if sampler is not None:
-                extra["logits_processor"] = LogitsProcessorList(
-                    [GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device)])
-            if stop:
-                extra.update(stop_strings=stop, tokenizer=self.tok)
+            pick = GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device) if sampler else None
             t0 = time.perf_counter()
-            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                                      pad_token_id=self.tok.pad_token_id, top_p=None, top_k=None, temperature=None,
-                                      **extra)
+            rows = self._decode_batch(batch, cache, p, max_new_tokens, eos, stop, pick)
             dt = (time.perf_counter() - t0) / len(idx)
-            new = out[:, batch["input_ids"].shape[1] :]
-            for row, i in zip(new.tolist(), idx):
+            for row, i in zip(rows, idx):
                 results[i] = self._decode(row, eos, dt, stop)
             self.on_progress(len(idx))
         return results  # type: ignore[return-value]
+
+    def _decode_batch(self, batch: dict, cache, p: int, max_new_tokens: int, eos: list[int], stop: list[str],
+                      pick: GumbelSampler | None) -> list[list[int]]:
+        """New tokens of every row of one left-padded batch (on a cache of its first `p` columns, or none).
+
+        Written out rather than `model.generate` so that a row that has stopped leaves the batch at once: its
+        rows of the KV cache, mask and positions are dropped, and the steps after it run on the rows still going
+        (HF generate computes every row until the batch's last one stops; a chain model's replies vary from ten to a
+        hundred tokens). Each step is what generate does for greedy search: logits of the last position in float32,
+        the sampler's Gumbel noise added when sampling, argmax; positions from the attention mask's running count.
+        A row's tokens end with the end-of-turn token that stopped it, if any (a stop string ends it without one)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        pos = mask.long().cumsum(-1) - 1
+        pos.masked_fill_(mask == 0, 1)
+        done_ids = torch.tensor(sorted(set(eos) | {self.tok.pad_token_id}), device=self.device)
+        rows: list[list[int]] = [[] for _ in range(len(ids))]
+        alive = list(range(len(ids)))
+        feed, feed_pos = ids[:, p:], pos[:, p:]
+        for step in range(max_new_tokens):
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=feed_pos, use_cache=True,
+                             logits_to_keep=1, **{self.cache_arg: cache})
+            cache = out.past_key_values if getattr(out, "cache", None) is None else out.cache
+            scores = out.logits[:, -1, :].float()
+            nxt = (pick(None, scores) if pick else scores).argmax(-1)
+            stopped = torch.isin(nxt, done_ids).tolist()
+            for k, (r, tok) in enumerate(zip(alive, nxt.tolist())):
+                rows[r].append(tok)
+                if stop and not stopped[k]:
+                    text = self.tok.decode(rows[r], skip_special_tokens=True)
+                    stopped[k] = any(s in text for s in stop)
+            keep = [k for k, s in enumerate(stopped) if not s]
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(alive):  # finished rows leave the batch
+                sel = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(sel)
+                mask, feed_pos, nxt = mask[sel], feed_pos[sel], nxt[sel]
+                alive = [alive[k] for k in keep]
+                if pick:
+                    pick.keep(keep)
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            feed, feed_pos = nxt[:, None], feed_pos[:, -1:] + 1
+        return rows
 
     def _decode(self, row: list[int], eos: list[int], latency: float, stop: list[str] = ()) -> Generation:
         n = next((k for k, t in enumerate(row) if t in eos or t == self.tok.pad_token_id), None)  # HF pads a
@@ -262,6 +298,10 @@ class GumbelSampler(LogitsProcessor):
     def __init__(self, temperature: float, seeds: list[int], device):
         self.temperature = temperature
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def keep(self, rows: list[int]) -> None:
+        """Only these rows (indices into the current ones) are still decoding."""
+        self.generators = [self.generators[k] for k in rows]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device)
