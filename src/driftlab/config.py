@@ -169,6 +169,15 @@ class SuiteConfig(Strict):
         "item", description="loglik mode: a fixed list (e.g. [Yes, No]), 'item' (each item carries its own "
         "'choices'), or 'numeric_nearby' (gold plus 3 nearby integers)."
     )
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="generate mode: this suite's reply budget under every strategy (the larger of it "
+        "and the strategy's or eval.max_new_tokens): room for a model that reasons before it answers.")
+    terms: list[int] = Field(
+        default_factory=list, description="A multi-step family: one suite per value, named '<name>_<value>' — for "
+        "reasoning-gym arithmetic (basic_arithmetic, chain_sum) with min_terms = max_terms = value, for a JSONL/CSV "
+        "file the rows whose 'terms' field equals the value; the report plots accuracy against the number of terms. "
+        "After expansion a suite holds its one value and `family`.")
+    family: str | None = Field(None, description="The multi-step family a suite belongs to (set by `terms`).")
 
     @model_validator(mode="after")
     def _source_fields(self) -> SuiteConfig:
@@ -188,6 +197,8 @@ class SuiteConfig(Strict):
             raise ValueError("'match' applies to extraction 'regex' only")
         if self.scorer == "strict" and self.extraction != "strict":
             raise ValueError("scorer 'strict' scores the whole reply: no extraction mode applies")
+        if self.terms and (min(self.terms) < 2 or len(set(self.terms)) != len(self.terms)):
+            raise ValueError("terms: distinct numbers of terms, each at least 2")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -207,6 +218,22 @@ class DataConfig(Strict):
         "error", description="A malformed JSONL row: stop with file:line, or skip it and count it."
     )
 
+    @field_validator("heldout", mode="after")
+    @classmethod
+    def _expand_families(cls, suites: list[SuiteConfig]) -> list[SuiteConfig]:
+        """A suite with `terms` becomes one suite per number of terms (a snapshot's expanded suites stay as they
+        are: they carry their family)."""
+        out = []
+        for s in suites:
+            if not s.terms or s.family is not None:
+                out.append(s)
+                continue
+            for k in sorted(s.terms):
+                kwargs = {**s.task_kwargs, "min_terms": k, "max_terms": k} if s.source == "reasoning_gym" else {}
+                out.append(s.model_copy(update={"name": f"{s.name}_{k}", "terms": [k], "family": s.name,
+                                                "task_kwargs": kwargs or s.task_kwargs}))
+        return out
+
     def suite_configs(self) -> dict[str, SuiteConfig]:
         """Every suite's config by name, the target first."""
         return {s.name: s for s in [self.target, *self.heldout]}
@@ -215,6 +242,8 @@ class DataConfig(Strict):
     def _unique_names(self) -> DataConfig:
         if self.target.perturb:
             raise ValueError("target.perturb: perturb a held-out copy of the target, not the training task itself")
+        if self.target.terms:
+            raise ValueError("target.terms: a multi-step family is held out; the target is one suite")
         names = [self.target.name] + [s.name for s in self.heldout]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -63,6 +63,8 @@ class SuiteResult(Record):
     chance: float
     floor: bool  # base accuracy not significantly above chance + margin (compare.stats.at_floor)
     base_metrics: dict[str, Any]
+    family: str | None = None  # a multi-step family (SuiteConfig.terms): its suites form one curve
+    terms: int | None = None
 
     @property
     def key(self) -> ResultKey:

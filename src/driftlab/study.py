@@ -98,7 +98,9 @@ def run_study(cfg: StudyConfig) -> Path:
     suites = []
     for name, metrics in base["suites"].items():
         key = ResultKey.parse(name)
+        family = suite_cfgs[key.suite].family
         suites.append({"name": name, "role": bundle.roles[key.suite], "n": metrics["n"], "strategy": key.strategy,
+                       **({"family": family, "terms": suite_cfgs[key.suite].terms[0]} if family else {}),
                        "chance": metrics["chance"],
                        "floor": at_floor(metrics["correct"], metrics["n"], metrics["chance"],
                                          cfg.compare.floor_margin),

@@ -18,6 +18,10 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
                      "drift_prompts": 4, "drift_max_new_tokens": 6}
     # The random model never writes 'Answer:'; lenient extraction still finds numbers for the vote to count.
     cfg["data"]["target"]["extraction"] = "lenient"
+    cfg["data"]["heldout"].append({"name": "steps", "source": "reasoning_gym", "task": "basic_arithmetic",
+                                   "task_kwargs": {"min_digits": 1, "max_digits": 1, "operators": ["+"]},
+                                   "terms": [2, 3], "scorer": "numeric", "extraction": "lenient", "size": 4,
+                                   "max_new_tokens": 9})
     cfg_path.write_text(yaml.safe_dump(cfg))
     result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
     assert result.exit_code == 0, result.output
@@ -34,14 +38,21 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     study = json.loads((run / "study.json").read_text())
     assert [v["name"] for v in study["variants"]] == ["lora"]
     strategies = ["few_shot", "cot", "self_consistency", "reflection"]
-    expected = {"arithmetic": "target", "capitals": "heldout", "copy_word": "heldout"}
-    expected |= {f"{s}@{x}": expected[s] for s in ("arithmetic", "copy_word") for x in strategies}
+    expected = {"arithmetic": "target", "capitals": "heldout", "copy_word": "heldout", "steps_2": "heldout",
+                "steps_3": "heldout"}
+    expected |= {f"{s}@{x}": expected[s] for s in ("arithmetic", "copy_word", "steps_2", "steps_3")
+                 for x in strategies}
     assert {s["name"]: s["role"] for s in study["suites"]} == expected  # loglik suites are scored once
     for s in study["suites"]:
         assert set(s) >= {"name", "role", "n", "chance", "floor"}
         assert isinstance(s["floor"], bool)
     assert len(study["comparisons"]) == len(expected)
+    family = {s["name"]: (s.get("family"), s.get("terms")) for s in study["suites"]}
+    assert family["steps_3"] == ("steps", 3) and family["capitals"] == (None, None)
     base = json.loads((run / "eval/base/eval.json").read_text())["suites"]
+    steps = [json.loads(line) for line in (run / "eval/base/steps_3.jsonl").read_text().splitlines()]
+    assert all(r["prompt"].count("+") == 2 for r in steps)  # three terms
+    assert max(r["n_tokens"] for r in steps) == 9  # the suite's own budget, not eval.max_new_tokens (6)
     assert 0 < base["arithmetic@self_consistency"]["consistency"] <= 1
     assert {"initial_accuracy", "changed_rate", "right_to_wrong", "wrong_to_right"} <= set(base["copy_word@reflection"])
     shots = [json.loads(line) for line in (run / "eval/base/arithmetic@few_shot.jsonl").read_text().splitlines()]
@@ -80,7 +91,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     assert "## Probes" in md and "| lora | drift | kl |" in md
     assert f"| lora | lora | {train['trainable_params']:,} (" in md and "<h2>Training</h2>" in (run / "report.html").read_text()
     html = (run / "report.html").read_text()
-    assert "Strategies × variants" in html
+    assert "Strategies × variants" in html and "steps: accuracy by number of terms" in html
     assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained: plotly.js inlined
 
 

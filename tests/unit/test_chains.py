@@ -31,12 +31,16 @@ def test_arithmetic_chains_are_true_step_by_step_and_end_in_the_answer(kwargs):
         assert re.findall(r"-?\d+", chain.splitlines()[-1])[-1] == item["answer"], chain
 
 
-def test_two_term_chains_show_carries_and_borrows():
+def test_chains_go_by_place_value_one_true_step_at_a_time():
     add = gold_chain({"question": "45 + 67", "meta": {}}, "basic_arithmetic", "k")
-    assert add.splitlines() == ["Ones: 5 + 7 = 12, write 2, carry 1.", "Tens: 4 + 6 = 10, 10 + 1 = 11, write 11.",
-                                "So 45 + 67 = 112."]
+    assert add.splitlines() == ["Split 67 into 60 and 7.", "45 + 60 = 105", "105 + 7 = 112"]
     sub = gold_chain({"question": "Calculate 47 - 83.", "meta": {}}, "basic_arithmetic", "k")
-    assert "borrow" in sub and sub.endswith("So 47 - 83 = -36.") and _steps_hold(sub) == 4
+    assert sub.splitlines() == ["Split 83 into 80 and 3.", "47 - 80 = -33", "-33 - 3 = -36"] and _steps_hold(sub) == 2
+    assert gold_chain({"question": "305 - 40", "meta": {}}, "basic_arithmetic", "k").splitlines() == ["305 - 40 = 265"]
+    assert gold_chain({"question": "4 + 7 - 2", "meta": {}}, "basic_arithmetic", "k").splitlines() == [
+        "4 + 7 = 11", "11 - 2 = 9"]
+    assert gold_chain({"question": "1 + 347", "meta": {}}, "basic_arithmetic", "k").splitlines()[0] == (
+        "Split 347 into 300, 40 and 7.")
 
 
 def test_a_family_without_a_writer_is_one_error_naming_those_that_exist():
@@ -77,7 +81,7 @@ def test_gold_chain_rows_ask_for_reasoning_and_end_in_the_targets_answer_line():
     for row in rows:
         item = next(it for it in items if it["id"] == row["id"])
         assert row["prompt"].startswith(item["prompt"]) and "step by step" in row["prompt"]
-        assert row["completion"].endswith(f"\nAnswer: {item['answer']}") and "Ones:" in row["completion"]
+        assert row["completion"].endswith(f"\nAnswer: {item['answer']}") and "Split" in row["completion"]
 
 
 def _fake_backend(monkeypatch, replies_for):
@@ -129,7 +133,7 @@ from driftlab.probes.integrity import check_chain  # noqa: E402
 
 def test_chain_integrity_finds_the_first_false_step_and_whether_the_answer_follows_it():
     true = gold_chain({"question": "83 - 47", "meta": {}}, "basic_arithmetic", "k")
-    assert check_chain(true, "36") == {"steps": 4, "false_step": False, "first_false_at": None,
+    assert check_chain(true, "36") == {"steps": 2, "false_step": False, "first_false_at": None,
                                        "follows_false_step": None}
     assert check_chain("Tens: 8 - 1 - 4 = 3, so 3 x 4 = 12.", "12")["false_step"] is False  # several operands
     carried = "First 45 + 60 = 100. Then 100 + 7 = 107."

@@ -110,7 +110,7 @@ def test_missing_user_file_is_not_swapped_for_a_bundled_suite(tmp_path):
 def test_registered_options_are_flat_keys_validated_by_their_entry():
     from driftlab.config import StudyConfig
 
-    cfg = load_config(ROOT / "configs" / "default.yaml", ["train.lora_r=8", "probes.drift_prompts=10"])
+    cfg = load_config(ROOT / "configs" / "mitigations.yaml", ["train.lora_r=8", "probes.drift_prompts=10"])
     assert cfg.train.method_options.lora_r == 8 and cfg.probes.of("drift").drift_prompts == 10
     sc = next(s for s in cfg.eval.strategies if s.name == "self_consistency")
     assert (sc.options.n, sc.options.temperature) == (5, 0.7)
@@ -160,3 +160,46 @@ def test_model_copy_with_an_option_key_validates_it():
     assert few.model_copy(update={"k": 7}).options.k == 7
     with pytest.raises(ValueError):  # a typo is not set silently
         cfg.train.model_copy(update={"lora_rr": 4})
+
+
+def test_a_multi_step_family_becomes_one_suite_per_number_of_terms_and_its_snapshot_reloads(tmp_path):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{**ARITH, "name": "steps", "terms": [4, 2], "max_new_tokens": 64,
+                               "task_kwargs": {**ARITH["task_kwargs"], "min_terms": 9}}]
+    loaded = load_config(write(tmp_path, cfg))
+    suites = {s.name: s for s in loaded.data.heldout}
+    assert list(suites) == ["steps_2", "steps_4"]
+    for k in (2, 4):
+        s = suites[f"steps_{k}"]
+        assert (s.family, s.terms, s.task_kwargs["min_terms"], s.task_kwargs["max_terms"]) == ("steps", [k], k, k)
+    snapshot = tmp_path / "snap" / "study.yaml"
+    snapshot.parent.mkdir()
+    snapshot.write_text(yaml.safe_dump(loaded.model_dump(mode="json")))
+    assert [s.name for s in load_config(snapshot).data.heldout] == ["steps_2", "steps_4"]  # not expanded twice
+
+
+@pytest.mark.parametrize("suite, message", [
+    ({"name": "s", "source": "jsonl", "path": "multistep.jsonl", "terms": [2, 2]}, "distinct"),
+    ({**ARITH, "name": "s", "terms": [1, 2]}, "at least 2"),
+])
+def test_bad_multi_step_families_are_one_error(tmp_path, suite, message):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [suite]
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, cfg))
+    cfg = base_cfg()
+    cfg["data"]["target"]["terms"] = [2, 3]
+    with pytest.raises(ConfigError, match="target.terms"):
+        load_config(write(tmp_path, cfg))
+
+
+def test_a_suites_reply_budget_is_a_floor_under_every_strategy():
+    from driftlab.config import StrategyConfig, SuiteConfig
+    from driftlab.eval.strategies import reply_budget
+
+    roomy = SuiteConfig(**{**ARITH, "max_new_tokens": 96})
+    plain = SuiteConfig(**ARITH)
+    assert reply_budget(StrategyConfig(name="zero_shot"), 24, roomy) == 96
+    assert reply_budget(StrategyConfig(name="cot", max_new_tokens=128), 24, roomy) == 128
+    assert reply_budget(StrategyConfig(name="zero_shot"), 24, plain) == 24
+    assert reply_budget(None, 24, plain) == 24

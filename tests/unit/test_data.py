@@ -134,3 +134,19 @@ def test_csv_without_required_columns(tmp_path):
                      heldout=[{"name": "bad", "source": "csv", "path": str(path)}])
     with pytest.raises(DataError, match=r"bad.csv:1: header lacks column\(s\) \['answer', 'question'\]"):
         build_data(cfg, seed=0)
+
+
+def test_a_multi_step_family_from_a_file_picks_the_rows_with_each_number_of_terms(jsonl_file):
+    rows = [{"question": f"Calculate {a} + {' + '.join(['1'] * (k - 1))}.", "answer": str(a + k - 1), "terms": k}
+            for k in (2, 3) for a in range(10, 30)]
+    path = jsonl_file(rows)
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5}, heldout=[
+        {"name": "steps", "source": "jsonl", "path": str(path), "terms": [2, 3], "size": 8}])
+    bundle = build_data(cfg, seed=0)
+    for k in (2, 3):
+        items = bundle.suites[f"steps_{k}"]
+        assert len(items) == 8 and all(it["question"].count("+") == k - 1 for it in items)
+    cfg = DataConfig(target={**ARITH, "size": 5, "train_size": 5}, heldout=[
+        {"name": "steps", "source": "jsonl", "path": str(path), "terms": [2, 4], "size": 8}])
+    with pytest.raises(DataError, match=r"items\.jsonl: no rows with 'terms' = 4"):
+        build_data(cfg, seed=0)

@@ -135,7 +135,13 @@ def _draw(suite: SuiteConfig, key: str, seed: int, n_extra: int, on_bad_row: str
 
 
 def _file_items(suite: SuiteConfig, on_bad_row: str) -> tuple[list[dict], int]:
-    return (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row)
+    items, skipped = (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row)
+    if suite.family is not None:  # one step count of a multi-step family: the rows with that many terms
+        items = [it for it in items if str(it["meta"].get("terms")) == str(suite.terms[0])]
+        if not items:
+            raise DataError(f"{suite.path}: no rows with 'terms' = {suite.terms[0]} (suite {suite.name!r}, "
+                            f"family {suite.family!r})")
+    return items, skipped
 
 
 def _suite_seed(suite: SuiteConfig, seed: int) -> int:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 from driftlab.errors import DataError
 
-PLACES = ["Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands"]
 CHAIN_WRITERS: dict[str, Callable[[dict], str]] = {}
 
 
@@ -41,16 +40,30 @@ def gold_chain(item: dict, family: str | None, key: str) -> str:
 
 @chain_writer("basic_arithmetic", "chain_sum")
 def arithmetic_chain(item: dict) -> str:
-    """Two terms: column by column, with carries or borrows. More terms: running partial results, left to right."""
+    """Running partial results, left to right; a term of more than one digit is taken by place value, largest
+    first ("47 - 38": split 38 into 30 and 8; 47 - 30 = 17; 17 - 8 = 9). Chosen over column-by-column steps with
+    carries and borrows, which the first version wrote: every step is still one `a op b = c` the integrity check
+    verifies, and the same chain form covers two terms and many, but at a third of the length (the 2-digit target:
+    ~25 tokens against 67 on average, up to 145 for a negative result) — training time on the CPU is per token."""
     terms, ops = parse_expression(item)
-    if len(terms) == 2:
-        return column_chain(terms[0], ops[0], terms[1])
     lines, acc = [], terms[0]
     for op, term in zip(ops, terms[1:]):
-        new = acc + term if op == "+" else acc - term
-        lines.append(f"{acc} {op} {term} = {new}")
-        acc = new
-    return "\n".join(lines + [f"So the result is {acc}."])
+        parts = place_values(term)
+        if len(parts) > 1:
+            lines.append(f"Split {term} into {', '.join(map(str, parts[:-1]))} and {parts[-1]}.")
+        for part in parts:
+            new = acc + part if op == "+" else acc - part
+            lines.append(f"{acc} {op} {part} = {new}")
+            acc = new
+    return "\n".join(lines)
+
+
+def place_values(n: int) -> list[int]:
+    """The non-zero place values of n, largest first (305 -> [300, 5]); a negative or one-digit n is itself."""
+    if n < 10:
+        return [n]
+    digits = str(n)
+    return [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"] or [n]
 
 
 def parse_expression(item: dict) -> tuple[list[int], list[str]]:
@@ -62,55 +75,3 @@ def parse_expression(item: dict) -> tuple[list[int], list[str]]:
     if len(terms) < 2 or len(ops) != len(terms) - 1 or re.search(r"[*/×÷()]", text):
         raise DataError(f"gold chain: cannot read a +/- expression of integers from {text!r}")
     return terms, ops
-
-
-def column_chain(a: int, op: str, b: int) -> str:
-    if a < 0 or b < 0:  # allow_negation: no columns for signed operands, one step
-        return f"{a} {op} {b} = {a + b if op == '+' else a - b}"
-    if op == "+":
-        return "\n".join(_add_columns(a, b) + [f"So {a} + {b} = {a + b}."])
-    if a >= b:
-        return "\n".join(_subtract_columns(a, b) + [f"So {a} - {b} = {a - b}."])
-    return "\n".join([f"{a} is less than {b}, so subtract the other way and make the result negative."]
-                     + _subtract_columns(b, a) + [f"So {a} - {b} = {a - b}."])
-
-
-def _digits(n: int, width: int) -> list[int]:
-    return [int(d) for d in str(n).zfill(width)[::-1]]  # ones first
-
-
-def _add_columns(a: int, b: int) -> list[str]:
-    width = len(str(max(a, b)))
-    xs, ys, carry, lines = _digits(a, width), _digits(b, width), 0, []
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        line = f"{_place(i)}: {x} + {y} = {x + y}"
-        total = x + y + carry
-        if carry:
-            line += f", {x + y} + {carry} = {total}"
-        last = i == width - 1
-        carry = 0 if last else total // 10
-        line += f", write {total}." if last else (f", write {total % 10}, carry {carry}." if carry else ".")
-        lines.append(line)
-    return lines
-
-
-def _subtract_columns(a: int, b: int) -> list[str]:
-    width = len(str(a))
-    xs, ys, borrow, lines = _digits(a, width), _digits(b, width), 0, []
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        parts = []
-        if borrow:
-            parts.append(f"{x} - {borrow} = {x - borrow} after the borrow")
-            x -= borrow
-        if x < y:
-            parts.append(f"{x} is less than {y}, so borrow 1: {x + 10} - {y} = {x + 10 - y}")
-            result, borrow = x + 10 - y, 1
-        else:
-            parts.append(f"{x} - {y} = {x - y}")
-            result, borrow = x - y, 0
-        lines.append(f"{_place(i)}: " + ", ".join(parts) + f", write {result}.")
-    return lines
-
-
-def _place(i: int) -> str:
-    return PLACES[i] if i < len(PLACES) else f"Column {i + 1}"

@@ -109,11 +109,12 @@ def summary(rows: list[dict]) -> dict:
 
 
 def _run(ctx, opts: DiversityOptions) -> tuple[list[dict], dict]:
+    from driftlab.eval.strategies import reply_budget
     from driftlab.probes.embed import Embedder
 
     sc = ctx.strategy("self_consistency")
     seed = sc.options.seed if sc else 0  # with n and temperature equal too, the store hands its samples back
-    budget = sc.max_new_tokens if sc and sc.max_new_tokens else ctx.eval_cfg.max_new_tokens
+    budget = reply_budget(sc, ctx.eval_cfg.max_new_tokens, ctx.suite)
     rows = diversity(ctx.backend, ctx.items, opts.samples, opts.temperature, seed, budget, Embedder())
     return rows, summary(rows)
 

@@ -10,13 +10,14 @@ from plotly.offline import get_plotlyjs
 from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
 from driftlab.report.markdown import verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
-                                   pareto_figure, strategy_heatmap)
+                                   pareto_figure, steps_figure, strategy_heatmap)
 from driftlab.report.tables import gate_lines, probe_table, strategy_rows, sweep_table, training_rows
 from driftlab.schema import Study
 
 
 def render_html(study: Study, train_logs: dict[str, list[dict]], flips: list[dict] | None = None) -> str:
     figures = [accuracy_figure(study), diff_figure(study)]
+    figures += [steps_figure(study, f) for f in dict.fromkeys(s.family for s in study.suites if s.family)]
     if strategy_rows(study):
         figures.append(strategy_heatmap(study))
     if any(s.base_metrics.get("errors") for s in study.suites):
@@ -154,11 +155,12 @@ def _training_table(study: Study) -> str:
         return ""
     body = "".join(
         f"<tr><td class=l>{html.escape(r['variant'])}</td><td class=l>{r['method']}</td>"
-        f"<td>{r['trainable']:,}</td><td>{100 * r['fraction']:.3f}%</td><td class=l>{html.escape(r['mix'])}</td>"
+        f"<td>{r['trainable']:,}</td><td>{100 * r['fraction']:.3f}%</td><td class=l>{html.escape(r['targets'])}</td>"
+        f"<td class=l>{html.escape(r['mix'])}</td>"
         f"<td>{r['steps']}</td><td>{r['tokens_per_s']:.0f}</td><td>{r['first_loss']}</td><td>{r['final_loss']}</td>"
         f"<td>{r['wall_s']:.0f}{' (train cache)' if r['cached'] else ''}</td></tr>" for r in training_rows(study))
     return ("<h2>Training</h2><table><tr><th class=l>variant</th><th class=l>method</th><th>trainable params</th>"
-            "<th>fraction</th><th class=l>replay</th><th>steps</th><th>tokens/s</th><th>first loss</th>"
+            "<th>fraction</th><th class=l>trained to write</th><th class=l>replay</th><th>steps</th><th>tokens/s</th><th>first loss</th>"
             f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
 
 

@@ -51,11 +51,11 @@ def render_markdown(study: Study) -> str:
     lines += strategy_table(study)
     lines += sweep_table(study)
     lines += probe_table(study)
-    lines += ["## Training", "", "| variant | method | trainable params | replay | steps | tokens | tokens/s | "
-              "first loss | final loss | wall (s) |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["## Training", "", "| variant | method | trainable params | trained to write | replay | steps | tokens | "
+              "tokens/s | first loss | final loss | wall (s) |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in training_rows(study):
-        lines.append(f"| {r['variant']} | {r['method']} | {r['trainable']:,} ({r['fraction']:.3%}) | {r['mix']} | "
-                     f"{r['steps']} | {r['tokens']:,} | {r['tokens_per_s']:.0f} | {r['first_loss']} | "
+        lines.append(f"| {r['variant']} | {r['method']} | {r['trainable']:,} ({r['fraction']:.3%}) | {r['targets']} | "
+                     f"{r['mix']} | {r['steps']} | {r['tokens']:,} | {r['tokens_per_s']:.0f} | {r['first_loss']} | "
                      f"{r['final_loss']} | {r['wall_s']:.0f}{' (train cache: an earlier run)' if r['cached'] else ''} |")
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in study.timings_s.items()]

@@ -36,6 +36,29 @@ def accuracy_figure(study: Study) -> go.Figure:
     return fig
 
 
+def steps_figure(study: Study, family: str) -> go.Figure:
+    """A multi-step family: accuracy against the number of terms, base and each variant, with Wilson 95% intervals
+    and the chance level of each step count (the paired rows, with their CIs, are in the per-suite table)."""
+    suites = sorted((s for s in study.suites if s.family == family and s.key.zero_shot), key=lambda s: s.terms)
+    fig = go.Figure()
+    series = [("base", {s.name: s.base_metrics["accuracy"] for s in suites})]
+    series += [(name, {r.suite: r.tuned_acc for r in study.rows(name)}) for name in study.variant_names()]
+    xs = [s.terms for s in suites]
+    for k, (name, accs) in enumerate(series):
+        ys = [accs.get(s.name) for s in suites]
+        bounds = [wilson_interval(round(y * s.n), s.n) if y is not None else (0.0, 0.0) for y, s in zip(ys, suites)]
+        fig.add_scatter(name=name, x=xs, y=ys, mode="lines+markers", line={"color": COLORS[k % len(COLORS)]},
+                        error_y={"type": "data", "symmetric": False,
+                                 "array": [b - (y or 0) for y, (_, b) in zip(ys, bounds)],
+                                 "arrayminus": [(y or 0) - a for y, (a, _) in zip(ys, bounds)]})
+    fig.add_scatter(name="chance", x=xs, y=[s.chance for s in suites], mode="lines",
+                    line={"dash": "dot", "color": "#333"})
+    fig.update_layout(title=f"{family}: accuracy by number of terms (95% Wilson intervals; dotted = chance)",
+                      xaxis={"title": "terms", "tickvals": xs}, yaxis={"range": [0, 1.05], "tickformat": ".0%"},
+                      height=380)
+    return fig
+
+
 def diff_figure(study: Study) -> go.Figure:
     """Tuned minus base per suite, with the paired bootstrap 95% CI."""
     fig = go.Figure()

@@ -52,8 +52,23 @@ def training_rows(study: Study) -> list[dict]:
                      "tokens_per_s": t["tokens_per_s"], "first_loss": num(t["first_loss"]),
                      "final_loss": num(t["final_loss"]), "wall_s": t["wall_s"],
                      "cached": bool((t.get("cache") or {}).get("hit")),  # copied from the train cache, not run now
-                     "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none"})
+                     "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none",
+                     "targets": targets_text((t.get("mix") or {}).get("chains"))})
     return rows
+
+
+def targets_text(chains: dict | None) -> str:
+    """What the variant was trained to write: answers, gold chains, or self-distilled chains with their yield."""
+    if not chains:
+        return "answers"
+    if chains["source"] == "gold":
+        return f"gold chains ({chains['rows']} rows)"
+    dropped = ", ".join(f"{chains[k]} {label}" for k, label in [
+        ("wrong", "wrong"), ("cut_by_budget", "cut by the budget"), ("no_chain", "without reasoning"),
+        ("duplicates", "repeats"), ("over_cap", "over the cap")] if chains.get(k))
+    return (f"self-distilled chains: kept {chains['kept']} of {chains['sampled']} sampled "
+            f"({chains['yield_chains']:.1%}), {chains['questions_with_chain']} of {chains['questions']} questions "
+            f"({chains['yield_questions']:.0%}); dropped {dropped or 'none'}")
 
 
 def probe_table(study: Study) -> list[str]:

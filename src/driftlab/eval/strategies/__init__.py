@@ -40,9 +40,17 @@ STRATEGIES: Registry[Strategy] = Registry("strategy", __name__)
 
 def run_strategy(strategy, backend: Backend, items: list[dict], suite, max_new_tokens: int,
                  shots: list[dict]) -> list[StrategyOutput]:
-    """Run one configured strategy (a StrategyConfig) on items; `max_new_tokens` unless the strategy sets its own."""
+    """Run one configured strategy (a StrategyConfig) on items; `max_new_tokens` unless the strategy sets its own,
+    and at least the suite's own budget."""
     entry = STRATEGIES.get(strategy.name)
-    return entry.run(strategy, backend, items, suite, strategy.max_new_tokens or max_new_tokens, shots)
+    return entry.run(strategy, backend, items, suite, reply_budget(strategy, max_new_tokens, suite), shots)
+
+
+def reply_budget(strategy, max_new_tokens: int, suite) -> int:
+    """The token budget of a strategy's replies on a suite: the strategy's own, else `max_new_tokens`, and at
+    least the suite's (SuiteConfig.max_new_tokens)."""
+    own = strategy.max_new_tokens if strategy is not None and strategy.max_new_tokens else max_new_tokens
+    return max(own, getattr(suite, "max_new_tokens", None) or 0)
 
 
 def zero_shot_config():
