@@ -6,7 +6,8 @@ token budget, and the most common gold answer's share (a chance proxy). One-off 
 
 Families: `cot` — reasoning-gym basic_arithmetic, k single-digit terms (+, or + and -), the target's template plus the
 cot strategy's instruction; `oneshot` — the same items with a worked example in the prompt (one number at a time);
-`small` — k terms drawn from 1..3 or 1..5, cot; `chase` — "A has 4 apples. B has as many apples as A. ..." with k hops
+`small` — k terms drawn from 1..3 or 1..5, cot; `mixed` — one two-digit number and k - 1 small ones with a worked
+example of three terms (the default study's `multistep`); `chase` — "A has 4 apples. B has as many apples as A. ..." with k hops
 and one distractor.
 """
 
@@ -26,6 +27,8 @@ from driftlab.models import load_model, resolve_model
 TEMPLATE = "{question}\nReply with only the final line 'Answer: <number>'."
 ONESHOT = ("Add the numbers one at a time, then give the final line 'Answer: <number>'. Example:\n"
            "Calculate 3 + 5 + 2.\n3 + 5 = 8\n8 + 2 = 10\nAnswer: 10\n\nNow: {question}")
+MIXED = ("Add the numbers one at a time, then give the final line 'Answer: <number>'. Example:\n"
+         "Calculate 41 + 2 + 3.\n41 + 2 = 43\n43 + 3 = 46\nAnswer: 46\n\nNow: {question}")  # configs/default.yaml
 NAMES = ["Tom", "Ann", "Bob", "Sue", "Max", "Eva", "Joe", "Liz"]
 
 
@@ -39,6 +42,15 @@ def small(k: int, hi: int, rng: random.Random) -> list[tuple[str, str]]:
     out = []
     for _ in range(50):
         terms = [rng.randint(1, hi) for _ in range(k)]
+        out.append((f"Calculate {' + '.join(map(str, terms))}.", str(sum(terms))))
+    return out
+
+
+def mixed(k: int, rng: random.Random) -> list[tuple[str, str]]:
+    """The family the default study uses (bundled multistep.jsonl): one two-digit number and k - 1 of 1..3."""
+    out = []
+    for _ in range(50):
+        terms = [rng.randint(10, 89)] + [rng.randint(1, 3) for _ in range(k - 1)]
         out.append((f"Calculate {' + '.join(map(str, terms))}.", str(sum(terms))))
     return out
 
@@ -67,7 +79,8 @@ def main() -> None:
                  ("cot +-", k, arithmetic(k, ["+", "-"]), lambda q: cot_prompt(TEMPLATE.replace("{question}", q))),
                  ("oneshot +", k, arithmetic(k, ["+"]), lambda q: ONESHOT.replace("{question}", q)),
                  ("small 1..3", k, small(k, 3, rng), lambda q: cot_prompt(TEMPLATE.replace("{question}", q))),
-                 ("chase", k, chase(k, rng), lambda q: cot_prompt(TEMPLATE.replace("{question}", q)))]
+                 ("chase", k, chase(k, rng), lambda q: cot_prompt(TEMPLATE.replace("{question}", q))),
+                 ("mixed", k, mixed(k, rng), lambda q: MIXED.replace("{question}", q))]
     for family, k, items, prompt in runs:
         gens = backend.generate([prompt(q) for q, _ in items], 128)
         strict = sum(g.finish != "length" and score(extract_answer(g.text, "numeric", "strict").answer, a,

@@ -150,7 +150,7 @@ class ReplyBackend:
     def chat(self, prompt):
         return f"<user>{prompt}"
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         from driftlab.eval.backend import Generation
 
         self.asked += prompts
@@ -312,7 +312,7 @@ def test_a_broken_cache_entry_is_a_miss(tiny_model_dir, tmp_path):
 class ChainBackend(ReplyBackend):
     """The base model's sampled chains for self-distillation: right for even i, wrong for odd i."""
 
-    def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None):
+    def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None, shared_prefix=""):
         from driftlab.eval.backend import Generation
 
         self.asked += prompts

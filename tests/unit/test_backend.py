@@ -226,3 +226,22 @@ def test_rows_leave_the_batch_when_they_stop_and_replies_equal_hf_generate(tiny_
     for i, row in zip(order, hf_generate([end])):
         ref = backend._decode(row, [end], 0.0)
         assert (ours[i].text, ours[i].n_tokens, ours[i].finish) == (ref.text, ref.n_tokens, ref.finish)
+
+
+def test_generation_on_a_suites_shared_prompt_text_matches_full_prompts(tiny_model_dir, monkeypatch):
+    """A suite's shared prompt text (a worked example) joins the chat prefix in the cache; greedy and sampled
+    replies are those of the full prompts, and a prompt that does not start with it falls back to the chat prefix."""
+    from driftlab.eval.hf_backend import _which_prefix
+
+    backend, _, tok = _backend(tiny_model_dir, batch_size=3)
+    shared = "Example: 3 + 5 = 8. Now add these numbers one at a time:"
+    prompts = [f"{shared} {q}" for q in ("12 + 34", "5 + 6 + 7", "1 + 1", "40 + 2 + 3")] + ["Name a colour."]
+    encoded = [tok(backend.chat(p), add_special_tokens=False).input_ids for p in prompts]
+    assert _which_prefix(encoded, [backend._chat_prefix(shared), backend._chat_prefix()]) == [0, 0, 0, 0, 1]
+    greedy = [g.text for g in backend.generate(prompts, 8, shared_prefix=shared)]
+    sampled = [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3,
+                                                              shared_prefix=shared)]
+    assert greedy == [g.text for g in backend.generate(prompts, 8)]
+    assert sampled == [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3)]
+    monkeypatch.setattr(backend, "_chat_prefix", lambda user_start="": [])
+    assert greedy == [g.text for g in backend.generate(prompts, 8, shared_prefix=shared)]

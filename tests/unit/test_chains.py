@@ -87,7 +87,7 @@ def test_gold_chain_rows_ask_for_reasoning_and_end_in_the_targets_answer_line():
 def _fake_backend(monkeypatch, replies_for):
     """open_backend yielding a backend whose samples are `replies_for(prompt)`: (text, finish) pairs."""
     class Fake:
-        def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None):
+        def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None, shared_prefix=""):
             assert n == 4 and temperature == 0.7
             return [[Generation(text, 10, finish, 0.0) for text, finish in replies_for(p)][:n] for p in prompts]
 

@@ -91,7 +91,7 @@ def test_loglik_choices(jsonl_file):
         assert it["answer"] in it["choices"] and len(set(it["choices"])) == 4
 
 
-def test_shared_prefix_of_a_loglik_suite_ends_at_a_word_boundary(jsonl_file):
+def test_a_suites_shared_prefix_ends_at_a_word_boundary(jsonl_file):
     assert shared_prefix(["In which country is the city of Sana?", "In which country is the city of Sucre?"]) \
         == "In which country is the city of"  # not "... of S": the last word may go on differently
     assert shared_prefix(['The word "take"?', 'The word "tame"?']) == "The word"
@@ -102,7 +102,9 @@ def test_shared_prefix_of_a_loglik_suite_ends_at_a_word_boundary(jsonl_file):
          "template": "Q: {question}"}])
     suite = build_data(cfg, seed=0).suites["mc"]
     assert [it["shared_prefix"] for it in suite] == ["Q: What comes after"] * 2  # template and items together
-    assert all("shared_prefix" not in it for it in build_data(cfg, seed=0).suites["arithmetic"])  # generate suites
+    target = build_data(cfg, seed=0).suites["arithmetic"]  # generate suites too (reasoning-gym: "Calculate ...")
+    assert len({it["shared_prefix"] for it in target}) == 1 and all(
+        it["prompt"].startswith(it["shared_prefix"]) for it in target)
 
 
 def test_choices_not_containing_answer_is_an_error(jsonl_file):

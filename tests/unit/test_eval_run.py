@@ -14,7 +14,7 @@ class ScriptedBackend:
     def chat(self, prompt):
         return prompt
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         return [Generation(self.replies(p), 3, "stop", 0.01 * (i + 1)) for i, p in enumerate(prompts)]
 
     def loglik(self, prompts, choices, shared_prefix=""):

@@ -113,7 +113,7 @@ def test_strict_scores_a_reply_cut_by_the_token_budget_as_wrong():
         def chat(self, prompt):
             return prompt
 
-        def generate(self, prompts, max_new_tokens, stop=None):
+        def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
             return [Generation("Answer: 7, because 3 + 4 is", 8, "length", 0.0) for _ in prompts]
 
     items = [{"id": "a-0", "suite": "a", "prompt": "3 + 4?", "answer": "7"}]

@@ -25,7 +25,7 @@ class ChainBackend:
     def chat(self, prompt):
         return f"<u>{prompt if isinstance(prompt, str) else prompt[-1]['content']}<a>"
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         out = []
         for p in prompts:
             a, b = map(int, re.findall(r"\d+", p)[:2])
@@ -78,7 +78,7 @@ class ConstantSampler:
     def __init__(self, texts):
         self.texts = texts
 
-    def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None):
+    def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None, shared_prefix=""):
         return [[Generation(self.texts[j % len(self.texts)], 3, "stop", 0.0) for j in range(n)] for _ in prompts]
 
 
@@ -134,7 +134,7 @@ class ShortcutBackend:
     def chat(self, prompt):
         return prompt if isinstance(prompt, str) else prompt[-1]["content"]
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         out = []
         for p in prompts:
             q = p if isinstance(p, str) else p[-1]["content"]
@@ -176,7 +176,7 @@ def test_probe_comparison_is_paired():
 
 def test_truncated_chain_is_not_scored():
     class Cut(ChainBackend):
-        def generate(self, prompts, max_new_tokens, stop=None):
+        def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
             return [Generation("First, 3 + 4 = 7. Then we add more and more", 32, "length", 0.0) for _ in prompts]
 
     cfg = faithfulness.FaithfulnessOptions()

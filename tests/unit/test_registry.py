@@ -119,7 +119,7 @@ class EchoBackend:
     def chat(self, prompt):
         return prompt
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         from driftlab.eval.backend import Generation
 
         self.asked += prompts

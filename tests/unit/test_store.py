@@ -13,7 +13,7 @@ class CountingBackend:
     def chat(self, prompt):
         return f"<user>{prompt}<assistant>"
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         if self.fail_after is not None and len(self.generated) >= self.fail_after:
             raise KeyboardInterrupt  # a kill in the middle of a suite
         self.generated += prompts

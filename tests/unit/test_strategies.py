@@ -50,7 +50,7 @@ class ReflectingBackend:
     def chat(self, prompt):
         return str(prompt)
 
-    def generate(self, prompts, max_new_tokens, stop=None):
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
         out = []
         for p in prompts:
             if isinstance(p, list):

@@ -51,10 +51,9 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
             rng = random.Random(_suite_seed(suite, seed) + 17)
             raw = [perturb_item(it, suite.perturb, rng, suite.name) for it in raw]
         suites[suite.name] = _render(_dedup(raw)[: suite.size], suite, seed)
-        if suite.mode == "loglik":
-            shared = shared_prefix([it["prompt"] for it in suites[suite.name]])
-            for it in suites[suite.name]:
-                it["shared_prefix"] = shared
+        shared = shared_prefix([it["prompt"] for it in suites[suite.name]])
+        for it in suites[suite.name]:
+            it["shared_prefix"] = shared
 
     target = cfg.target
     if target.source != "reasoning_gym":
@@ -109,9 +108,10 @@ def write_data(bundle: DataBundle, out_dir: Path) -> None:
 
 
 def shared_prefix(prompts: list[str]) -> str:
-    """The text every prompt of a log-likelihood suite starts with ("In which country is the city of"), cut back to
-    a word boundary. The backend scores it once per batch, as a cache (eval/hf_backend.py). Computed over the suite
-    as built, and stored in each item, so an item's score never depends on which other items are scored with it."""
+    """The text every prompt of a suite starts with ("In which country is the city of", a worked example), cut back
+    to a word boundary. The HF backend runs it once per call, as a cache (eval/hf_backend.py). Computed over the
+    suite as built, and stored in each item, so an item's result never depends on which other items share its
+    batch or its call."""
     if len(prompts) < 2:
         return ""
     common = os.path.commonprefix(prompts)

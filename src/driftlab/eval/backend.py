@@ -11,8 +11,9 @@ from typing import Protocol
 
 # The HF backend's arithmetic, versioned: results computed by another version are not reused from the results
 # store (it is part of the key). Bump it when the HF backend's numbers change: attention kernel, batch layout, dtype.
-HF_NUMERICS = "hf4"  # 3: loglik in one pass (tree mask), chat prefix cached in generation, GQA eager on CPU;
-# 4: a stopped row leaves its generation batch (the remaining rows run in a smaller batch)
+HF_NUMERICS = "hf5"  # 3: loglik in one pass (tree mask), chat prefix cached in generation, GQA eager on CPU;
+# 4: a stopped row leaves its generation batch (the remaining rows run in a smaller batch); 5: generation caches the
+# suite's shared prompt text too
 
 
 @dataclass
@@ -27,10 +28,13 @@ class Generation:
 class Backend(Protocol):
     def chat(self, prompt: str | list[dict]) -> str: ...
 
-    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]: ...
+    # shared_prefix: text every prompt's user message starts with (a suite's, data.build.shared_prefix), which a
+    # backend may compute once as a cache; a hint only — the replies are those of the whole prompts
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None,
+                 shared_prefix: str = "") -> list[Generation]: ...
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
-               stop: list[str] | None = None) -> list[list[Generation]]: ...
+               stop: list[str] | None = None, shared_prefix: str = "") -> list[list[Generation]]: ...
 
     def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]: ...
 

@@ -28,16 +28,17 @@ class HFBackend:
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
 
-    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None,
+                 shared_prefix: str = "") -> list[Generation]:
         encoded = [self.tok(self.chat(p), add_special_tokens=False).input_ids for p in prompts]
-        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+        return self._decode_rows(encoded, max_new_tokens, stop or [], None, shared_prefix)
 
     def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
         encoded = [self.tok(t, add_special_tokens=False).input_ids for t in texts]
-        return self._decode_rows(encoded, max_new_tokens, stop or [], sampler=None)
+        return self._decode_rows(encoded, max_new_tokens, stop or [], None)
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
-               stop: list[str] | None = None) -> list[list[Generation]]:
+               stop: list[str] | None = None, shared_prefix: str = "") -> list[list[Generation]]:
         """n sampled replies per prompt, batched across prompts. Each reply draws from its own random stream,
         seeded by `seed`, the prompt text and the sample index, so it does not depend on which other prompts
         share the run or the batch."""
@@ -48,32 +49,38 @@ class HFBackend:
             for j in range(n):
                 rows.append(ids)
                 seeds.append(row_seed(seed, text, j))
-        flat = self._decode_rows(rows, max_new_tokens, stop or [], sampler=(temperature, seeds))
+        flat = self._decode_rows(rows, max_new_tokens, stop or [], (temperature, seeds), shared_prefix)
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     @torch.inference_mode()
     def _decode_rows(self, encoded: list[list[int]], max_new_tokens: int, stop: list[str],
-                     sampler: tuple[float, list[int]] | None) -> list[Generation]:
+                     sampler: tuple[float, list[int]] | None, shared_prefix: str = "") -> list[Generation]:
         """Decode every row, `batch_size` rows at a time, longest prompts first (similar lengths share a batch:
         less padding, and memory peaks early). Greedy, or sampling when `sampler` = (temperature, row seeds).
         A row stops at an end-of-turn token or at one of the `stop` strings (each row on its own) and leaves its
-        batch at once (_decode_batch)."""
+        batch at once (_decode_batch).
+
+        The text every prompt starts with — the chat prefix, and `shared_prefix` of the user's text where the
+        caller knows one (a suite's worked example: data.build.shared_prefix) — runs once per call, as a cache:
+        rows are laid out as [prefix | left padding | own tokens] and only what follows the prefix is run. Where a
+        row's tokens do not begin with the prefix's, it falls back to the chat prefix, or to none. The prefix is a
+        function of the suite, not of the batch, so a row's layout does not depend on its batch-mates."""
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
-        prefix = self._chat_prefix()
-        shared = [k == 0 for k in _which_prefix(encoded, [prefix] if prefix else [])]
-        prefix_cache = self._prefix_cache(prefix) if any(shared) else None  # once per call, copied per batch
-        # Rows on the prefix cache and rows without it (raw text, another template) never share a batch.
+        prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
+        prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
+        which = _which_prefix(encoded, prefixes)
+        caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}  # once per call, copied per batch
+        # Rows on different prefixes (or none: raw text, another template) never share a batch.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        groups = [[i for i in order if shared[i]], [i for i in order if not shared[i]]]
+        groups = [[i for i in order if which[i] == k] for k in sorted(set(which))]
         batches = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
         for idx in batches:
-            cache, p = None, 0
-            if prefix_cache is not None and shared[idx[0]]:
-                # The chat prefix every prompt starts with runs once, as a cache: rows are laid out as
-                # [prefix | left padding | own tokens] and only what follows the prefix is run.
-                batch = self._left_pad([encoded[i][len(prefix):] for i in idx], prefix)
-                cache, p = _cache_rows(prefix_cache, len(idx)), len(prefix)
+            cache, p, k = None, 0, which[idx[0]]
+            if k >= 0:
+                p = len(prefixes[k])
+                batch = self._left_pad([encoded[i][p:] for i in idx], prefixes[k])
+                cache = _cache_rows(caches[k], len(idx))
             else:
                 batch = self._left_pad([encoded[i] for i in idx])
             pick = GumbelSampler(sampler[0], [sampler[1][i] for i in idx], self.device) if sampler else None

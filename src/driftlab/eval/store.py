@@ -89,20 +89,25 @@ class CachedBackend:
     def chat(self, prompt) -> str:
         return self.inner.chat(prompt)
 
-    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
-        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", **({"stop": stop} if stop else {})}
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None,
+                 shared_prefix: str = "") -> list[Generation]:
+        # the shared prefix is where the prefix cache ends, which the arithmetic depends on: part of the key
+        params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", **({"stop": stop} if stop else {}),
+                  **({"shared_prefix": shared_prefix} if shared_prefix else {})}
         return self._cached(
             "generate", prompts, [params] * len(prompts),
-            lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens, stop),
+            lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens, stop, shared_prefix),
             encode=_generation_dict, decode=lambda v: Generation(**v, cached=True))
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
-               stop: list[str] | None = None) -> list[list[Generation]]:
+               stop: list[str] | None = None, shared_prefix: str = "") -> list[list[Generation]]:
         params = {"max_new_tokens": max_new_tokens, "decoding": "sample", "n": n, "temperature": temperature,
-                  "seed": seed, "sampler": "gumbel-per-row", **({"stop": stop} if stop else {})}
+                  "seed": seed, "sampler": "gumbel-per-row", **({"stop": stop} if stop else {}),
+                  **({"shared_prefix": shared_prefix} if shared_prefix else {})}
         return self._cached(
             "sample", prompts, [params] * len(prompts),
-            lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed, stop),
+            lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed, stop,
+                                          shared_prefix),
             encode=lambda gs: [_generation_dict(g) for g in gs],
             decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
 

@@ -44,7 +44,9 @@ class VLLMBackend:
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
 
-    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
+    # shared_prefix: a hint for the HF backend's cache; vLLM finds shared prefixes itself (prefix caching)
+    def generate(self, prompts: list, max_new_tokens: int, stop: list[str] | None = None,
+                 shared_prefix: str = "") -> list[Generation]:
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None)
         return [gens[0] for gens in self._run([self.chat(p) for p in prompts], [params] * len(prompts))]
 
@@ -53,7 +55,7 @@ class VLLMBackend:
         return [gens[0] for gens in self._run(list(texts), [params] * len(texts))]
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
-               stop: list[str] | None = None) -> list[list[Generation]]:
+               stop: list[str] | None = None, shared_prefix: str = "") -> list[list[Generation]]:
         texts = [self.chat(p) for p in prompts]
         params = [self.vllm.SamplingParams(n=n, temperature=temperature, top_p=1.0, top_k=-1, max_tokens=max_new_tokens,
                                            stop=stop or None, seed=row_seed(seed, t, 0) % 2**31) for t in texts]

@@ -18,6 +18,7 @@ from collections import Counter
 from pydantic import Field
 
 from driftlab.eval.backend import Backend
+from driftlab.eval.strategies import shared_prefix
 from driftlab.probes import PROBES, Probe
 from driftlab.registry import Metric, Options
 
@@ -79,7 +80,8 @@ def embedding_spread(vectors) -> float:
 def diversity(backend: Backend, items: list[dict], n: int, temperature: float, seed: int, max_new_tokens: int,
               embed) -> list[dict]:
     """One row per item; `embed(texts) -> (len, d) L2-normalised tensor`."""
-    samples = backend.sample([it["prompt"] for it in items], max_new_tokens, n, temperature, seed)
+    samples = backend.sample([it["prompt"] for it in items], max_new_tokens, n, temperature, seed, None,
+                             shared_prefix(items))  # as self_consistency asks: the store hands its samples back
     rows = []
     for it, gens in zip(items, samples):
         texts = [g.text for g in gens]

@@ -46,6 +46,12 @@ def run_strategy(strategy, backend: Backend, items: list[dict], suite, max_new_t
     return entry.run(strategy, backend, items, suite, reply_budget(strategy, max_new_tokens, suite), shots)
 
 
+def shared_prefix(items: list[dict]) -> str:
+    """The suite's shared prompt text (data.build.shared_prefix), a cache hint for the backend; '' if none."""
+    found = {it.get("shared_prefix", "") for it in items}
+    return found.pop() if len(found) == 1 else ""
+
+
 def reply_budget(strategy, max_new_tokens: int, suite) -> int:
     """The token budget of a strategy's replies on a suite: the strategy's own, else `max_new_tokens`, and at
     least the suite's (SuiteConfig.max_new_tokens)."""

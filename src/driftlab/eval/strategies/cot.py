@@ -1,6 +1,6 @@
 """cot: ask for step-by-step reasoning, then a final `Answer:` line."""
 
-from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
+from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput, shared_prefix
 
 COT_INSTRUCTION = "Think step by step, then give your final answer on a last line of the form 'Answer: <answer>'."
 
@@ -10,7 +10,8 @@ def cot_prompt(prompt: str) -> str:
 
 
 def run(cfg, backend, items, suite, budget, shots):
-    return [StrategyOutput(g) for g in backend.generate([cot_prompt(it["prompt"]) for it in items], budget, cfg.stop)]
+    prompts = [cot_prompt(it["prompt"]) for it in items]
+    return [StrategyOutput(g) for g in backend.generate(prompts, budget, cfg.stop, shared_prefix(items))]
 
 
 STRATEGIES.register(Strategy(name="cot", summary="step-by-step reasoning, then a final 'Answer:' line", order=30,

@@ -2,7 +2,7 @@
 
 from driftlab.eval.backend import Generation
 from driftlab.eval.scoring import canonical_answers
-from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
+from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput, shared_prefix
 from driftlab.registry import Metric
 
 REFLECT_INSTRUCTION = ("Check your answer carefully. If it is wrong, correct it. Reply with your final answer on a "
@@ -10,10 +10,10 @@ REFLECT_INSTRUCTION = ("Check your answer carefully. If it is wrong, correct it.
 
 
 def run(cfg, backend, items, suite, budget, shots):
-    first = backend.generate([it["prompt"] for it in items], budget, cfg.stop)
+    first = backend.generate([it["prompt"] for it in items], budget, cfg.stop, shared_prefix(items))
     follow_up = [[{"role": "user", "content": it["prompt"]}, {"role": "assistant", "content": g.text},
                   {"role": "user", "content": REFLECT_INSTRUCTION}] for it, g in zip(items, first)]
-    second = backend.generate(follow_up, budget, cfg.stop)
+    second = backend.generate(follow_up, budget, cfg.stop, shared_prefix(items))
     return [StrategyOutput(_combined(g1, g2), initial_text=g1.text, initial_finish=g1.finish)
             for g1, g2 in zip(first, second)]
 

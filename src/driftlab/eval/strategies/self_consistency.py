@@ -8,7 +8,7 @@ from pydantic import Field
 from driftlab.eval.backend import Generation
 from driftlab.eval.extract import extract_for
 from driftlab.eval.scoring import canonical_answers
-from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput
+from driftlab.eval.strategies import STRATEGIES, Strategy, StrategyOutput, shared_prefix
 from driftlab.registry import Metric, Options
 
 
@@ -39,7 +39,8 @@ def majority_vote(samples: list[Generation], suite, choices: list[str] | None = 
 
 def run(cfg, backend, items, suite, budget, shots):
     o = cfg.options
-    samples = backend.sample([it["prompt"] for it in items], budget, o.n, o.temperature, o.seed, cfg.stop)
+    samples = backend.sample([it["prompt"] for it in items], budget, o.n, o.temperature, o.seed, cfg.stop,
+                             shared_prefix(items))
     return [majority_vote(s, suite, it.get("choices")) for s, it in zip(samples, items)]
 
 
