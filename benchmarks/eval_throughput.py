@@ -63,10 +63,14 @@ def measure_lm_eval(config: Path, batch_size: int, dtype: str) -> dict:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from driftlab.eval.strategies import reply_budget
     from driftlab.models import resolve_model
 
     cfg, suites = _items(config)
     model = resolve_model(cfg.model.name_or_path)
+    batch_size = batch_size or cfg.eval.batch_size
+    # driftlab's zero-shot budget per suite: eval.max_new_tokens, or the suite's own where larger
+    budgets = {n: reply_budget(None, cfg.eval.max_new_tokens, cfg.data.suite_configs()[n]) for n in suites}
     task_dir = Path(tempfile.mkdtemp(prefix="bench-lmeval-"))
     for name, items in suites.items():  # one lm-eval task per suite, reading the very same prompts
         (task_dir / f"{name}.jsonl").write_text("".join(json.dumps({"prompt": it["prompt"], "answer": it["answer"]})
@@ -75,7 +79,7 @@ def measure_lm_eval(config: Path, batch_size: int, dtype: str) -> dict:
             "task": f"driftlab_{name}", "dataset_path": "json",
             "dataset_kwargs": {"data_files": {"test": str(task_dir / f"{name}.jsonl")}}, "test_split": "test",
             "output_type": "generate_until", "doc_to_text": "{{prompt}}", "doc_to_target": "{{answer}}",
-            "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": cfg.eval.max_new_tokens},
+            "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": budgets[name]},
             "metric_list": [{"metric": "exact_match"}]}))
     lm = HFLM(pretrained=model.path, device="cpu", dtype=dtype, batch_size=batch_size)
     manager = TaskManager(include_path=str(task_dir))  # indexing task YAMLs: setup, outside the timer
@@ -94,16 +98,18 @@ def measure_lm_eval(config: Path, batch_size: int, dtype: str) -> dict:
 
 
 # name: (tool, batch size, dtype, the driftlab run it must agree with); batch None = driftlab's eval.batch_size
+# (until 2026-11-30 the lm-eval runs were at batch 32 while driftlab's default had become 64)
 RUNS = {"driftlab": ("driftlab", None, "auto", "driftlab"),
         "driftlab_fp32": ("driftlab", None, "float32", "driftlab_fp32"),
         "lm_eval_defaults": ("lm_eval", 1, "auto", "driftlab_fp32"),
-        "lm_eval_bs32_bf16": ("lm_eval", 32, "bfloat16", "driftlab"),
-        "lm_eval_bs32_fp32": ("lm_eval", 32, "float32", "driftlab_fp32")}
+        "lm_eval_same_batch_bf16": ("lm_eval", None, "bfloat16", "driftlab"),
+        "lm_eval_same_batch_fp32": ("lm_eval", None, "float32", "driftlab_fp32")}
 
 
 # items/s ratios, like against like: each tool at its defaults, then the same batch size and dtype on both sides
-PAIRS = {"defaults": ("driftlab", "lm_eval_defaults"), "float32_batch32": ("driftlab_fp32", "lm_eval_bs32_fp32"),
-         "bfloat16_batch32": ("driftlab", "lm_eval_bs32_bf16")}
+PAIRS = {"defaults": ("driftlab", "lm_eval_defaults"),
+         "float32_same_batch": ("driftlab_fp32", "lm_eval_same_batch_fp32"),
+         "bfloat16_same_batch": ("driftlab", "lm_eval_same_batch_bf16")}
 
 
 def ratios(runs: dict) -> dict:
