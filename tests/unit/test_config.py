@@ -142,8 +142,8 @@ def test_snapshots_from_before_per_strategy_options_still_load(tmp_path):
     (["probes.samples=1"], "config key 'probes.samples': Input should be greater than or equal to 2"),
     (["probes.run=[vibes]"], "config key 'probes.run': unknown probe 'vibes'"),
     (["probes.options={}"], "unknown config key 'probes.options'"),
-    (["gate.2.probe=drift.kll"], "probe 'drift' has no metric 'kll' (its metrics: kl, nll_tuned)"),
-    (["gate.2.probe=drift"], "name a probe metric as <probe>.<metric>"),
+    (["gate.3.probe=drift.kll"], "probe 'drift' has no metric 'kll' (its metrics: kl, nll_tuned)"),
+    (["gate.3.probe=drift"], "name a probe metric as <probe>.<metric>"),
     (["probes.run=drift"], "config key 'probes.run': Input should be a valid list"),
 ])
 def test_registry_names_and_options_errors_name_the_key(override, message):
