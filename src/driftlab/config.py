@@ -199,6 +199,9 @@ class SuiteConfig(Strict):
             raise ValueError("scorer 'strict' scores the whole reply: no extraction mode applies")
         if self.terms and (min(self.terms) < 2 or len(set(self.terms)) != len(self.terms)):
             raise ValueError("terms: distinct numbers of terms, each at least 2")
+        if self.family is not None and len(self.terms) != 1:
+            raise ValueError("family: a suite of a multi-step family holds exactly one number of terms (terms: [k]); "
+                             "to expand a family, give 'terms' without 'family'")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)

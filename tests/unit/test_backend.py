@@ -245,3 +245,25 @@ def test_generation_on_a_suites_shared_prompt_text_matches_full_prompts(tiny_mod
     assert sampled == [[g.text for g in gs] for gs in backend.sample(prompts, 8, n=2, temperature=0.8, seed=3)]
     monkeypatch.setattr(backend, "_chat_prefix", lambda user_start="": [])
     assert greedy == [g.text for g in backend.generate(prompts, 8, shared_prefix=shared)]
+
+
+def test_a_cache_that_cannot_drop_rows_keeps_them_and_one_token_budgets_work(tiny_model_dir, monkeypatch):
+    """Where the KV cache has no batch_select_indices the stopped rows stay in the batch (as generate keeps them)
+    and the replies are the same; a budget of one token gives one token at most."""
+    import re
+
+    from transformers import DynamicCache
+
+    backend, _, _ = _backend(tiny_model_dir, 8)
+    prompts = ["What is 3 + 4?", "Name a colour.", "x"]
+    sample = lambda n, stop=None: [(g.text, g.n_tokens, g.finish) for gs in backend.sample(
+        prompts, n, n=3, temperature=1.5, seed=0, stop=stop) for g in gs]
+    free = sample(12)
+    found = [m for text, _, _ in free for m in re.finditer(r"[A-Za-z]{3,}", text) if m.start() > 0]
+    stop = [min(found, key=lambda m: m.end()).group()]
+    dropping = sample(12, stop)
+    assert {f for _, _, f in dropping} == {"stop", "length"}  # rows left the batch while others ran on
+    owner = next(k for k in DynamicCache.__mro__ if "batch_select_indices" in vars(k))
+    monkeypatch.delattr(owner, "batch_select_indices")
+    assert sample(12, stop) == dropping
+    assert all(n <= 1 for _, n, _ in sample(1))

@@ -203,3 +203,10 @@ def test_a_suites_reply_budget_is_a_floor_under_every_strategy():
     assert reply_budget(StrategyConfig(name="cot", max_new_tokens=128), 24, roomy) == 128
     assert reply_budget(StrategyConfig(name="zero_shot"), 24, plain) == 24
     assert reply_budget(None, 24, plain) == 24
+
+
+def test_a_family_suite_holds_one_number_of_terms(tmp_path):
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{**ARITH, "name": "s", "family": "steps"}]
+    with pytest.raises(ConfigError, match="exactly one number of terms"):
+        load_config(write(tmp_path, cfg))

@@ -42,7 +42,7 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
     suites: dict[str, list[dict]] = {}
     all_suites = [cfg.target, *cfg.heldout]
     for i, suite in enumerate(all_suites):
-        key = "data.target" if i == 0 else f"data.heldout.{i - 1}"
+        key = "data.target" if i == 0 else f"data.heldout (suite {suite.name!r})"  # a family's suites share an entry
         raw, skipped[suite.name] = _draw(suite, key, seed, n_extra=suite.size // 5 + 10, on_bad_row=cfg.on_bad_row)
         if suite.source != "reasoning_gym" and suite is cfg.target:
             # A user file is both the train and eval pool: shuffle once, eval takes the head.

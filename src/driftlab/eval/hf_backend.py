@@ -24,6 +24,7 @@ class HFBackend:
         self.device = next(model.parameters()).device
         # transformers renamed `past_key_values` to `cache` (5.2x: the old name warns, and goes in 5.40)
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        _warn_ignored_generation_config(model)
 
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
@@ -107,7 +108,9 @@ class HFBackend:
         pos.masked_fill_(mask == 0, 1)
         done_ids = torch.tensor(sorted(set(eos) | {self.tok.pad_token_id}), device=self.device)
         rows: list[list[int]] = [[] for _ in range(len(ids))]
-        alive = list(range(len(ids)))
+        alive, done = list(range(len(ids))), set()
+        # a stop string first appears at the end of a reply: decode only a tail long enough to hold it
+        window = 2 * max(map(len, stop), default=0) + 4
         feed, feed_pos = ids[:, p:], pos[:, p:]
         for step in range(max_new_tokens):
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=feed_pos, use_cache=True,
@@ -117,20 +120,24 @@ class HFBackend:
             nxt = (pick(None, scores) if pick else scores).argmax(-1)
             stopped = torch.isin(nxt, done_ids).tolist()
             for k, (r, tok) in enumerate(zip(alive, nxt.tolist())):
+                if r in done:  # only where the cache could not drop a stopped row
+                    continue
                 rows[r].append(tok)
                 if stop and not stopped[k]:
-                    text = self.tok.decode(rows[r], skip_special_tokens=True)
+                    text = self.tok.decode(rows[r][-window:], skip_special_tokens=True)
                     stopped[k] = any(s in text for s in stop)
-            keep = [k for k, s in enumerate(stopped) if not s]
+            done.update(r for r, s in zip(alive, stopped) if s)
+            keep = [k for k, r in enumerate(alive) if r not in done]
             if not keep or step == max_new_tokens - 1:
                 break
-            if len(keep) < len(alive):  # finished rows leave the batch
+            if len(keep) < len(alive) and hasattr(cache, "batch_select_indices"):  # finished rows leave the batch
                 sel = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(sel)
                 mask, feed_pos, nxt = mask[sel], feed_pos[sel], nxt[sel]
                 alive = [alive[k] for k in keep]
                 if pick:
                     pick.keep(keep)
+            # (a cache that cannot drop rows keeps them, as generate does: their tokens are computed, not kept)
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             feed, feed_pos = nxt[:, None], feed_pos[:, -1:] + 1
         return rows
@@ -277,6 +284,21 @@ def _cache_rows(prefix_cache, n: int):
     cache = copy.deepcopy(prefix_cache)
     cache.batch_repeat_interleave(n)
     return cache
+
+
+def _warn_ignored_generation_config(model) -> None:
+    """driftlab decodes plainly (greedy, or Gumbel-max sampling at the asked temperature), as the vLLM backend does:
+    penalties and constraints a checkpoint's generation_config sets (Qwen2.5-Instruct: repetition_penalty 1.05) are
+    not applied. Say so once, rather than measure a model under decoding rules the caller did not ask for unseen."""
+    import warnings
+
+    gc = getattr(model, "generation_config", None)
+    neutral = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+               "min_new_tokens": None, "suppress_tokens": None, "bad_words_ids": None}
+    set_ = {k: getattr(gc, k, None) for k in neutral if getattr(gc, k, None) not in (neutral[k], None)}
+    if set_:
+        warnings.warn(f"the model's generation_config sets {set_}; driftlab's HF backend does not apply them "
+                      "(plain greedy or temperature sampling, as its vLLM backend)", stacklevel=3)
 
 
 def _bucket(n: int, step: int) -> int:

@@ -51,7 +51,8 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
     exemplars = few_shot_messages(items, shots, k) if few else None
     alt = None
     if alt_template:
-        alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"])} for it in items]
+        alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"]), "shared_prefix": ""}
+                     for it in items]  # another template: the suite's shared text is not its start
         alt = run_strategy(zero_shot_config(), backend, alt_items, suite, max_new_tokens, shots)
     rows = []
     for i, it in enumerate(items):
