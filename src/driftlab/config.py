@@ -19,6 +19,11 @@ from driftlab.errors import ConfigError
 from driftlab.registry import Options, split_options
 
 
+# Names become file and directory names in a run dir: letters, digits, '_', '.', '-', not starting with '.' or '-'
+# (so never '.', '..' or a hidden file, nor read as a command-line option).
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -129,7 +134,7 @@ class ModelConfig(Strict):
 class SuiteConfig(Strict):
     """One set of items: where they come from, how they are asked and how they are scored."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=SAFE_NAME)
     source: Literal["reasoning_gym", "jsonl", "csv"]
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
@@ -256,7 +261,7 @@ class DataConfig(Strict):
 
 class MixSource(Strict):
     """One replay source mixed into the training data (train.mix)."""
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=SAFE_NAME)
     source: Literal["reasoning_gym", "jsonl", "csv", "self_replay"] = Field(
         description="self_replay: the base model's own replies to general prompts (generated once, cached).")
     ratio: float = Field(gt=0, le=10, description="Items from this source per target training item (0.25 = one "
@@ -361,7 +366,7 @@ class TrainConfig(WithOptions):
 
 
 class VariantConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=SAFE_NAME)
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the study's 'train' block.")
 
 
@@ -515,7 +520,7 @@ class GateRule(Strict):
 
 
 class StudyConfig(Strict):
-    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("study", pattern=SAFE_NAME)
     seed: int = 0
     runs_dir: Path = Path("runs")
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -210,3 +210,15 @@ def test_a_family_suite_holds_one_number_of_terms(tmp_path):
     cfg["data"]["heldout"] = [{**ARITH, "name": "s", "family": "steps"}]
     with pytest.raises(ConfigError, match="exactly one number of terms"):
         load_config(write(tmp_path, cfg))
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-rf", "a/b"])
+def test_names_that_would_be_unsafe_path_components_are_refused(tmp_path, name):
+    cfg = base_cfg()
+    cfg["variants"] = [{"name": name}]
+    with pytest.raises(ConfigError, match="variants.0.name"):
+        load_config(write(tmp_path, cfg))
+    cfg = base_cfg()
+    cfg["data"]["heldout"] = [{**ARITH, "name": name}]
+    with pytest.raises(ConfigError, match="heldout.0.name"):
+        load_config(write(tmp_path, cfg))

@@ -1,4 +1,5 @@
 
+import json
 import pytest
 
 from driftlab.config import DataConfig
@@ -152,3 +153,23 @@ def test_a_multi_step_family_from_a_file_picks_the_rows_with_each_number_of_term
         {"name": "steps", "source": "jsonl", "path": str(path), "terms": [2, 4], "size": 8}])
     with pytest.raises(DataError, match=r"items\.jsonl: no rows with 'terms' = 4"):
         build_data(cfg, seed=0)
+
+
+def test_files_saved_with_a_byte_order_mark_and_crlf_line_ends_are_read(tmp_path):
+    """Issue 18: Windows editors write a UTF-8 BOM and CRLF; both JSONL and CSV read the same rows as plain files."""
+    from driftlab.data.sources import csv_items, jsonl_items
+
+    rows = [{"question": "What is 1 + 1?", "answer": "2"}, {"question": "Capital of France?", "answer": "Paris"}]
+    plain = jsonl_items(_write(tmp_path / "plain.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
+    windows = jsonl_items(_write(tmp_path / "win.jsonl", "\ufeff" + "".join(json.dumps(r) + "\r\n" for r in rows)))
+    assert windows == plain
+    csv_text = "question,answer\r\nWhat is 1 + 1?,2\r\nCapital of France?,Paris\r\n"
+    assert csv_items(_write(tmp_path / "win.csv", "\ufeff" + csv_text)) == csv_items(_write(tmp_path / "p.csv", csv_text))
+    assert csv_items(_write(tmp_path / "p2.csv", csv_text))[0][0]["question"] == "What is 1 + 1?"
+    with pytest.raises(DataError, match=r"win2\.jsonl:2: not valid JSON"):  # a BOM is only skipped at the start
+        jsonl_items(_write(tmp_path / "win2.jsonl", json.dumps(rows[0]) + "\n\ufeff" + json.dumps(rows[1]) + "\n"))
+
+
+def _write(path, text: str):
+    path.write_bytes(text.encode("utf-8"))
+    return path

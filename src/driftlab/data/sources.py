@@ -90,8 +90,8 @@ def _jsonl_rows(path: Path, parse_row=None):
     parse_row = parse_row or _parse_row
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
+            try:  # a byte-order mark opens files that Windows editors save (utf-8-sig drops it); CRLF is JSON whitespace
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
                 yield lineno, _fail("not valid UTF-8")
                 continue
@@ -103,7 +103,7 @@ def _csv_rows(path: Path):
     import csv
 
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM is not part of the first column's name
             reader = csv.DictReader(f)
             missing = {"question", "answer"} - set(reader.fieldnames or [])
             if missing:
