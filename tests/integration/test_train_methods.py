@@ -209,6 +209,27 @@ def test_nonfinite_loss_stops_without_saving():
     assert control.should_training_stop and not control.should_save and guard.bad_step == 7
 
 
+def test_a_nan_gradient_with_a_finite_loss_stops_too_and_nan_checkpoints_are_not_called_good(tmp_path):
+    """Issue 18: a step can log a finite loss while its gradient norm is NaN (its update then makes every weight NaN):
+    the guard stops there, before the checkpoint, and the last good checkpoint is the newest with finite weights."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import TrainerControl, TrainerState
+
+    from driftlab.train.callbacks import NonFiniteLossGuard, last_good_checkpoint
+
+    guard, state, control = NonFiniteLossGuard(), TrainerState(), TrainerControl(should_save=True)
+    state.global_step = 3
+    guard.on_log(None, state, control, logs={"loss": 25.96, "grad_norm": math.nan})
+    assert control.should_training_stop and not control.should_save
+    assert (guard.bad_step, guard.bad_what) == (3, "grad_norm")
+    for step, value in [(2, 0.5), (4, 1.0), (6, math.nan)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        weights = torch.full((3, 2), value)
+        save_file({"a": torch.ones(2), "b": weights}, str(tmp_path / f"checkpoint-{step}" / "adapter_model.safetensors"))
+    assert last_good_checkpoint(tmp_path) == (tmp_path / "checkpoint-4", ["checkpoint-6"])
+
+
 def test_diverging_run_is_one_clear_error(tiny_model_dir, tmp_path):
     with pytest.raises(DriftlabError, match=r"loss became (nan|inf) at step \d+; last good checkpoint"):
         _train(tiny_model_dir, tmp_path / "nan", method="full", learning_rate=1e38)

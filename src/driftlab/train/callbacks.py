@@ -55,20 +55,46 @@ class JsonlLogCallback(TrainerCallback):
 
 
 class NonFiniteLossGuard(TrainerCallback):
-    """A NaN/inf loss stops the run before the next checkpoint is written, so the last checkpoint on disk is the
-    last good one; the caller turns `bad_step` into one clear error."""
+    """A NaN/inf loss or gradient norm stops the run before the next checkpoint is written (a step can log a finite
+    loss while its gradients, and so the weights it just updated, are already NaN); the caller turns `bad_step` into
+    one clear error and names the newest checkpoint whose weights are finite (last_good_checkpoint)."""
 
     def __init__(self):
         self.bad_step: int | None = None
         self.bad_value: float | None = None
+        self.bad_what: str = "loss"
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss) and self.bad_step is None:
-            self.bad_step, self.bad_value = state.global_step, loss
-            control.should_training_stop = True
-            control.should_save = False
+        for what in ("loss", "grad_norm"):
+            value = (logs or {}).get(what)
+            if value is not None and not math.isfinite(value) and self.bad_step is None:
+                self.bad_step, self.bad_value, self.bad_what = state.global_step, value, what
+                control.should_training_stop = True
+                control.should_save = False
         return control
+
+
+def last_good_checkpoint(checkpoints: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint under `checkpoints` whose saved weights (*.safetensors) are all finite, and the names
+    of newer ones that are not (checked, not assumed: a checkpoint saved after a NaN update holds NaN weights)."""
+    import torch
+    from safetensors import safe_open
+
+    def finite(ckpt: Path) -> bool:
+        for file in ckpt.glob("*.safetensors"):
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    t = f.get_tensor(key)
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        return False
+        return True
+
+    bad = []
+    for ckpt in sorted(checkpoints.glob("checkpoint-*"), key=lambda p: -int(p.name.split("-")[1])):
+        if finite(ckpt):
+            return ckpt, bad
+        bad.append(ckpt.name)
+    return None, bad
 
 
 def _memory() -> dict:

@@ -20,7 +20,7 @@ from driftlab.errors import DriftlabError
 from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
-from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard
+from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard, last_good_checkpoint
 from driftlab.train.lm_head import completion_tokens_only
 from driftlab.train.methods import METHODS
 
@@ -166,10 +166,12 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         result = trainer.train(resume_from_checkpoint=True if resume else None)
     wall = time.perf_counter() - t0
     if guard.bad_step is not None:
-        last = _last_checkpoint_step(out_dir)
-        where = out_dir / "checkpoints" / f"checkpoint-{last}" if last is not None else "none"
-        raise DriftlabError(f"training stopped: loss became {guard.bad_value} at step {guard.bad_step}; last good "
-                            f"checkpoint: {where} (lower train.learning_rate?)")
+        good, bad = last_good_checkpoint(out_dir / "checkpoints")
+        what = "loss" if guard.bad_what == "loss" else "gradient norm"
+        raise DriftlabError(f"training stopped: {what} became {guard.bad_value} at step {guard.bad_step}; last good "
+                            f"checkpoint: {good or 'none'}"
+                            + (f" ({', '.join(bad)} hold non-finite weights)" if bad else "")
+                            + " (lower train.learning_rate?)")
 
     artifact = out_dir / method.artifact
     method.save(trainer, tokenizer, cfg, artifact, model)
