@@ -176,8 +176,10 @@ def _check_hub_model(model_id: str) -> None:
     try:
         AutoConfig.from_pretrained(model_id)
     except (OSError, ValueError) as err:
-        raise ModelError(f"config key 'model.name_or_path': HF model {model_id!r} is not in the local HF cache and "
-                         f"could not be fetched ({str(err).splitlines()[0]})") from None
+        how = ("driftlab runs offline: set DRIFTLAB_HUB=1 to let it download" if os.environ.get("HF_HUB_OFFLINE") == "1"
+               else f"could not be fetched: {str(err).splitlines()[0]}")
+        raise ModelError(f"config key 'model.name_or_path': HF model {model_id!r} is not in the local HF cache "
+                         f"({how})") from None
 
 
 def _hub_fingerprint(model_id: str) -> str:
