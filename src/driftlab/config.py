@@ -237,9 +237,10 @@ class DataConfig(Strict):
                 out.append(s)
                 continue
             for k in sorted(s.terms):
-                kwargs = {**s.task_kwargs, "min_terms": k, "max_terms": k} if s.source == "reasoning_gym" else {}
+                kwargs = ({**s.task_kwargs, "min_terms": k, "max_terms": k} if s.source == "reasoning_gym"
+                          else s.task_kwargs)  # a file's suites pick rows by their 'terms' field (data/build.py)
                 out.append(s.model_copy(update={"name": f"{s.name}_{k}", "terms": [k], "family": s.name,
-                                                "task_kwargs": kwargs or s.task_kwargs}))
+                                                "task_kwargs": kwargs}))
         return out
 
     def suite_configs(self) -> dict[str, SuiteConfig]:

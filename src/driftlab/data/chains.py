@@ -63,7 +63,7 @@ def place_values(n: int) -> list[int]:
     if n < 10:
         return [n]
     digits = str(n)
-    return [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"] or [n]
+    return [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"]  # digit 0 is not 0
 
 
 def parse_expression(item: dict) -> tuple[list[int], list[str]]:

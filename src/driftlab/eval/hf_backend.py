@@ -68,10 +68,7 @@ class HFBackend:
         function of the suite, not of the batch, so a row's layout does not depend on its batch-mates."""
         results: list[Generation | None] = [None] * len(encoded)
         eos = _stop_ids(self.tok, self.model)
-        prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
-        prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
-        which = _which_prefix(encoded, prefixes)
-        caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}  # once per call, copied per batch
+        prefixes, which, caches = self._prefixes(encoded, shared_prefix)
         # Rows on different prefixes (or none: raw text, another template) never share a batch.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         groups = [[i for i in order if which[i] == k] for k in sorted(set(which))]
@@ -115,7 +112,7 @@ class HFBackend:
         for step in range(max_new_tokens):
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=feed_pos, use_cache=True,
                              logits_to_keep=1, **{self.cache_arg: cache})
-            cache = out.past_key_values if getattr(out, "cache", None) is None else out.cache
+            cache = _returned_cache(out)
             scores = out.logits[:, -1, :].float()
             nxt = (pick(None, scores) if pick else scores).argmax(-1)
             stopped = torch.isin(nxt, done_ids).tolist()
@@ -173,12 +170,7 @@ class HFBackend:
         conts = [[self.tok(c, add_special_tokens=False).input_ids for c in opts] for opts in choices]
         if any(not c for cs in conts for c in cs):
             raise ValueError("loglik: a choice encodes to no tokens (an empty string?)")
-        # The longest prefix a prompt starts with (a prompt whose tokens do not begin with the shared text's —
-        # a tokenizer merging across the boundary — falls back to the chat prefix alone, or to none).
-        prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
-        prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
-        which = _which_prefix(ctxs, prefixes)
-        caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}  # once per call, copied per batch
+        prefixes, which, caches = self._prefixes(ctxs, shared_prefix)
         groups: dict[tuple, list[int]] = {}
         for i in range(len(prompts)):
             own = len(ctxs[i]) - (len(prefixes[which[i]]) if which[i] >= 0 else 0)
@@ -204,10 +196,19 @@ class HFBackend:
         text = self.chat(user_start + marker)
         return self.tok(text[: text.index(marker)], add_special_tokens=False).input_ids if marker in text else []
 
+    def _prefixes(self, seqs: list[list[int]], shared_prefix: str) -> tuple[list[list[int]], list[int], dict]:
+        """The prefixes rows may share (chat prefix + `shared_prefix`, then the chat prefix alone), which one each
+        row starts with (the longest; -1: none — a row whose tokens do not begin with the shared text's, a
+        tokenizer merging across the boundary, falls back to the chat prefix), and a one-row KV cache of each
+        prefix in use, computed once per call and copied per batch (_cache_rows)."""
+        prefixes = [self._chat_prefix(shared_prefix)] if shared_prefix else []
+        prefixes = [p for p in prefixes + [self._chat_prefix()] if p]
+        which = _which_prefix(seqs, prefixes)
+        caches = {k: self._prefix_cache(prefixes[k]) for k in set(which) if k >= 0}
+        return prefixes, which, caches
+
     def _prefix_cache(self, prefix: list[int]):
-        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
-        cache = getattr(out, "cache", None)
-        return out.past_key_values if cache is None else cache
+        return _returned_cache(self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True))
 
     def _score_batch(self, p: int, cache, rests: list[list[int]], conts: list[list[list[int]]], width: int,
                      tail_width: int) -> list[list[float]]:
@@ -277,6 +278,12 @@ BUCKET = 4  # prompts' own lengths are rounded up to a multiple of this: padding
 def _which_prefix(seqs: list[list[int]], prefixes: list[list[int]]) -> list[int]:
     """For each token sequence, the index of the first of `prefixes` it starts with and runs past (-1: none)."""
     return [next((k for k, p in enumerate(prefixes) if len(s) > len(p) and s[: len(p)] == p), -1) for s in seqs]
+
+
+def _returned_cache(out):
+    """The KV cache a forward pass returned (transformers 5.2x names it `cache`, earlier `past_key_values`)."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
 
 
 def _cache_rows(prefix_cache, n: int):

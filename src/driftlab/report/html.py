@@ -160,8 +160,8 @@ def _training_table(study: Study) -> str:
         f"<td>{r['steps']}</td><td>{r['tokens_per_s']:.0f}</td><td>{r['first_loss']}</td><td>{r['final_loss']}</td>"
         f"<td>{r['wall_s']:.0f}{' (train cache)' if r['cached'] else ''}</td></tr>" for r in training_rows(study))
     return ("<h2>Training</h2><table><tr><th class=l>variant</th><th class=l>method</th><th>trainable params</th>"
-            "<th>fraction</th><th class=l>trained to write</th><th class=l>replay</th><th>steps</th><th>tokens/s</th><th>first loss</th>"
-            f"<th>final loss</th><th>wall (s)</th></tr>{body}</table>")
+            "<th>fraction</th><th class=l>trained to write</th><th class=l>replay</th><th>steps</th><th>tokens/s</th>"
+            f"<th>first loss</th><th>final loss</th><th>wall (s)</th></tr>{body}</table>")
 
 
 def _css(verdict_text: str) -> str:

@@ -20,15 +20,8 @@ def accuracy_figure(study: Study) -> go.Figure:
     for name in study.variant_names():
         series.append((name, {r.suite: (r.tuned_acc, r.n) for r in study.rows(name)}))
     for k, (name, accs) in enumerate(series):
-        ys, lo, hi = [], [], []
-        for s in suites:
-            acc, n = accs.get(s, (0.0, 0))
-            a, b = wilson_interval(round(acc * n), n)
-            ys.append(acc)
-            lo.append(acc - a)
-            hi.append(b - acc)
-        fig.add_bar(name=name, x=suites, y=ys, marker_color=COLORS[k % len(COLORS)],
-                    error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo})
+        ys, ns = zip(*(accs.get(s, (0.0, 0)) for s in suites))
+        fig.add_bar(name=name, x=suites, y=ys, marker_color=COLORS[k % len(COLORS)], error_y=_wilson_bars(ys, ns))
     fig.add_scatter(name="chance", x=suites, y=[s.chance for s in study.suites], mode="markers",
                     marker={"symbol": "line-ew-open", "size": 40, "color": "#333"})
     fig.update_layout(title="Accuracy per suite (95% Wilson intervals; dash = chance)", barmode="group",
@@ -46,17 +39,24 @@ def steps_figure(study: Study, family: str) -> go.Figure:
     xs = [s.terms for s in suites]
     for k, (name, accs) in enumerate(series):
         ys = [accs.get(s.name) for s in suites]
-        bounds = [wilson_interval(round(y * s.n), s.n) if y is not None else (0.0, 0.0) for y, s in zip(ys, suites)]
         fig.add_scatter(name=name, x=xs, y=ys, mode="lines+markers", line={"color": COLORS[k % len(COLORS)]},
-                        error_y={"type": "data", "symmetric": False,
-                                 "array": [b - (y or 0) for y, (_, b) in zip(ys, bounds)],
-                                 "arrayminus": [(y or 0) - a for y, (a, _) in zip(ys, bounds)]})
+                        error_y=_wilson_bars(ys, [s.n for s in suites]))
     fig.add_scatter(name="chance", x=xs, y=[s.chance for s in suites], mode="lines",
                     line={"dash": "dot", "color": "#333"})
     fig.update_layout(title=f"{family}: accuracy by number of terms (95% Wilson intervals; dotted = chance)",
                       xaxis={"title": "terms", "tickvals": xs}, yaxis={"range": [0, 1.05], "tickformat": ".0%"},
                       height=380)
     return fig
+
+
+def _wilson_bars(accs, ns) -> dict:
+    """Asymmetric error bars of each accuracy's Wilson 95% interval (an accuracy of None: no bar)."""
+    lo, hi = [], []
+    for acc, n in zip(accs, ns):
+        a, b = wilson_interval(round(acc * n), n) if acc is not None else (0.0, 0.0)
+        lo.append((acc or 0.0) - a)
+        hi.append(b - (acc or 0.0))
+    return {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}
 
 
 def diff_figure(study: Study) -> go.Figure:
