@@ -71,6 +71,10 @@ def test_max_loss_with_ci_any_reads_the_point_estimate():
     rule = GateRule(suites="heldout", max_loss=0.02, ci="any")
     row = Comparison(**{k: v for k, v in _row("capitals", -0.01, [-0.15, 0.13]).items()})
     assert _check(rule, row)[0] and not _check(rule, row.model_copy(update={"diff": -0.03}))[0]
+    # a point-estimate failure says whether the data show the loss or cannot tell it from none
+    assert "cannot tell" in _check(rule, row.model_copy(update={"diff": -0.03}))[1]
+    shown = _check(rule, row.model_copy(update={"diff": -0.1, "ci95": [-0.2, -0.05]}))[1]
+    assert "lies below 0: a loss" in shown and "cannot tell" not in shown
     strict = GateRule(suites="heldout", max_loss=0.02, ci="excludes_zero")
     passed, why = _check(strict, row.model_copy(update={"diff": -0.1, "ci95": [-0.2, -0.05]}))
     assert not passed and why.startswith("lost")

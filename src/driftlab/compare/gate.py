@@ -72,8 +72,10 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
     if rule.max_loss is not None:
         margin = rule.max_loss
         if not strict:
-            if diff < -margin:
-                return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate)"
+            if diff < -margin:  # say whether the data show the loss, or cannot tell it from none
+                shown = (f"its CI [{lo:+.3f}, {hi:+.3f}] lies below 0: a loss" if hi < 0 else
+                         f"its CI [{lo:+.3f}, {hi:+.3f}] reaches 0: the data cannot tell this loss from none")
+                return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate; {shown})"
             return True, f"diff {diff:+.3f} not below -{margin:.3f} (point estimate; its CI is not checked)"
         if certified(row, margin):
             return True, f"a loss beyond -{margin:.3f} is excluded: CI lower bound {lo:+.3f} > -{margin:.3f}"
