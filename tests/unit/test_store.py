@@ -61,11 +61,65 @@ def test_killed_eval_resumes_with_only_the_missing_items(tmp_path):
 
 def test_loglik_is_cached_per_choice_set(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
-    CachedBackend(CountingBackend(), store, "fp", 4, log=lambda m: None).loglik(["q"], [["a", "bb"]])
+    CachedBackend(CountingBackend(), store, "fp", 4, log=lambda m: None).loglik(["q", "q"], [["a", "bb"], ["a", "c"]])
     inner = CountingBackend()
     backend = CachedBackend(inner, store, "fp", 4, log=lambda m: None)
+    assert backend.loglik(["q", "q"], [["a", "bb"], ["a", "c"]]) == [[1.0, 2.0], [1.0, 1.0]]
+    assert inner.scored == []
     assert backend.loglik(["q", "q"], [["a", "bb"], ["a", "ccc"]]) == [[1.0, 2.0], [1.0, 3.0]]
-    assert inner.scored == ["q"]
+    assert inner.scored == ["q", "q"]
+
+
+class BatchDependentBackend(CountingBackend):
+    """Every reply carries a digest of its whole batch, as bf16 or float32 batched arithmetic may."""
+
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
+        self.generated.append(list(prompts))
+        mates = str(hash(tuple(prompts)) % 997)
+        return [Generation(f"out:{p}:{mates}", 2, "stop", 0.1) for p in prompts]
+
+
+def test_a_result_does_not_depend_on_what_the_store_holds(tmp_path):
+    """The same prompts evaluated without a store, with an empty one, with one a killed run half filled, and with
+    one whose rows were deleted here and there: every reply the same, although each depends on its batch."""
+    prompts = [f"question {'x' * (i % 5)}{i}" for i in range(23)]
+
+    def run(store, inner=None):
+        return [g.text for g in CachedBackend(inner or BatchDependentBackend(), store, "fp", 4,
+                                              log=lambda m: None).generate(prompts, 8)]
+
+    bare = run(None)
+    assert len(set(t.split(":")[-1] for t in bare)) > 1  # replies do depend on their batch
+    assert run(ResultStore(tmp_path / "empty.sqlite")) == bare
+
+    killed = ResultStore(tmp_path / "killed.sqlite")
+    failing = BatchDependentBackend()
+    failing.fail_after, failing.generate = 2, _failing(failing.generate, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(killed, failing)
+    inner = BatchDependentBackend()
+    assert run(killed, inner) == bare
+    assert sum(map(len, inner.generated)) == len(prompts) - 8  # two whole chunks survived the kill
+
+    holey = ResultStore(tmp_path / "holey.sqlite")
+    run(holey)
+    holey.db.execute("DELETE FROM results WHERE rowid % 3 = 0")
+    holey.db.commit()
+    inner = BatchDependentBackend()
+    assert run(holey, inner) == bare
+    assert all(len(batch) == 4 or batch == inner.generated[-1] for batch in inner.generated)  # chunks recomputed whole
+
+
+def _failing(generate, after):
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        if len(calls) >= after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return generate(*args, **kwargs)
+
+    return wrapped
 
 
 def test_a_scaled_fine_tune_has_its_own_fingerprint(tmp_path):

@@ -1,7 +1,8 @@
 """Resumable results store: SQLite, keyed by what determines a result.
 
 The key is a hash of the model fingerprint (base weights + artifact weights), the exact text the model sees (chat
-template applied), the decoding/scoring parameters and the request kind. A changed artifact therefore never reuses
+template applied), the decoding/scoring parameters, the request kind, and the chunk of items it was computed with
+(batched arithmetic depends on the batch: CachedBackend._cached). A changed artifact therefore never reuses
 a stale result, and a killed eval recomputes only what is missing. SQLite (stdlib) rather than a home-made file
 format: atomic commits and concurrent readers for free.
 """
@@ -73,9 +74,10 @@ def results_store(eval_cfg):
 
 
 class CachedBackend:
-    """Wraps a Backend: answers from the store where it can, computes the rest batch by batch, stores each batch
-    as soon as it is done (so a killed run loses at most one batch). With no store (`eval.cache: false`) every
-    call goes straight to the backend. Other attributes (`model`, `tok`) are the backend's."""
+    """Wraps a Backend: cuts every call into chunks that are a function of its items, answers a chunk from the
+    store where it can, computes the rest chunk by chunk and stores each as soon as it is done (so a killed run
+    loses at most one chunk). With no store (`eval.cache: false`) every chunk goes straight to the backend, cut the
+    same way. Other attributes (`model`, `tok`) are the backend's."""
 
     def __init__(self, inner: Backend, store: ResultStore | None, fingerprint: str, batch_size: int, log=print):
         self.inner, self.store, self.fingerprint, self.batch_size, self.log = inner, store, fingerprint, batch_size, log
@@ -120,8 +122,8 @@ class CachedBackend:
 
     def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]:
         # Log-likelihood items are cheap and the backend batches them by padded shape, so they go to it 8 batches
-        # at a time (fuller batches; a killed run loses a few seconds). A result does not depend on the grouping;
-        # it does on the shared prefix (where the cache ends), which is therefore part of the key.
+        # at a time (fuller batches; a killed run loses a few seconds). A result depends on the shared prefix
+        # (where the cache ends), which is therefore part of the key.
         extra = {"shared_prefix": shared_prefix} if shared_prefix else {}
         return self._cached(
             "loglik", prompts, [{"choices": c, **extra} for c in choices],
@@ -130,24 +132,46 @@ class CachedBackend:
 
     def _cached(self, kind: str, prompts: list, params: list[dict], compute, encode=lambda v: v,
                 decode=lambda v: v, rows_per_item: int = 1, render=None, batches_per_store: int = 1) -> list:
-        """The one store-or-compute loop behind every request kind: look every key up, compute the missing
-        items `batch_size` rows (times `batches_per_store`) at a time via compute(indices), and store each such
-        chunk as soon as it is done. Without a store every item is computed in one call, in order, as the backend
-        itself would be asked."""
-        if self.store is None:
-            return list(compute(list(range(len(prompts)))))
+        """The one store-or-compute loop behind every request kind.
+
+        Batched arithmetic is not batch-invariant (bf16 attention rounds differently for another padded width,
+        float32 matrix products for another number of rows), so an item's result depends on which items share its
+        batch. The batches are therefore a function of the call's items alone (`plan_chunks`: longest first, then
+        in the caller's order), never of what the store already holds, and a stored result is keyed by its whole
+        chunk as well as by itself: a chunk is taken from the store only when every item of it is there, and
+        otherwise computed whole, as it would be without a store. With the store on, off, empty or half-filled by a
+        killed run, every item gets the same result. Each chunk (`batch_size` rows, times `batches_per_store`) is
+        stored in one transaction as soon as it is done, so a kill loses at most one chunk."""
         render = render or self.inner.chat  # the exact text the model sees is the key
-        keys = [result_key(self.fingerprint, kind, render(p), pp) for p, pp in zip(prompts, params)]
-        out = {k: decode(v) for k, v in self.store.get_many(keys).items()}
-        todo = [i for i, k in enumerate(keys) if k not in out]
-        self._report(len(prompts) - len(todo), len(todo), rows_per_item)
-        step = max(1, self.batch_size // rows_per_item) * batches_per_store  # rows, not items, between two stores
-        for start in range(0, len(todo), step):
-            idx = todo[start : start + step]
-            fresh = {keys[i]: result for i, result in zip(idx, compute(idx))}
-            self.store.put_many({k: encode(v) for k, v in fresh.items()})
-            out.update(fresh)
-        return [out[k] for k in keys]
+        texts = [render(p) for p in prompts]
+        step = max(1, self.batch_size // rows_per_item) * batches_per_store  # items per chunk
+        chunks = plan_chunks(texts, step)
+        out: list = [None] * len(prompts)
+        if self.store is None:
+            for idx in chunks:
+                for i, result in zip(idx, compute(idx)):
+                    out[i] = result
+            return out
+        item_keys = [result_key(self.fingerprint, kind, t, pp) for t, pp in zip(texts, params)]
+        keys = [""] * len(prompts)
+        for idx in chunks:
+            chunk = hashlib.sha256(json.dumps([self.batch_size, [item_keys[i] for i in idx]]).encode()).hexdigest()
+            for i in idx:
+                keys[i] = hashlib.sha256(f"{chunk}|{item_keys[i]}".encode()).hexdigest()
+        found = self.store.get_many(keys)
+        todo = [idx for idx in chunks if any(keys[i] not in found for i in idx)]
+        n_todo = sum(map(len, todo))
+        self._report(len(prompts) - n_todo, n_todo, rows_per_item)
+        for idx in chunks:
+            if idx not in todo:
+                for i in idx:
+                    out[i] = decode(found[keys[i]])
+        for idx in todo:
+            fresh = list(compute(idx))
+            self.store.put_many({keys[i]: encode(v) for i, v in zip(idx, fresh)})
+            for i, v in zip(idx, fresh):
+                out[i] = v
+        return out
 
     def _report(self, hits: int, misses: int, rows_per_item: int = 1) -> None:
         self.hits += hits
@@ -157,6 +181,13 @@ class CachedBackend:
             advance = getattr(self.inner, "on_progress", None)
             if advance:
                 advance(hits * rows_per_item)
+
+
+def plan_chunks(texts: list[str], size: int) -> list[list[int]]:
+    """The call's items in chunks of `size`, longest text first (similar lengths share a batch: less padding), ties
+    in the caller's order: a function of the items alone."""
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    return [order[k : k + size] for k in range(0, len(order), size)]
 
 
 def _generation_dict(g: Generation) -> dict:
