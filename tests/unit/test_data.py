@@ -170,6 +170,33 @@ def test_files_saved_with_a_byte_order_mark_and_crlf_line_ends_are_read(tmp_path
         jsonl_items(_write(tmp_path / "win2.jsonl", json.dumps(rows[0]) + "\n\ufeff" + json.dumps(rows[1]) + "\n"))
 
 
+def test_an_oversized_field_or_line_is_one_clear_error(tmp_path):
+    """Issue 18: a 50 MB question was accepted and copied into every record. A field over MAX_FIELD_CHARS, or a JSONL
+    line over MAX_LINE_BYTES (a huge extra field), names the file, the line and the limit — in JSONL and in CSV."""
+    import csv
+
+    from driftlab.data.sources import MAX_FIELD_CHARS, MAX_LINE_BYTES, csv_items, jsonl_items, prompt_items
+
+    ok = json.dumps({"question": "What is 1 + 1?", "answer": "2"}) + "\n"
+    long_q = json.dumps({"question": "x" * (MAX_FIELD_CHARS + 1), "answer": "2"}) + "\n"
+    with pytest.raises(DataError, match=r"long\.jsonl:2: question of 100,001 characters; the limit .* 100,000"):
+        jsonl_items(_write(tmp_path / "long.jsonl", ok + long_q))
+    with pytest.raises(DataError, match=r"choice\.jsonl:1: a choice of"):
+        jsonl_items(_write(tmp_path / "choice.jsonl", json.dumps(
+            {"question": "q", "answer": "a", "choices": ["a", "b" * (MAX_FIELD_CHARS + 1)]}) + "\n"))
+    meta = json.dumps({"question": "q", "answer": "a", "notes": "n" * MAX_LINE_BYTES}) + "\n"
+    with pytest.raises(DataError, match=r"meta\.jsonl:1: line of 1,000,0\d\d bytes; the limit is 1,000,000"):
+        jsonl_items(_write(tmp_path / "meta.jsonl", meta))
+    with pytest.raises(DataError, match=r"prompts\.jsonl:1: question of"):
+        prompt_items(_write(tmp_path / "prompts.jsonl", long_q))
+    assert jsonl_items(_write(tmp_path / "limit.jsonl", json.dumps(
+        {"question": "x" * MAX_FIELD_CHARS, "answer": "2"}) + "\n"))[0][0]["question"] == "x" * MAX_FIELD_CHARS
+    before = csv.field_size_limit()
+    with pytest.raises(DataError, match=r"long\.csv:3: field larger than field limit"):
+        csv_items(_write(tmp_path / "long.csv", "question,answer\nq,1\n" + "y" * (MAX_FIELD_CHARS + 1) + ",2\n"))
+    assert csv.field_size_limit() == before  # the process-wide limit is put back
+
+
 def _write(path, text: str):
     path.write_bytes(text.encode("utf-8"))
     return path

@@ -86,10 +86,20 @@ def _collect(path: Path, rows, on_bad_row: str) -> tuple[list[dict], int]:
     return items, skipped
 
 
+# One item's text is at most this long (characters in a field; bytes in a JSONL line): far beyond any model's context
+# (100,000 characters is about 25,000 tokens; the embedded model reads 8,192), so a longer one is a broken file, not
+# an item — and it would otherwise be copied into every record the item produces.
+MAX_FIELD_CHARS = 100_000
+MAX_LINE_BYTES = 1_000_000
+
+
 def _jsonl_rows(path: Path, parse_row=None):
     parse_row = parse_row or _parse_row
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                yield lineno, _fail(f"line of {len(raw):,} bytes; the limit is {MAX_LINE_BYTES:,}")
+                continue
             try:  # a byte-order mark opens files that Windows editors save (utf-8-sig drops it); CRLF is JSON whitespace
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -102,6 +112,7 @@ def _jsonl_rows(path: Path, parse_row=None):
 def _csv_rows(path: Path):
     import csv
 
+    limit = csv.field_size_limit(MAX_FIELD_CHARS)  # process-wide: put back when done
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM is not part of the first column's name
             reader = csv.DictReader(f)
@@ -112,6 +123,10 @@ def _csv_rows(path: Path):
                 yield reader.line_num, (lambda row=row: _parse_csv_row(row))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8") from None
+    except csv.Error as err:  # e.g. a field over the limit set above; line_num counts the lines read before it
+        raise DataError(f"{path}:{reader.line_num + 1}: {err}") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _parse_csv_row(row: dict) -> dict:
@@ -153,6 +168,7 @@ def _parse_prompt_row(line: str) -> dict:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
         raise ValueError("expected a JSON object with a non-empty 'question'")
+    _check_length("question", row["question"])
     return {"question": row["question"]}
 
 
@@ -174,8 +190,17 @@ def _validate(row) -> dict:
             raise ValueError("'choices' must be a list of at least two non-empty strings")
         if str(answer) not in choices:
             raise ValueError(f"'answer' {answer!r} is not one of 'choices'")
+    _check_length("question", question)
+    _check_length("answer", str(answer))
+    for c in choices or []:
+        _check_length("a choice", c)
     meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices")}
     return {"question": question, "answer": str(answer), "choices": choices, "meta": meta}
+
+
+def _check_length(field: str, text: str) -> None:
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValueError(f"{field} of {len(text):,} characters; the limit for one field is {MAX_FIELD_CHARS:,}")
 
 
 def _jsonable(value) -> bool:
