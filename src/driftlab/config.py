@@ -642,15 +642,23 @@ def resolve_suite_path(value: str, base: Path) -> Path:
 def _format_errors(err: ValidationError, prefix: str = "") -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(e["loc"]))
+        loc = ((prefix,) if prefix else ()) + tuple(e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown config key '{loc}'")
+            lines.append(f"unknown config key '{_key(loc)}'")
         elif e["type"] == "unknown_key":  # a flat key no registered option model claims (registry.split_options)
-            lines.append(f"unknown config key '{loc}.{e['ctx']['key']}'")
+            lines.append(f"unknown config key '{_key(loc, e['ctx']['key'])}'")
         elif e["type"] == "unknown_name":  # a name no registry knows (_known)
-            lines.append(f"config key '{loc}.{e['ctx']['field']}': {e['msg']}")
+            lines.append(f"config key '{_key(loc, e['ctx']['field'])}': {e['msg']}")
         elif e["type"] == "option_error":
-            lines.append(f"config key '{loc}.{e['ctx']['key']}': {e['ctx']['msg']}")
-        else:
-            lines.append(f"config key '{loc}': {e['msg'].removeprefix('Value error, ')}")
+            lines.append(f"config key '{_key(loc, e['ctx']['key'])}': {e['ctx']['msg']}")
+        elif loc:
+            lines.append(f"config key '{_key(loc)}': {e['msg'].removeprefix('Value error, ')}")
+        else:  # a check across keys names the key its message opens with ("probes.suite: ..."); else no key
+            msg = e["msg"].removeprefix("Value error, ")
+            named = re.fullmatch(r"([\w.]+): (.*)", msg, flags=re.S)
+            lines.append(f"config key '{named[1]}': {named[2]}" if named else f"config: {msg}")
     return "; ".join(lines)
+
+
+def _key(loc: tuple, *more) -> str:
+    return ".".join(str(p) for p in loc + more)

@@ -45,6 +45,17 @@ def test_wrong_type_names_key(tmp_path):
         load_config(write(tmp_path, cfg))
 
 
+def test_a_check_across_keys_names_its_key_not_an_empty_one(tmp_path):
+    """Issue 18: errors of the whole config printed `config key ''`."""
+    cfg = base_cfg() | {"probes": {"suite": "nope"}}
+    with pytest.raises(ConfigError, match=r"study.yaml: config key 'probes.suite': no suite named 'nope'") as err:
+        load_config(write(tmp_path, cfg))
+    assert "''" not in str(err.value)
+    cfg = base_cfg() | {"eval": {"strategies": [{"name": "cot", "suites": ["nope"]}]}}
+    with pytest.raises(ConfigError, match=r"config key 'eval.strategies.0.suites': no suite named 'nope'"):
+        load_config(write(tmp_path, cfg))
+
+
 def test_cli_style_overrides(tmp_path):
     cfg = load_config(write(tmp_path, base_cfg()), ["train.learning_rate=5e-4", "data.target.size=7",
                                                     "model.name_or_path=/some/dir"])
