@@ -75,7 +75,7 @@ def test_isolation_trains_only_the_selected_blocks_and_modules(tiny_model_dir, t
 
 
 def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatch):
-    reference = _train(tiny_model_dir, tmp_path / "ref", save_steps=3)
+    reference = _train(tiny_model_dir, tmp_path / "ref", save_steps=3, report_to=["tensorboard"])
 
     from driftlab.train import callbacks
 
@@ -91,7 +91,7 @@ def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies_at_step_5)
     with pytest.raises(Killed):
-        _train(tiny_model_dir, tmp_path / "run", save_steps=3, cache=False)  # trained again, not copied
+        _train(tiny_model_dir, tmp_path / "run", save_steps=3, cache=False, report_to=["tensorboard"])  # not copied
     monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)
     assert not (tmp_path / "run" / "adapter").exists()
     resumed = resume_training(tmp_path / "run")
@@ -102,6 +102,19 @@ def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatc
     steps = [r["step"] for r in rows if "loss" in r]
     assert steps == sorted(set(steps)) == list(range(1, 9))  # steps 4-5 trained twice, logged once
     assert resumed["first_loss"] == reference["first_loss"] and resumed["tokens"] == reference["tokens"]
+    # the summary and TensorBoard describe the whole run (issue 18: train_loss averaged steps 4-8 only, and
+    # TensorBoard showed step 4 twice)
+    assert math.isclose(resumed["train_loss"], reference["train_loss"], rel_tol=0.01)
+    assert math.isclose(resumed["train_loss"], sum(_losses(tmp_path / "run")) / 8, rel_tol=1e-6)
+    assert _tensorboard_steps(tmp_path / "run/tensorboard") == list(range(1, 9))
+
+
+def _tensorboard_steps(log_dir) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))  # reads every event file in the dir, honouring purges
+    events.Reload()
+    return [e.step for e in events.Scalars("train/loss")]
 
 
 def test_resume_needs_a_checkpoint(tmp_path):

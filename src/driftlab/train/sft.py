@@ -150,7 +150,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     log_cb, guard = JsonlLogCallback(out_dir / "train_log.jsonl", keep_until_step=resume_step), NonFiniteLossGuard()
     callbacks = [log_cb, guard, RichProgressCallback()]
     if "tensorboard" in cfg.report_to and is_main_process():
-        callbacks.append(_tensorboard(out_dir / "tensorboard"))
+        # a resumed run purges the steps the killed one logged after its checkpoint: they are trained again
+        callbacks.append(_tensorboard(out_dir / "tensorboard", purge_step=resume_step + 1 if resume_step else None))
     if "mlflow" in cfg.report_to:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (out_dir / "mlruns").resolve().as_uri())  # not ./mlruns
     if cfg.early_stopping_patience:
@@ -202,7 +203,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "peak_memory_mb": max((r.get("peak_memory_mb", 0) for r in log_cb.rows), default=None),
         "first_loss": losses[0] if losses else None,
         "final_loss": _mean_tail(losses),
-        "train_loss": result.training_loss,
+        "train_loss": _whole_run_loss(log_cb.rows, resume_step, result.training_loss, trainer.state.global_step),
         "best_eval_loss": min(eval_losses) if eval_losses else None,
         "config": cfg.model_dump(mode="json"),
         "world_size": world_size(),
@@ -287,11 +288,25 @@ def to_conversation(item: dict, system_prompt: str | None = None, enable_thinkin
     return record
 
 
-def _tensorboard(log_dir: Path):
+def _tensorboard(log_dir: Path, purge_step: int | None = None):
+    """TensorBoard's own resume mechanism: events of steps >= purge_step already in log_dir are hidden."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir), purge_step=purge_step))
+
+
+def _whole_run_loss(rows: list[dict], resume_step: int | None, this_call: float, steps: int) -> float:
+    """The mean training loss of the whole run. HF's `training_loss` averages the steps of this `train()` call only,
+    which after a resume leaves out the steps before the checkpoint; those come from the log the run kept, where
+    each loss is the mean over the steps since the previous logged one (all of them at logging_steps 1)."""
+    if not resume_step:
+        return this_call
+    before, last = 0.0, 0
+    for r in rows:
+        if "loss" in r and r["step"] <= resume_step:
+            before, last = before + r["loss"] * (r["step"] - last), r["step"]
+    return (before + this_call * (steps - resume_step)) / (last + steps - resume_step)
 
 
 def _importable(name: str) -> bool:
