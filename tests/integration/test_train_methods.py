@@ -240,7 +240,10 @@ def test_a_nan_gradient_with_a_finite_loss_stops_too_and_nan_checkpoints_are_not
         (tmp_path / f"checkpoint-{step}").mkdir()
         weights = torch.full((3, 2), value)
         save_file({"a": torch.ones(2), "b": weights}, str(tmp_path / f"checkpoint-{step}" / "adapter_model.safetensors"))
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")  # HF writes it last
     assert last_good_checkpoint(tmp_path) == (tmp_path / "checkpoint-4", ["checkpoint-6"])
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # a write cut short
+    assert last_good_checkpoint(tmp_path) == (tmp_path / "checkpoint-2", ["checkpoint-6", "checkpoint-4"])
 
 
 def test_diverging_run_is_one_clear_error(tiny_model_dir, tmp_path):

@@ -38,22 +38,34 @@ class ResultStore:
                             "created REAL NOT NULL)")
             self.db.commit()
         except (sqlite3.Error, OSError) as err:
-            raise DriftlabError(f"results store {self.path}: {err} (set eval.store_path, or pass --no-cache)") from None
+            raise self._error(err) from None
 
     def get_many(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
-        for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, value in self.db.execute(f"SELECT key, value FROM results WHERE key IN ({marks})", chunk):
-                found[key] = json.loads(value)
+        try:
+            for start in range(0, len(keys), 500):  # SQLite caps the number of bound parameters
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, value in self.db.execute(f"SELECT key, value FROM results WHERE key IN ({marks})", chunk):
+                    found[key] = json.loads(value)
+        except (sqlite3.Error, ValueError) as err:  # a damaged page, or a value that is not the JSON written
+            raise self._error(err) from None
         return found
 
     def put_many(self, items: dict[str, object]) -> None:
         now = time.time()
-        with self.db:  # one transaction: a kill leaves the whole batch stored or none of it
-            self.db.executemany("INSERT OR REPLACE INTO results (key, value, created) VALUES (?, ?, ?)",
-                                [(k, json.dumps(v), now) for k, v in items.items()])
+        try:
+            with self.db:  # one transaction: a kill leaves the whole batch stored or none of it
+                self.db.executemany("INSERT OR REPLACE INTO results (key, value, created) VALUES (?, ?, ?)",
+                                    [(k, json.dumps(v), now) for k, v in items.items()])
+        except sqlite3.Error as err:  # a damaged file, a full disk
+            raise self._error(err) from None
+
+    def _error(self, err: Exception) -> DriftlabError:
+        """One line for a store that cannot be opened, read or written: what SQLite said, and the way out (results
+        are recomputed without it; a damaged file can be moved aside — driftlab never deletes it)."""
+        return DriftlabError(f"results store {self.path}: {err} (move it aside or set eval.store_path to start a new "
+                             "one, or pass --no-cache)")
 
     def close(self) -> None:
         self.db.close()

@@ -74,9 +74,25 @@ class NonFiniteLossGuard(TrainerCallback):
         return control
 
 
+def checkpoints_newest_first(checkpoints: Path) -> list[Path]:
+    return sorted(checkpoints.glob("checkpoint-*"), key=lambda p: -int(p.name.split("-")[1]))
+
+
+def is_complete(ckpt: Path) -> bool:
+    """Whether a checkpoint was written to the end: HF Trainer writes trainer_state.json last (after the weights,
+    optimizer, scheduler and RNG states), so a checkpoint a kill -9 or a full disk cut short lacks it or holds a
+    torn one."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def last_good_checkpoint(checkpoints: Path) -> tuple[Path | None, list[str]]:
-    """The newest checkpoint under `checkpoints` whose saved weights (*.safetensors) are all finite, and the names
-    of newer ones that are not (checked, not assumed: a checkpoint saved after a NaN update holds NaN weights)."""
+    """The newest checkpoint under `checkpoints` that is complete and whose saved weights (*.safetensors) are all
+    finite, and the names of newer ones that are not (checked, not assumed: a checkpoint saved after a NaN update
+    holds NaN weights)."""
     import torch
     from safetensors import safe_open
 
@@ -90,8 +106,8 @@ def last_good_checkpoint(checkpoints: Path) -> tuple[Path | None, list[str]]:
         return True
 
     bad = []
-    for ckpt in sorted(checkpoints.glob("checkpoint-*"), key=lambda p: -int(p.name.split("-")[1])):
-        if finite(ckpt):
+    for ckpt in checkpoints_newest_first(checkpoints):
+        if is_complete(ckpt) and finite(ckpt):
             return ckpt, bad
         bad.append(ckpt.name)
     return None, bad

@@ -20,7 +20,8 @@ from driftlab.errors import DriftlabError
 from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
-from driftlab.train.callbacks import JsonlLogCallback, NonFiniteLossGuard, last_good_checkpoint
+from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, checkpoints_newest_first, is_complete,
+                                      last_good_checkpoint)
 from driftlab.train.lm_head import completion_tokens_only
 from driftlab.train.methods import METHODS
 
@@ -59,7 +60,7 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
         if hit is not None:
             write_json(out_dir / "train.json", hit)
             return hit
-    summary = _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, choices, resume=False)
+    summary = _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, choices, resume=None)
     if key is not None:
         store(key, out_dir, Path(summary["artifact"]), summary)
         summary["cache"] = {"key": key, "hit": False}
@@ -84,11 +85,12 @@ def resume_training(out_dir: Path) -> dict:
     model_cfg, cfg = ModelConfig.model_validate(meta["model_config"]), TrainConfig.model_validate(meta["train"])
     train_set = read_jsonl(out_dir / "train_set.jsonl")
     choices = _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
-    return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=True)
+    start = _resume_point(out_dir / "checkpoints")
+    return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start)
 
 
 def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train_set: list[dict], out_dir: Path,
-           seed: int, mix_report: dict, choices: dict, resume: bool) -> dict:
+           seed: int, mix_report: dict, choices: dict, resume: Path | None) -> dict:
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -146,7 +148,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # the rich progress bar (with ETA) replaces tqdm's
     )
-    resume_step = _last_checkpoint_step(out_dir) if resume else None
+    resume_step = int(resume.name.split("-")[1]) if resume else None
     log_cb, guard = JsonlLogCallback(out_dir / "train_log.jsonl", keep_until_step=resume_step), NonFiniteLossGuard()
     callbacks = [log_cb, guard, RichProgressCallback()]
     if "tensorboard" in cfg.report_to and is_main_process():
@@ -163,15 +165,22 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     total = base_params
 
     t0 = time.perf_counter()
-    with completion_tokens_only(device):
-        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    try:
+        with completion_tokens_only(device):
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except OSError as err:  # a full disk or a lost mount while a checkpoint or log is written
+        good, _ = last_good_checkpoint(out_dir / "checkpoints")
+        raise DriftlabError(f"training stopped at step {trainer.state.global_step}: {err.strerror or err}"
+                            + (f" writing {err.filename}" if err.filename else "")
+                            + f"; last complete checkpoint: {good or 'none'}"
+                            + (f"; `driftlab train --resume {out_dir}` continues from it" if good else "")) from None
     wall = time.perf_counter() - t0
     if guard.bad_step is not None:
         good, bad = last_good_checkpoint(out_dir / "checkpoints")
         what = "loss" if guard.bad_what == "loss" else "gradient norm"
         raise DriftlabError(f"training stopped: {what} became {guard.bad_value} at step {guard.bad_step}; last good "
                             f"checkpoint: {good or 'none'}"
-                            + (f" ({', '.join(bad)} hold non-finite weights)" if bad else "")
+                            + (f" ({', '.join(bad)}: cut short or non-finite weights)" if bad else "")
                             + " (lower train.learning_rate?)")
 
     artifact = out_dir / method.artifact
@@ -196,7 +205,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "mix": mix_report,
         "steps": trainer.state.global_step,
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
-        "resumed": resume,
+        "resumed": resume is not None,
         "tokens": tokens,
         "tokens_per_s": (tokens - log_cb.start_tokens) / wall if wall else 0.0,  # this process's share
         "wall_s": wall,
@@ -272,9 +281,18 @@ def _finish_distributed(grace_s: float = 60.0) -> None:
         os._exit(0)
 
 
-def _last_checkpoint_step(out_dir: Path) -> int | None:
-    steps = [int(p.name.split("-")[1]) for p in (out_dir / "checkpoints").glob("checkpoint-*")]
-    return max(steps) if steps else None
+def _resume_point(checkpoints: Path) -> Path:
+    """The newest complete checkpoint. A kill -9 or a full disk during a checkpoint write leaves a newer one that HF
+    Trainer would pick and fail on: it belongs to this run and holds nothing usable, so the main process removes it."""
+    import shutil
+
+    for ckpt in checkpoints_newest_first(checkpoints):
+        if is_complete(ckpt):
+            return ckpt
+        if is_main_process():
+            print(f"{ckpt} was cut short while being written: removed", file=sys.stderr)
+            shutil.rmtree(ckpt)
+    raise DriftlabError(f"{checkpoints.parent}: no complete checkpoint to resume from; start the run again instead")
 
 
 def to_conversation(item: dict, system_prompt: str | None = None, enable_thinking: bool | None = None) -> dict:
