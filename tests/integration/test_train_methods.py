@@ -130,7 +130,9 @@ def test_svf_experts_combine_at_inference(tiny_model_dir, tmp_path):
     cfg = TrainConfig(method="svf", batch_size=8, max_steps=8, learning_rate=2e-2, report_to=[])
     b = train_model(_start(tiny_model_dir), cfg, items_b, tmp_path / "b", seed=1)
     za, zb = load_expert(a["artifact"]), load_expert(b["artifact"])
+    (tmp_path / "ab.tmp").mkdir()  # a user's directory beside the output: left alone (issue 18)
     mixed = save_vectors(combine_experts([za, zb], [0.5, 0.5]), tmp_path / "ab")
+    assert (tmp_path / "ab.tmp").is_dir()
     name = sorted(za)[0]
     assert torch.allclose(load_expert(mixed)[name], (za[name] + zb[name]) / 2)
 
@@ -269,9 +271,13 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
 
     s = _train(tiny_model_dir, tmp_path / "t", method=method, learning_rate=2e-2, max_steps=4)
     out = tmp_path / "merged"
+    (tmp_path / "merged.tmp").mkdir()  # a user's directory beside --out (issue 18: export removed it)
+    (tmp_path / "merged.tmp" / "notes.txt").write_text("mine")
     result = CliRunner().invoke(app, ["export", "--adapter", str(tmp_path / "t"), "--model", str(tiny_model_dir),
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "merged.tmp" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".merged")) == []  # its temp dir is gone
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
         merged = load_model(resolve_model(str(out)))[0](x).logits
