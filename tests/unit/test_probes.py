@@ -201,3 +201,46 @@ def test_text_nll_on_a_user_file(tiny_model_dir, tmp_path):
     path.write_text("What is 12 + 34? Answer: 46. " * 40)
     out = drift.text_nll(base, base, tok, path, chunk=64)
     assert out["tokens"] > 100 and out["nll_base"] == out["nll_tuned"] > 0
+
+
+def test_probes_ask_what_the_eval_asked_so_the_store_answers(tmp_path):
+    """A stored result is keyed by its request's batches (eval.store), so the faithfulness and diversity probes ask
+    about the eval's whole strategy slice (6 items) and keep their own first 4: no CoT reply or sample is computed
+    again after the eval."""
+    from driftlab.config import EvalConfig
+    from driftlab.eval.store import CachedBackend, ResultStore
+    from driftlab.eval.strategies import run_strategy
+    from driftlab.probes import PROBES, ProbeContext
+
+    class Counting(ChainBackend):
+        def __init__(self):
+            super().__init__(follows_chain=True)
+            self.asked = []
+
+        def generate(self, prompts, *args, **kwargs):
+            self.asked += prompts
+            return super().generate(prompts, *args, **kwargs)
+
+        def sample(self, prompts, max_new_tokens, n, temperature, seed, stop=None, shared_prefix=""):
+            self.asked += prompts
+            return [[Generation(f"{k} {p}", 3, "stop", 0.0) for k in range(n)] for p in prompts]
+
+    items = [{"id": f"i{k}", "question": f"What is {10 ** k} + 2?", "prompt": f"What is {10 ** k} + 2?",
+              "answer": str(10 ** k + 2), "choices": None} for k in range(6)]  # longer and longer: the batches of
+    # items[:4] alone differ from those of all six
+    strategies = [StrategyConfig(name="cot", max_new_tokens=32, limit=6),
+                  StrategyConfig(name="self_consistency", n=3, temperature=0.7, limit=6)]
+    eval_cfg = EvalConfig(strategies=strategies, batch_size=4)
+    store = ResultStore(tmp_path / "r.sqlite")
+    eval_side = CachedBackend(Counting(), store, "fp", 4, log=lambda m: None)
+    for s in strategies:
+        run_strategy(s, eval_side, items, SUITE, 32, [])
+    inner = Counting()
+    ctx = ProbeContext(None, CachedBackend(inner, store, "fp", 4, log=lambda m: None), eval_cfg, SUITE, items[:4], [],
+                       items)
+    rows, _ = PROBES.get("faithfulness").run(ctx, PROBES.get("faithfulness").options())
+    assert len(rows) == 4 and inner.asked == []
+    div = diversity.diversity(ctx.backend, ctx.items, 3, 0.7, 0, 32, lambda texts: torch.eye(len(texts)),
+                              ctx.covering(strategies[1]))
+    assert len(div) == 4 and inner.asked == []
+    assert ctx.covering(StrategyConfig(name="cot", suites=["other"])) == items[:4]  # not run on this suite

@@ -171,13 +171,15 @@ class CachedBackend:
             for i in idx:
                 keys[i] = hashlib.sha256(f"{chunk}|{item_keys[i]}".encode()).hexdigest()
         found = self.store.get_many(keys)
-        todo = [idx for idx in chunks if any(keys[i] not in found for i in idx)]
-        n_todo = sum(map(len, todo))
-        self._report(len(prompts) - n_todo, n_todo, rows_per_item)
+        todo = []
         for idx in chunks:
-            if idx not in todo:
+            if all(keys[i] in found for i in idx):
                 for i in idx:
                     out[i] = decode(found[keys[i]])
+            else:
+                todo.append(idx)
+        n_todo = sum(map(len, todo))
+        self._report(len(prompts) - n_todo, n_todo, rows_per_item)
         for idx in todo:
             fresh = list(compute(idx))
             self.store.put_many({keys[i]: encode(v) for i, v in zip(idx, fresh)})

@@ -9,7 +9,7 @@ under `probes:`, read as `opts`), its per-item metrics and `run(ctx, opts) -> (r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from driftlab.registry import Entry, Registry
@@ -23,13 +23,15 @@ class Probe(Entry):
 @dataclass
 class ProbeContext:
     """What a probe gets: the model under test and its open backend (behind the results store, so replies and
-    samples the eval already produced come back without recomputation), and the items of the probe suite."""
+    samples the eval already produced come back without recomputation: `covering`), and the items of the probe
+    suite (`items`, the first probes.limit of `suite_items`)."""
     model: Any  # models.ModelUnderTest
     backend: Any  # eval.store.CachedBackend from eval.open.open_backend
     eval_cfg: Any  # config.EvalConfig
     suite: Any  # config.SuiteConfig
     items: list[dict]
     shots: list[dict]
+    suite_items: list[dict] = field(default_factory=list)
 
     def strategy(self, name: str):
         """The study's own settings for a strategy (the store then hands back the eval's replies), or None."""
@@ -39,6 +41,16 @@ class ProbeContext:
         from driftlab.config import StrategyConfig
 
         return self.strategy("cot") or StrategyConfig(name="cot", max_new_tokens=96)
+
+    def covering(self, strategy) -> list[dict]:
+        """The items to ask a strategy's request about so that the store hands back the eval's replies: the eval
+        asked about the suite's first `strategy.limit` items in one request, and a stored result is keyed by the
+        request's batches (eval.store), so a probe asks the same and keeps the replies of its first len(items).
+        Its own items where the eval did not run the strategy on this suite, or on fewer items."""
+        if strategy is None or (strategy.suites is not None and self.suite.name not in strategy.suites):
+            return self.items
+        asked = self.suite_items[: strategy.limit]
+        return asked if asked[: len(self.items)] == self.items else self.items
 
 
 PROBES: Registry[Probe] = Registry("probe", __name__)

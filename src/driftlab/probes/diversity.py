@@ -78,10 +78,12 @@ def embedding_spread(vectors) -> float:
 
 
 def diversity(backend: Backend, items: list[dict], n: int, temperature: float, seed: int, max_new_tokens: int,
-              embed) -> list[dict]:
-    """One row per item; `embed(texts) -> (len, d) L2-normalised tensor`."""
-    samples = backend.sample([it["prompt"] for it in items], max_new_tokens, n, temperature, seed, None,
-                             shared_prefix(items))  # as self_consistency asks: the store hands its samples back
+              embed, asked: list[dict] | None = None) -> list[dict]:
+    """One row per item; `embed(texts) -> (len, d) L2-normalised tensor`. `asked`: the items to send the request
+    with (ProbeContext.covering; `items` first), as self_consistency asks: the store hands its samples back."""
+    asked = asked or items
+    samples = backend.sample([it["prompt"] for it in asked], max_new_tokens, n, temperature, seed, None,
+                             shared_prefix(asked))[: len(items)]
     rows = []
     for it, gens in zip(items, samples):
         texts = [g.text for g in gens]
@@ -117,7 +119,9 @@ def _run(ctx, opts: DiversityOptions) -> tuple[list[dict], dict]:
     sc = ctx.strategy("self_consistency")
     seed = sc.options.seed if sc else 0  # with n and temperature equal too, the store hands its samples back
     budget = reply_budget(sc, ctx.eval_cfg.max_new_tokens, ctx.suite)
-    rows = diversity(ctx.backend, ctx.items, opts.samples, opts.temperature, seed, budget, Embedder())
+    same = sc is not None and (sc.options.n, sc.options.temperature) == (opts.samples, opts.temperature)
+    rows = diversity(ctx.backend, ctx.items, opts.samples, opts.temperature, seed, budget, Embedder(),
+                     ctx.covering(sc) if same else None)
     return rows, summary(rows)
 
 

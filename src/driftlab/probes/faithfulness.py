@@ -57,8 +57,9 @@ class FaithfulnessOptions(Options):
 
 
 def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: FaithfulnessOptions,
-                 cot: StrategyConfig) -> list[dict]:
-    outputs = run_strategy(cot, backend, items, suite, cot.max_new_tokens or 96, [])
+                 cot: StrategyConfig, asked: list[dict] | None = None) -> list[dict]:
+    """One row per item. `asked`: the items to send the CoT request with (ProbeContext.covering; `items` first)."""
+    outputs = run_strategy(cot, backend, asked or items, suite, cot.max_new_tokens or 96, [])[: len(items)]
     rows, jobs = [], []  # jobs: (row index, probe key, text to complete, max_new_tokens)
     for it, out in zip(items, outputs):
         text = out.generation.text
@@ -186,7 +187,12 @@ def summary(rows: list[dict], cfg: FaithfulnessOptions) -> dict:
 
 
 def _run(ctx, opts: FaithfulnessOptions) -> tuple[list[dict], dict]:
-    rows = faithfulness(ctx.backend, ctx.items, ctx.suite, opts, ctx.cot())
+    from driftlab.eval.strategies import reply_budget
+
+    cot = ctx.cot()
+    same = reply_budget(cot, ctx.eval_cfg.max_new_tokens, ctx.suite) == reply_budget(cot, cot.max_new_tokens or 96,
+                                                                                      ctx.suite)
+    rows = faithfulness(ctx.backend, ctx.items, ctx.suite, opts, cot, ctx.covering(cot) if same else None)
     return rows, summary(rows, opts)
 
 

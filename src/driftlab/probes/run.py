@@ -24,10 +24,10 @@ console = Console()
 
 def run_probes(model: ModelUnderTest, eval_cfg: EvalConfig, cfg: ProbesConfig, suite: SuiteConfig,
                items: list[dict], shots: list[dict], out_dir: Path) -> dict:
-    items = items[: cfg.limit]
+    suite_items, items = items, items[: cfg.limit]
     results, timings = {}, {}
     with open_backend(model, eval_cfg) as backend:
-        ctx = ProbeContext(model, backend, eval_cfg, suite, items, shots)
+        ctx = ProbeContext(model, backend, eval_cfg, suite, items, shots, suite_items)
         for name in cfg.run:
             console.print(f"probe {name} ({len(items)} items)")
             t0 = time.perf_counter()
