@@ -204,9 +204,9 @@ def test_text_nll_on_a_user_file(tiny_model_dir, tmp_path):
 
 
 def test_probes_ask_what_the_eval_asked_so_the_store_answers(tmp_path):
-    """A stored result is keyed by its request's batches (eval.store), so the faithfulness and diversity probes ask
-    about the eval's whole strategy slice (6 items) and keep their own first 4: no CoT reply or sample is computed
-    again after the eval."""
+    """A stored result is keyed by its request's batches (eval.store), so the faithfulness, shortcut and diversity
+    probes ask about the eval's whole strategy slice (6 items) and keep their own first 4: no reply or sample is
+    computed again after the eval."""
     from driftlab.config import EvalConfig
     from driftlab.eval.store import CachedBackend, ResultStore
     from driftlab.eval.strategies import run_strategy
@@ -228,7 +228,7 @@ def test_probes_ask_what_the_eval_asked_so_the_store_answers(tmp_path):
     items = [{"id": f"i{k}", "question": f"What is {10 ** k} + 2?", "prompt": f"What is {10 ** k} + 2?",
               "answer": str(10 ** k + 2), "choices": None} for k in range(6)]  # longer and longer: the batches of
     # items[:4] alone differ from those of all six
-    strategies = [StrategyConfig(name="cot", max_new_tokens=32, limit=6),
+    strategies = [StrategyConfig(name="zero_shot"), StrategyConfig(name="cot", max_new_tokens=32, limit=6),
                   StrategyConfig(name="self_consistency", n=3, temperature=0.7, limit=6)]
     eval_cfg = EvalConfig(strategies=strategies, batch_size=4)
     store = ResultStore(tmp_path / "r.sqlite")
@@ -240,7 +240,9 @@ def test_probes_ask_what_the_eval_asked_so_the_store_answers(tmp_path):
                        items)
     rows, _ = PROBES.get("faithfulness").run(ctx, PROBES.get("faithfulness").options())
     assert len(rows) == 4 and inner.asked == []
+    rows, _ = PROBES.get("shortcuts").run(ctx, PROBES.get("shortcuts").options(alt_template=None))
+    assert len(rows) == 4 and inner.asked == []
     div = diversity.diversity(ctx.backend, ctx.items, 3, 0.7, 0, 32, lambda texts: torch.eye(len(texts)),
-                              ctx.covering(strategies[1]))
+                              ctx.covering(strategies[2]))
     assert len(div) == 4 and inner.asked == []
     assert ctx.covering(StrategyConfig(name="cot", suites=["other"])) == items[:4]  # not run on this suite

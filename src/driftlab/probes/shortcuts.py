@@ -43,12 +43,20 @@ def _num(x: str | None) -> float | None:
 
 
 def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: list[dict], max_new_tokens: int,
-              cot: StrategyConfig, alt_template: str | None, k: int = 3) -> list[dict]:
-    zero = run_strategy(zero_shot_config(), backend, items, suite, max_new_tokens, shots)
-    cot_out = run_strategy(cot, backend, items, suite, max_new_tokens, shots)
-    few = run_strategy(StrategyConfig(name="few_shot", k=k), backend, items, suite, max_new_tokens, shots) \
-        if len(shots) >= k else None
-    exemplars = few_shot_messages(items, shots, k) if few else None
+              cot: StrategyConfig, alt_template: str | None, k: int = 3,
+              asked: dict[str, list[dict]] | None = None) -> list[dict]:
+    """One row per item. `asked`: per strategy (zero_shot, cot, few_shot), the items to send its request with
+    (ProbeContext.covering; `items` first), so the eval's replies come back from the store."""
+    asked = asked or {}
+
+    def ask(strategy: StrategyConfig, name: str) -> list:
+        request = asked.get(name) or items
+        return run_strategy(strategy, backend, request, suite, max_new_tokens, shots)[: len(items)]
+
+    zero = ask(zero_shot_config(), "zero_shot")
+    cot_out = ask(cot, "cot")
+    few = ask(StrategyConfig(name="few_shot", k=k), "few_shot") if len(shots) >= k else None
+    exemplars = few_shot_messages(asked.get("few_shot") or items, shots, k) if few else None
     alt = None
     if alt_template:
         alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"]), "shared_prefix": ""}
@@ -86,8 +94,11 @@ def summary(rows: list[dict]) -> dict:
 
 
 def _run(ctx, opts: ShortcutOptions) -> tuple[list[dict], dict]:
+    few = ctx.strategy("few_shot")
+    asked = {"zero_shot": ctx.covering(ctx.strategy("zero_shot")), "cot": ctx.covering(ctx.cot()),
+             "few_shot": ctx.covering(few) if few is not None and few.options.k == 3 else None}
     rows = shortcuts(ctx.backend, ctx.items, ctx.suite, ctx.shots, ctx.eval_cfg.max_new_tokens, ctx.cot(),
-                     opts.alt_template)
+                     opts.alt_template, asked=asked)
     return rows, summary(rows)
 
 
