@@ -120,7 +120,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
     if is_main_process():
         write_data(bundle, out_dir / "data")
     summary = train_model(start, train_cfg, bundle.train, out_dir, cfg.seed, bundle.eval_questions(), cfg.eval,
-                          cfg.data.target.scorer)
+                          target=cfg.data.target)
     if not is_main_process():
         return
     if (summary.get("cache") or {}).get("hit"):
@@ -335,13 +335,15 @@ def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json
 @app.command("list")
 @_errors
 def list_registered():
-    """What can be named in a config: the registered training methods, prompting strategies and probes, with their
-    options (config keys) and the metrics they produce."""
+    """What can be named in a config: the registered training methods, GRPO rewards, prompting strategies and probes,
+    with their options (config keys) and the metrics they produce."""
     from driftlab.eval.strategies import STRATEGIES
     from driftlab.probes import PROBES
     from driftlab.train.methods import METHODS
+    from driftlab.train.rewards import REWARDS
 
     for title, registry in (("training methods (train.method; options under train:)", METHODS),
+                            ("GRPO rewards (train.grpo.rewards[].name, with a weight)", REWARDS),
                             ("prompting strategies (eval.strategies[].name; options beside it)", STRATEGIES),
                             ("probes (probes.run; options under probes:)", PROBES)):
         table = Table("name", "what it is", "options (default)", "metrics (better)", title=title)

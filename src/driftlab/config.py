@@ -36,7 +36,7 @@ class Strict(BaseModel):
 
 
 def _registry(kind: str):
-    """The registry of training methods, strategies or probes. Imported when a config is validated, not when this
+    """The registry of training methods, strategies, rewards or probes. Imported when a config is validated, not when this
     module is: the registered modules import this one."""
     if kind == "method":
         from driftlab.train.methods import METHODS
@@ -44,6 +44,9 @@ def _registry(kind: str):
     if kind == "strategy":
         from driftlab.eval.strategies import STRATEGIES
         return STRATEGIES
+    if kind == "reward":
+        from driftlab.train.rewards import REWARDS
+        return REWARDS
     from driftlab.probes import PROBES
     return PROBES
 
@@ -91,10 +94,15 @@ class WithOptions(Strict):
     def _registered_options(cls, data):
         if not isinstance(data, dict):
             return data
-        data = _flat_input(data)
+        data = cls._aliases(_flat_input(data))
         for field, name in cls.named(data):
             _known(cls.registry_kind, name, field)
         return _route_options(cls, data, list(_registry(cls.registry_kind).entries().values()))
+
+    @classmethod
+    def _aliases(cls, data: dict) -> dict:
+        """Input spellings a block accepts for another (TrainConfig: method grpo)."""
+        return data
 
     @model_serializer(mode="wrap")
     def _flat(self, handler):
@@ -298,11 +306,53 @@ class ChainsConfig(Strict):
     per_question: int = Field(2, ge=1, description="self: at most this many distinct kept chains per question.")
 
 
+class RewardSpec(Strict):
+    name: str = Field(description="A registered reward (train/rewards.py; `driftlab list` shows them).")
+    weight: float = Field(1.0, description="Its weight in the summed reward (TRL reward_weights).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered(cls, data):
+        if isinstance(data, dict) and "name" in data:
+            _known("reward", data["name"], "name")
+        return data
+
+
+class GRPOConfig(Strict):
+    """GRPO (train.objective: grpo): TRL's GRPOTrainer on the target's training prompts, rewarded by the target
+    suite's own scorer. A step samples `group` completions for each of `prompts_per_step` prompts."""
+    group: int = Field(4, ge=2, description="Completions sampled per prompt (the group whose rewards are compared).")
+    prompts_per_step: int = Field(4, ge=1, description="Prompts per optimizer step.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    max_completion_length: int = Field(64, ge=4, description="Token budget of a completion.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the reference (the base model, adapter "
+                        "off); 0 (TRL's default) loads no reference.")
+    rewards: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="correct")], min_length=1,
+                                      description="Reward functions and weights, summed.")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL's loss normalisation.")
+    mask_truncated_completions: bool = Field(False, description="Leave completions cut by the budget out of the "
+                                             "loss (DAPO).")
+
+
 class TrainConfig(WithOptions):
     """Shared training settings; the keys of every registered method's options are accepted here too (the study's
     train block is shared by variants of different methods), each validated by its method (train/methods/)."""
     method: str = Field("lora", description="A registered training method (train/methods/; `driftlab list` shows "
                         "them): lora, dora, qlora (CUDA only), full and svf are built in.")
+    objective: Literal["sft", "grpo"] = Field(
+        "sft", description="How it learns: sft (TRL SFTTrainer on the target's completions, chains, replay) or grpo "
+        "(TRL GRPOTrainer, reward from the target's scorer: train.grpo). `method: grpo` is read as objective grpo "
+        "with method lora.")
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig, description="GRPO settings (objective grpo).")
+    probe_every: int | None = Field(None, ge=1, description="Keep the fine-tune every N steps and, in a study, "
+                                    "measure each kept point on small fixed slices (accuracy on probe_suites, format "
+                                    "entropy, KL drift): the curves over training time in the report.")
+    probe_items: int = Field(40, ge=5, description="probe_every: items of each probe suite's slice.")
+    probe_suites: list[str] | None = Field(None, description="probe_every: suites measured over training (None: the "
+                                           "target and the first held-out generate suite).")
+    init_from: str | None = Field(None, description="Start from a fine-tune's adapter instead of the bare base: a "
+                                  "variant of the study trained before this one (by name), or a path (an adapter "
+                                  "dir or the train run dir holding it). RL after SFT.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
         "(q_proj, self_attn, mlp) or all-linear.")
@@ -354,6 +404,12 @@ class TrainConfig(WithOptions):
     def named(cls, data: dict) -> list[tuple[str, Any]]:
         return [("method", data.get("method", "lora"))]
 
+    @classmethod
+    def _aliases(cls, data: dict) -> dict:
+        if data.get("method") == "grpo":  # GRPO is how it learns; the method is what changes (an adapter)
+            return {**data, "method": "lora", "objective": "grpo"}
+        return data
+
     @property
     def method_options(self):
         """The selected method's options (e.g. lora_r for lora)."""
@@ -363,6 +419,14 @@ class TrainConfig(WithOptions):
     def _early_stopping_needs_eval(self):
         if self.early_stopping_patience and self.eval_fraction <= 0:
             raise ValueError("early_stopping_patience needs eval_fraction > 0 (a held-out loss to watch)")
+        if self.objective == "grpo":
+            sft_only = {"chains.source": self.chains.source != "none", "mix": bool(self.mix),
+                        "eval_fraction": self.eval_fraction > 0, "early_stopping_patience": bool(
+                            self.early_stopping_patience), "padding_free": self.padding_free}
+            bad = [k for k, on in sft_only.items() if on]
+            if bad:
+                raise ValueError(f"objective grpo trains on the target's prompts with its reward; "
+                                 f"{', '.join(bad)} apply to objective sft only")
         return self
 
 
@@ -534,6 +598,28 @@ class StudyConfig(Strict):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     gate: list[GateRule] = Field(default_factory=list, description="Regression-gate rules (driftlab gate; checked "
                                  "by the study too, its result in the report's verdict).")
+
+    @model_validator(mode="after")
+    def _variants_train_what_they_can(self):
+        """GRPO's reward is the target's scorer on generated replies; a variant's init_from names an earlier one; the
+        suites measured over training exist."""
+        earlier: list[str] = []
+        for i, variant in enumerate(self.variants):
+            train = self.variant_train(variant)
+            objective, init_from = train.objective, train.init_from
+            if objective == "grpo" and self.data.target.mode != "generate":
+                raise ValueError(f"variants.{i}.train.objective: grpo needs replies to reward, and the target "
+                                 f"'{self.data.target.name}' is a {self.data.target.mode} suite")
+            if init_from and init_from not in earlier and not Path(init_from).exists():
+                raise ValueError(f"variants.{i}.train.init_from: {init_from!r} is not a variant trained before "
+                                 f"'{variant.name}' (those: {earlier or 'none'}); or give a path")
+            known = list(self.data.suite_configs()) + [h.name for h in self.data.heldout]
+            for name in train.probe_suites or []:
+                if name not in known:
+                    raise ValueError(f"variants.{i}.train.probe_suites: no suite named {name!r} (suites: "
+                                     f"{', '.join(dict.fromkeys(known))})")
+            earlier.append(variant.name)
+        return self
 
     @model_validator(mode="after")
     def _strategy_suites_exist(self):

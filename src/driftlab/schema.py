@@ -52,6 +52,7 @@ class VariantResult(Record):
     method: str
     train: dict[str, Any]  # train.json: the training summary (train/sft.py)
     eval: dict[str, dict[str, Any]]  # result key -> metrics (eval/run.py suite_metrics)
+    trajectory: dict[str, Any] | None = None  # train.probe_every: the points over training (probes/trajectory.py)
 
 
 class SuiteResult(Record):

@@ -75,10 +75,17 @@ def run_study(cfg: StudyConfig) -> Path:
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
         train_dir = run_dir / "train" / variant.name
+        if train_cfg.init_from in train_cfgs:  # a variant trained before this one: its adapter in this run
+            train_cfg = train_cfg.model_copy(update={"init_from": str(run_dir / "train" / train_cfg.init_from)})
         with stage(f"train:{variant.name}"):
             summary = train_model(base_model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval,
-                                  cfg.data.target.scorer)
+                                  target=cfg.data.target)
         tuned_model = base_model.tuned(Path(summary["artifact"]))
+        trajectory = None
+        if train_cfg.probe_every:
+            with stage(f"trajectory:{variant.name}"):
+                trajectory = over_training(base_model, train_dir, summary, train_cfg, bundle, suite_cfgs, cfg,
+                                           run_dir / "trajectory" / variant.name)
         with stage(f"eval:{variant.name}"):
             tuned = evaluate_model(tuned_model, bundle.suites, suite_cfgs, cfg.eval, run_dir / "eval" / variant.name,
                                    label=variant.name, shots=bundle.shots)
@@ -92,7 +99,7 @@ def run_study(cfg: StudyConfig) -> Path:
         write_json(run_dir / "compare" / f"{variant.name}.json", result)
         comparisons += [{"variant": variant.name, "suite": suite, **row} for suite, row in result.items()]
         variants.append({"name": variant.name, "method": train_cfg.method, "train": summary,
-                         "eval": tuned["suites"]})
+                         "eval": tuned["suites"], "trajectory": trajectory})
         logs[variant.name] = read_jsonl(train_dir / "train_log.jsonl")
 
     suites = []
@@ -132,3 +139,21 @@ def run_study(cfg: StudyConfig) -> Path:
     study.timings_s["report"] = timings["report"]
     study.write(run_dir / "study.json")
     return run_dir
+
+
+def over_training(base_model: ModelUnderTest, train_dir: Path, summary: dict, train_cfg, bundle, suite_cfgs, cfg,
+                  out_dir: Path) -> dict:
+    """The fine-tune's kept points (train.probe_every), the base as step 0 and the end of training, measured on
+    slices of the probe suites (probes/trajectory.py)."""
+    from driftlab.probes.trajectory import measure, snapshots
+
+    names = train_cfg.probe_suites or [cfg.data.target.name] + [
+        s.name for s in cfg.data.heldout if s.mode == "generate"][:1]
+    expanded = []  # a multi-step family's name stands for its members
+    for n in names:
+        expanded += [n] if n in bundle.suites else [k for k, c in suite_cfgs.items() if c.family == n]
+    slices = {n: bundle.suites[n][: train_cfg.probe_items] for n in dict.fromkeys(expanded)}
+    points = [(0, None)] + snapshots(train_dir)
+    if points[-1][0] != summary["steps"]:
+        points.append((summary["steps"], Path(summary["artifact"])))
+    return measure(base_model, points, slices, suite_cfgs, cfg.data.target.name, cfg.eval, out_dir)

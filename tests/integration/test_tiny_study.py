@@ -199,3 +199,54 @@ def test_warm_rerun_loads_no_weights(tmp_path, tiny_model_dir, monkeypatch):
         else:  # latencies differ (a cached row keeps its own); the verdicts may not
             assert {k: v["correct"] for k, v in json.loads(a)["suites"].items()} == {
                 k: v["correct"] for k, v in json.loads(b)["suites"].items()}
+
+
+def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkeypatch):
+    """A study with an SFT variant and GRPO continuing it (init_from by variant name), both kept every 3 steps: the
+    trajectory (base as step 0, each kept point, accuracy with Wilson intervals, format entropy, KL) reaches
+    study.json and both reports, the GRPO row says what it was rewarded for, and a warm re-run loads no model."""
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["data"]["target"]["extraction"] = "lenient"
+    cfg["train"].update(max_steps=6, save_steps=3, probe_every=3, probe_items=5)
+    cfg["variants"] = [{"name": "sft"},
+                       {"name": "rl", "train": {"method": "grpo", "init_from": "sft", "learning_rate": 1e-3,
+                                                "grpo": {"group": 2, "prompts_per_step": 2,
+                                                         "max_completion_length": 6}}}]
+    cfg["probes"] = {"drift_prompts": 3, "drift_max_new_tokens": 4}
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "runs").iterdir())
+    study = json.loads((run / "study.json").read_text())
+    sft, rl = study["variants"]
+    assert rl["train"]["objective"] == "grpo" and rl["train"]["config"]["init_from"] == str(run / "train/sft")
+    assert rl["train"]["grpo"]["steps"] == 6
+    for v in (sft, rl):
+        t = v["trajectory"]
+        assert [p["step"] for p in t["points"]] == [0, 3, 6] and t["suites"] == ["arithmetic", "copy_word"]
+        first = t["points"][0]
+        assert first["kl"] == 0.0 and first["artifact"] is None
+        for p in t["points"]:
+            s = p["suites"]["arithmetic"]
+            assert s["n"] == 5 and s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]
+            assert p["format_entropy"] >= 0 and sum(p["formats"].values()) == 5
+        assert t["points"][1]["kl"] > 0
+        assert (run / "train" / v["name"] / "snapshots/step-00003/adapter_config.json").exists()
+    md = (run / "report.md").read_text()
+    assert "## Over training" in md and "### `rl` over training" in md and "GRPO from sft, reward 1×correct" in md
+    html = (run / "report.html").read_text()
+    assert "rl over training" in html and "GRPO: mean reward per step" in html
+
+    import driftlab.models as models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a fully cached re-run loaded a model")
+
+    monkeypatch.setattr(models, "load_model", no_loading)
+    again = CliRunner().invoke(app, ["study", "-c", str(cfg_path)])
+    assert again.exit_code == 0, again.output
+    second = max((tmp_path / "runs").iterdir())
+    strip = lambda points: [{k: v for k, v in p.items() if k != "artifact"} for p in points]  # noqa: E731
+    assert strip(json.loads((second / "study.json").read_text())["variants"][1]["trajectory"]["points"]) == \
+        strip(rl["trajectory"]["points"])

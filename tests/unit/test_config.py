@@ -70,9 +70,9 @@ def test_override_with_unknown_key_is_rejected(tmp_path):
 
 
 def test_variant_override_unknown_key(tmp_path):
-    cfg = load_config(write(tmp_path, base_cfg() | {"variants": [{"name": "v", "train": {"lora_rr": 4}}]}))
+    """A variant's train block is validated when the config loads (before any run dir exists)."""
     with pytest.raises(ConfigError, match=r"unknown config key 'variants.v.train.lora_rr'"):
-        cfg.variant_train(cfg.variants[0])
+        load_config(write(tmp_path, base_cfg() | {"variants": [{"name": "v", "train": {"lora_rr": 4}}]}))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -10,8 +10,9 @@ from plotly.offline import get_plotlyjs
 from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
 from driftlab.report.markdown import verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
-                                   pareto_figure, steps_figure, strategy_heatmap)
-from driftlab.report.tables import gate_lines, probe_table, strategy_rows, sweep_table, training_rows
+                                   pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
+from driftlab.report.tables import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
+                                    trajectory_lines)
 from driftlab.schema import Study
 
 
@@ -24,6 +25,9 @@ def render_html(study: Study, train_logs: dict[str, list[dict]], flips: list[dic
         figures.append(error_figure(study))
     if any(train_logs.values()):
         figures.append(loss_figure(train_logs))
+    if any(r.get("reward") is not None for rows in train_logs.values() for r in rows):
+        figures.append(reward_figure(train_logs))
+    figures += [trajectory_figure(v.name, v.trajectory) for v in study.variants if v.trajectory]
     if study.probes and study.probes.base.get("probes", {}).get("faithfulness"):
         figures.append(early_answer_figure(study.probes))
     plots = "\n".join(_plot(fig) for fig in figures)
@@ -57,6 +61,7 @@ loss to show unless it falls significantly; a gain from it is still a gain.</p>
 {sweep}
 {_training_table(study)}
 {_md_table_as_html(probe_table(study))}
+{_md_table_as_html(["## Over training", ""] + over if (over := trajectory_lines(study)) else [])}
 <h2>Plots</h2>{plots}
 {_flip_browser(flips or [])}
 </body></html>
@@ -69,6 +74,8 @@ def _md_table_as_html(lines: list[str]) -> str:
     for line in lines:
         if line.startswith("## "):
             out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("### "):
+            out.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("|") and set(line.replace("|", "").strip()) <= set("-: "):
             continue
         elif line.startswith("|"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
 from driftlab.report.tables import (gate_lines, pct, probe_table, pts, strategy_table, sweep_table,
-                                    training_rows)
+                                    training_rows, trajectory_lines)
 from driftlab.schema import Study
 
 
@@ -57,6 +57,9 @@ def render_markdown(study: Study) -> str:
         lines.append(f"| {r['variant']} | {r['method']} | {r['trainable']:,} ({r['fraction']:.3%}) | {r['targets']} | "
                      f"{r['mix']} | {r['steps']} | {r['tokens']:,} | {r['tokens_per_s']:.0f} | {r['first_loss']} | "
                      f"{r['final_loss']} | {r['wall_s']:.0f}{' (train cache: an earlier run)' if r['cached'] else ''} |")
+    over = trajectory_lines(study)
+    if over:
+        lines += ["", "## Over training", ""] + over
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in study.timings_s.items()]
     contamination = study.data["contamination"]

@@ -89,6 +89,50 @@ def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
     return fig
 
 
+def reward_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
+    """GRPO runs: mean reward per step, and the share of groups whose rewards were all equal (no learning signal)."""
+    fig = go.Figure()
+    for k, (name, rows) in enumerate(train_logs.items()):
+        pts = [(r["step"], r["reward"]) for r in rows if r.get("reward") is not None]
+        if not pts:
+            continue
+        color = COLORS[(k + 1) % len(COLORS)]
+        fig.add_scatter(name=f"{name}: reward", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                        line={"color": color})
+        flat = [(r["step"], r["frac_reward_zero_std"]) for r in rows if r.get("frac_reward_zero_std") is not None]
+        fig.add_scatter(name=f"{name}: groups without signal", x=[p[0] for p in flat], y=[p[1] for p in flat],
+                        mode="lines", line={"color": color, "dash": "dot"})
+    fig.update_layout(title="GRPO: mean reward per step (dotted: share of groups whose rewards were all equal)",
+                      xaxis_title="step", yaxis_title="reward / share", height=360)
+    return fig
+
+
+def trajectory_figure(name: str, trajectory: dict) -> go.Figure:
+    """One fine-tune over training: accuracy on each probe suite (95% Wilson bands), format entropy of the target
+    replies (bits) and KL drift from the base, against steps (step 0 = the base)."""
+    from plotly.subplots import make_subplots
+
+    points = trajectory["points"]
+    steps = [p["step"] for p in points]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy (95% Wilson)", "format entropy (bits) and KL"))
+    for k, suite in enumerate(trajectory["suites"]):
+        color = COLORS[k % len(COLORS)]
+        acc = [p["suites"][suite]["accuracy"] for p in points]
+        lo = [p["suites"][suite]["ci95"][0] for p in points]
+        hi = [p["suites"][suite]["ci95"][1] for p in points]
+        fig.add_scatter(x=steps + steps[::-1], y=hi + lo[::-1], fill="toself", line={"width": 0}, opacity=0.2,
+                        fillcolor=color, showlegend=False, hoverinfo="skip", row=1, col=1)
+        fig.add_scatter(name=suite, x=steps, y=acc, mode="lines+markers", line={"color": color}, row=1, col=1)
+    fig.add_scatter(name="format entropy", x=steps, y=[p["format_entropy"] for p in points], mode="lines+markers",
+                    line={"color": "#555"}, row=1, col=2)
+    fig.add_scatter(name="KL from base", x=steps, y=[p["kl"] for p in points], mode="lines+markers",
+                    line={"color": "#555", "dash": "dot"}, row=1, col=2)
+    fig.update_layout(title=f"{name} over training ({', '.join(f'{s}: {n} items' for s, n in trajectory['items'].items())})",
+                      height=380)
+    fig.update_xaxes(title_text="step")
+    return fig
+
+
 def early_answer_figure(probes: ProbeResults) -> go.Figure:
     fig = go.Figure()
     runs = {"base": probes.base, **probes.variants}

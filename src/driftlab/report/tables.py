@@ -4,6 +4,8 @@ so both reports say the same."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from driftlab.schema import Study
 
 
@@ -53,8 +55,44 @@ def training_rows(study: Study) -> list[dict]:
                      "final_loss": num(t["final_loss"]), "wall_s": t["wall_s"],
                      "cached": bool((t.get("cache") or {}).get("hit")),  # copied from the train cache, not run now
                      "mix": ", ".join(f"{k} ({m['items']} items)" for k, m in mix.items()) or "none",
-                     "targets": targets_text((t.get("mix") or {}).get("chains"))})
+                     "targets": grpo_text(t) if t.get("objective") == "grpo" else
+                     targets_text((t.get("mix") or {}).get("chains"))})
     return rows
+
+
+def grpo_text(train: dict) -> str:
+    """What a GRPO run was rewarded for and whether the reward rose (first vs last steps, bootstrap CI)."""
+    cfg, g = train["config"], train.get("grpo")
+    rewards = " + ".join(f"{r['weight']:g}×{r['name']}" for r in cfg["grpo"]["rewards"])
+    start = f" from {Path(cfg['init_from']).name}" if cfg.get("init_from") else ""
+    if not g:
+        return f"GRPO{start}, reward {rewards}"
+    lo, hi = g["gain_ci95"]
+    zero = f"; {g['zero_std_groups']:.0%} of groups without signal" if g.get("zero_std_groups") is not None else ""
+    return (f"GRPO{start}, reward {rewards}: first {g['k']} steps {g['first']:.2f} → last {g['k']} {g['last']:.2f} "
+            f"({g['gain']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]){zero}")
+
+
+def trajectory_lines(study: Study) -> list[str]:
+    """The points over training of every variant that kept them (train.probe_every), as a table."""
+    lines = []
+    for v in study.variants:
+        if not v.trajectory:
+            continue
+        t = v.trajectory
+        suites = t["suites"]
+        lines += [f"### `{v.name}` over training", "",
+                  "Step 0 is the base. Accuracy on the first items of each suite (zero-shot, 95% Wilson interval), "
+                  "the format entropy of the target replies (bits over format classes) and the KL drift from the base.",
+                  "", "| step | " + " | ".join(f"{s} (n {t['items'][s]})" for s in suites) + " | format entropy | KL |",
+                  "|---:|" + "---|" * len(suites) + "---:|---:|"]
+        for p in t["points"]:
+            accs = [f"{p['suites'][s]['accuracy']:.0%} [{p['suites'][s]['ci95'][0]:.0%}, "
+                    f"{p['suites'][s]['ci95'][1]:.0%}]" for s in suites]
+            kl = f"{p['kl']:.4f}" if p.get("kl") is not None else "–"
+            lines.append(f"| {p['step']} | " + " | ".join(accs) + f" | {p['format_entropy']:.2f} | {kl} |")
+        lines.append("")
+    return lines
 
 
 def targets_text(chains: dict | None) -> str:

@@ -32,7 +32,8 @@ def cache_key(model_fingerprint: str, model_cfg: dict, train_cfg: dict, train_se
 
     # Only logging destinations stay out of the key: everything else (save_steps too: it sets the held-out
     # evaluation steps that early stopping and the best-checkpoint choice depend on) can change the weights.
-    cfg = {k: v for k, v in train_cfg.items() if k not in ("report_to", "logging_steps", "cache")}
+    cfg = {k: v for k, v in train_cfg.items()
+           if k not in ("report_to", "logging_steps", "cache", "probe_items", "probe_suites")}  # how points are measured
     code = hashlib.sha256()
     package = Path(__file__).parent.parent
     for path in sorted(Path(__file__).parent.rglob("*.py")) + [package / "models.py", package / "artifacts.py"]:
@@ -59,8 +60,11 @@ def lookup(key: str, artifact_name: str, out_dir: Path) -> dict | None:
         summary = json.loads((src / "train.json").read_text())
         shutil.copytree(src / artifact_name, out_dir / artifact_name)
         shutil.copy2(src / "train_log.jsonl", out_dir / "train_log.jsonl")
+        if (src / "snapshots").is_dir():  # train.probe_every: the fine-tune every N steps
+            shutil.copytree(src / "snapshots", out_dir / "snapshots")
     except (OSError, ValueError):
         shutil.rmtree(out_dir / artifact_name, ignore_errors=True)
+        shutil.rmtree(out_dir / "snapshots", ignore_errors=True)
         (out_dir / "train_log.jsonl").unlink(missing_ok=True)
         return None
     return {**summary, "artifact": str(out_dir / artifact_name),
@@ -78,6 +82,8 @@ def store(key: str, out_dir: Path, artifact: Path, summary: dict) -> None:
         tmp.mkdir(parents=True)
         shutil.copytree(artifact, tmp / artifact.name)
         shutil.copy2(out_dir / "train_log.jsonl", tmp / "train_log.jsonl")
+        if (out_dir / "snapshots").is_dir():
+            shutil.copytree(out_dir / "snapshots", tmp / "snapshots")
         (tmp / "train.json").write_text(json.dumps(summary, indent=2, default=str))
         tmp.rename(dest)
     except OSError:

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "train_loss", "mean_token_accuracy", "entropy")
+LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "train_loss", "mean_token_accuracy", "entropy",
+          # GRPO: mean and spread of the summed reward, share of groups whose rewards were all equal (no signal),
+          # completion lengths, share cut by the budget, KL to the reference (beta > 0)
+          "reward", "reward_std", "frac_reward_zero_std", "kl", "completions/mean_length",
+          "completions/clipped_ratio", "completions/mean_terminated_length")
+LOGGED_PREFIXES = ("rewards/",)  # GRPO: rewards/<reward>/mean and /std, one per reward function
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -42,7 +47,7 @@ class JsonlLogCallback(TrainerCallback):
         now = time.perf_counter()
         tokens = state.num_input_tokens_seen
         row = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
-        row.update({k: logs[k] for k in LOGGED if k in logs})
+        row.update({k: v for k, v in logs.items() if k in LOGGED or k.startswith(LOGGED_PREFIXES)})
         if self._last_time is not None and now > self._last_time and tokens > self._last_tokens:
             row["tokens_per_s"] = (tokens - self._last_tokens) / (now - self._last_time)
             self._last_time, self._last_tokens = now, tokens
@@ -52,6 +57,34 @@ class JsonlLogCallback(TrainerCallback):
         # Appending one line is atomic enough for a log (a torn last line is skipped by readers).
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+
+
+class SnapshotCallback(TrainerCallback):
+    """Keeps the fine-tune every `every` optimizer steps (train.probe_every) as `<dir>/step-<N>`, written whole or not
+    at all (a temp dir renamed), for the curves over training time. `save(path)` writes the method's artifact; it is
+    set once the trainer exists. A resumed run writes the steps after its checkpoint again (the same weights)."""
+
+    def __init__(self, every: int, directory: Path):
+        self.every, self.dir, self.save = every, Path(directory), None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every or not state.is_world_process_zero or self.save is None:
+            return
+        import os
+        import shutil
+        import tempfile
+
+        final = self.dir / f"step-{state.global_step:05d}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{final.name}."))
+        try:
+            self.save(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 class NonFiniteLossGuard(TrainerCallback):

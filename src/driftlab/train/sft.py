@@ -15,23 +15,27 @@ import sys
 import time
 from pathlib import Path
 
-from driftlab.config import EvalConfig, ModelConfig, TrainConfig
+from driftlab.config import EvalConfig, ModelConfig, SuiteConfig, TargetConfig, TrainConfig
 from driftlab.errors import DriftlabError
 from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
-from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, checkpoints_newest_first, is_complete,
-                                      last_good_checkpoint)
+from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, SnapshotCallback, checkpoints_newest_first,
+                                      is_complete, last_good_checkpoint)
+from driftlab.train.grpo import reward_summary
 from driftlab.train.lm_head import completion_tokens_only
 from driftlab.train.methods import METHODS
 
 
 def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict], out_dir: Path, seed: int = 0,
                 exclude_prompts: set[str] | None = None, eval_cfg: EvalConfig | None = None,
-                scorer: str | None = None) -> dict:
+                scorer: str | None = None, target: SuiteConfig | None = None) -> dict:
     """Fine-tune the base of `start` on `items` (+ train.mix); writes train_set.jsonl, train_config.json,
     checkpoints/, the artifact, train_log.jsonl and train.json into out_dir. `exclude_prompts`: eval prompts no
-    replay item may be."""
+    replay item may be. `target`: the target suite (GRPO's reward is its scorer; its scorer is `scorer`'s default)."""
+    if train_cfg.objective == "grpo" and target is None:
+        raise DriftlabError("train.objective=grpo: the reward is the target suite's scorer, and none was given")
+    scorer = scorer or (target.scorer if target is not None else None)
     from driftlab.train.mix import build_training_set
 
     out_dir = Path(out_dir)
@@ -49,18 +53,21 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
         write_json(out_dir / "train_config.json", {
             "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
             "model_config": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-            "seed": seed, "mix": mix_report})
+            "seed": seed, "mix": mix_report,
+            "target": target.model_dump(mode="json") if target is not None else None})
     key = None
     device = pick_device(model_cfg.device)
     choices = _machine_choices(train_cfg, device, model, model_cfg, train_set)
     if train_cfg.cache and world_size() == 1:
-        key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), train_cfg.model_dump(mode="json"),
-                        train_set, seed, device, choices)
+        key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
+                        seed, device, choices)
         hit = lookup(key, method.artifact, out_dir)
         if hit is not None:
+            hit["config"] = train_cfg.model_dump(mode="json")  # this run's (a starting adapter's path is its own)
             write_json(out_dir / "train.json", hit)
             return hit
-    summary = _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, choices, resume=None)
+    summary = _train(model, model_cfg, train_cfg, train_set, out_dir, seed, mix_report, choices, resume=None,
+                     target=target)
     if key is not None:
         store(key, out_dir, Path(summary["artifact"]), summary)
         summary["cache"] = {"key": key, "hit": False}
@@ -85,12 +92,14 @@ def resume_training(out_dir: Path) -> dict:
     model_cfg, cfg = ModelConfig.model_validate(meta["model_config"]), TrainConfig.model_validate(meta["train"])
     train_set = read_jsonl(out_dir / "train_set.jsonl")
     choices = _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
+    target = TargetConfig.model_validate(meta["target"]) if meta.get("target") else None
     start = _resume_point(out_dir / "checkpoints")
-    return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start)
+    return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start,
+                  target=target)
 
 
 def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train_set: list[dict], out_dir: Path,
-           seed: int, mix_report: dict, choices: dict, resume: Path | None) -> dict:
+           seed: int, mix_report: dict, choices: dict, resume: Path | None, target: SuiteConfig | None = None) -> dict:
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
@@ -104,16 +113,12 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     if choices["attention"] is not None:
         lm.set_attn_implementation(choices["attention"])
     base_params = _param_count(lm)  # before the method wraps or freezes anything
-    lm, peft_config = method.prepare(lm, cfg)
+    lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, cfg)
 
-    rows = [to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking) for it in train_set]
-    n_eval = int(len(rows) * cfg.eval_fraction)
-    train_ds, eval_ds = Dataset.from_list(rows[n_eval:]), (Dataset.from_list(rows[:n_eval]) if n_eval else None)
     bf16 = choices["bf16"]
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else on_gpu
-    args = SFTConfig(
+    common = dict(  # TrainingArguments shared by SFT and GRPO
         output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -121,31 +126,22 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        max_length=None if cfg.padding_free else cfg.max_length,  # TRL: padding-free without packing truncates nothing
         # TRL's defaults (bf16 on, gradient checkpointing on) suit a GPU; every precision/memory knob is set from the
         # device instead: bf16 autocast only on bf16 hardware, no recompute on CPU.
         bf16=bf16,
         fp16=False,
         activation_checkpointing=checkpointing,
         use_cpu=not on_gpu,
-        use_liger_kernel=choices["liger"],
-        padding_free=cfg.padding_free,
         ddp_broadcast_buffers=method.broadcast_buffers,
-        completion_only_loss=True,
         logging_steps=cfg.logging_steps,
         logging_nan_inf_filter=False,  # the default hides a NaN loss behind the previous steps' mean
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=cfg.save_steps,
-        load_best_model_at_end=bool(cfg.early_stopping_patience),
-        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
         report_to=["mlflow"] if "mlflow" in cfg.report_to else [],
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,  # the rich progress bar (with ETA) replaces tqdm's
     )
     resume_step = int(resume.name.split("-")[1]) if resume else None
@@ -158,15 +154,43 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         os.environ.setdefault("MLFLOW_TRACKING_URI", (out_dir / "mlruns").resolve().as_uri())  # not ./mlruns
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    if cfg.probe_every and world_size() > 1:  # a sharded model is saved by every rank together, not in a callback
+        raise DriftlabError("train.probe_every runs in a single process; drop it under accelerate launch")
+    snapshots = SnapshotCallback(cfg.probe_every, out_dir / "snapshots") if cfg.probe_every else None
+    if snapshots:
+        callbacks.append(snapshots)
+    n_eval = int(len(train_set) * cfg.eval_fraction)  # held out for an eval loss (SFT only: validated)
+    if cfg.objective == "grpo":
+        from driftlab.train.grpo import build_trainer
+
+        trainer = build_trainer(lm, tokenizer, common, train_set, cfg, target, model_cfg, callbacks, peft_config)
+    else:
+        rows = [to_conversation(it, model_cfg.system_prompt, model_cfg.enable_thinking) for it in train_set]
+        train_ds, eval_ds = Dataset.from_list(rows[n_eval:]), (Dataset.from_list(rows[:n_eval]) if n_eval else None)
+        args = SFTConfig(
+            **common,
+            per_device_train_batch_size=cfg.batch_size,
+            max_length=None if cfg.padding_free else cfg.max_length,  # padding-free without packing truncates nothing
+            use_liger_kernel=choices["liger"],
+            padding_free=cfg.padding_free,
+            completion_only_loss=True,
+            eval_strategy="steps" if eval_ds is not None else "no",
+            eval_steps=cfg.save_steps,
+            load_best_model_at_end=bool(cfg.early_stopping_patience),
+            metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
+            include_num_input_tokens_seen="non_padding",
+        )
+        trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    if snapshots:
+        snapshots.save = lambda path: method.save(trainer, tokenizer, cfg, path, model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the rich bar and train_log.jsonl suffice
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = base_params
 
     t0 = time.perf_counter()
     try:
-        with completion_tokens_only(device):
+        with completion_tokens_only(device):  # SFT's and GRPO's LM head: TRL's same fused forward
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except OSError as err:  # a full disk or a lost mount while a checkpoint or log is written
         good, _ = last_good_checkpoint(out_dir / "checkpoints")
@@ -190,6 +214,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     tokens = trainer.state.num_input_tokens_seen
     summary = {
         "method": cfg.method,
+        "objective": cfg.objective,
         "base_model": model.name,
         "base_fingerprint": model.fingerprint,
         "artifact": str(artifact),
@@ -214,6 +239,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "final_loss": _mean_tail(losses),
         "train_loss": _whole_run_loss(log_cb.rows, resume_step, result.training_loss, trainer.state.global_step),
         "best_eval_loss": min(eval_losses) if eval_losses else None,
+        **({"grpo": reward_summary(log_cb.rows)} if cfg.objective == "grpo" else {}),
         "config": cfg.model_dump(mode="json"),
         "world_size": world_size(),
     }
@@ -279,6 +305,33 @@ def _finish_distributed(grace_s: float = 60.0) -> None:
         print(f"process-group teardown still waiting after {grace_s:.0f}s; this rank exits (rank 0 holds the run)",
               file=sys.stderr, flush=True)
         os._exit(0)
+
+
+def _keyed(cfg: TrainConfig, target: SuiteConfig | None) -> dict:
+    """The train config as the train cache keys it: a starting adapter by its weights (its path differs from run to
+    run), and GRPO's reward rules (the target suite's scorer and extraction)."""
+    from driftlab.artifacts import find_artifact
+    from driftlab.models import fingerprint_dir
+
+    keyed = cfg.model_dump(mode="json")
+    if cfg.init_from:
+        keyed["init_from"] = fingerprint_dir(find_artifact(Path(cfg.init_from)))
+    if cfg.objective == "grpo" and target is not None:
+        keyed["reward_suite"] = target.model_dump(mode="json")
+    return keyed
+
+
+def _start_adapter(lm, init_from: str, method):
+    """The base with a fine-tune's PEFT adapter on it, trainable: training continues that adapter (RL after SFT)."""
+    from peft import PeftModel
+
+    from driftlab.artifacts import artifact_kind, find_artifact
+
+    path = find_artifact(Path(init_from))
+    if method.artifact != "adapter" or artifact_kind(path) != "adapter":
+        raise DriftlabError(f"train.init_from={init_from}: continuing a fine-tune needs a PEFT adapter and an adapter "
+                            f"method (lora, dora); got a {artifact_kind(path)} and method {method.name}")
+    return PeftModel.from_pretrained(lm, str(path), is_trainable=True), None
 
 
 def _resume_point(checkpoints: Path) -> Path:
