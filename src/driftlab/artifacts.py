@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 from driftlab.errors import ModelError
@@ -79,21 +77,15 @@ def decompose(weight):
 
 def save_vectors(vectors: dict, out_dir: Path, meta: dict | None = None) -> Path:
     """An expert dir: the z vectors (safetensors) and svf_expert.json, written to a fresh temp dir and renamed."""
-    import tempfile
-
     from safetensors.torch import save_file
 
+    from driftlab.runs import atomic_dir
+
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file({k: v.contiguous() for k, v in vectors.items()}, str(tmp / EXPERT_FILE))
         (tmp / EXPERT_META).write_text(json.dumps({"method": "svf", "modules": sorted(vectors), **(meta or {})},
                                                   indent=2))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

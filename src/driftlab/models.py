@@ -103,9 +103,9 @@ def prepare_embedded(force: bool = False) -> Path:
     gguf_path = _find_embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{EMBEDDED_DIRNAME}."))
-    try:
+    from driftlab.runs import atomic_dir
+
+    with atomic_dir(target, replace=True) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         # The weights are dequantised float32 now; without this, save_pretrained refuses and training would too.
@@ -120,12 +120,6 @@ def prepare_embedded(force: bool = False) -> Path:
             "fingerprint": fingerprint_dir(tmp),
         }
         (tmp / "driftlab.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -265,17 +259,12 @@ def load_pretrained(model: ResolvedModel, dtype: str, device: str, quantization_
 def save_checkpoint(lm, tokenizer, out_dir: Path) -> Path:
     """Weights + tokenizer as one ordinary checkpoint, written to a fresh temp dir and renamed (never half a
     checkpoint, and never anything of the user's removed: the temp dir's name is new)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    from driftlab.runs import atomic_dir
+
+    with atomic_dir(Path(out_dir)) as tmp:
         lm.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return Path(out_dir)
 
 
 def load_tokenizer(model: ResolvedModel, artifact: Path | None = None):

@@ -70,21 +70,10 @@ class SnapshotCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every or not state.is_world_process_zero or self.save is None:
             return
-        import os
-        import shutil
-        import tempfile
+        from driftlab.runs import atomic_dir
 
-        final = self.dir / f"step-{state.global_step:05d}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{final.name}."))
-        try:
+        with atomic_dir(self.dir / f"step-{state.global_step:05d}", replace=True) as tmp:
             self.save(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 class NonFiniteLossGuard(TrainerCallback):
