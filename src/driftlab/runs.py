@@ -73,6 +73,7 @@ def atomic_dir(final: Path, replace: bool = False):
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; a model or a run is meant to be shared
         yield tmp
         if replace and final.exists():
             shutil.rmtree(final)

@@ -145,6 +145,7 @@ def over_training(base_model: ModelUnderTest, train_dir: Path, summary: dict, tr
                   out_dir: Path) -> dict:
     """The fine-tune's kept points (train.probe_every), the base as step 0 and the end of training, measured on
     slices of the probe suites (probes/trajectory.py)."""
+    from driftlab.artifacts import find_artifact
     from driftlab.probes.trajectory import measure, snapshots
 
     names = train_cfg.probe_suites or [cfg.data.target.name] + [
@@ -152,8 +153,11 @@ def over_training(base_model: ModelUnderTest, train_dir: Path, summary: dict, tr
     expanded = []  # a multi-step family's name stands for its members
     for n in names:
         expanded += [n] if n in bundle.suites else [k for k, c in suite_cfgs.items() if c.family == n]
-    slices = {n: bundle.suites[n][: train_cfg.probe_items] for n in dict.fromkeys(expanded)}
-    points = [(0, None)] + snapshots(train_dir)
+    slices = {n: bundle.suites[n][: train_cfg.probe_items]
+              for n in dict.fromkeys([cfg.data.target.name] + expanded)}  # the target always: format entropy
+    # step 0 is where training started: the base, or the adapter it continued (train.init_from)
+    start = find_artifact(Path(train_cfg.init_from)) if train_cfg.init_from else None
+    points = [(0, start)] + snapshots(train_dir)
     if points[-1][0] != summary["steps"]:
         points.append((summary["steps"], Path(summary["artifact"])))
     return measure(base_model, points, slices, suite_cfgs, cfg.data.target.name, cfg.eval, out_dir)

@@ -172,3 +172,17 @@ def test_completions_are_sampled_from_a_synced_plain_copy_of_the_policy(tiny_mod
     trainer._copy_step = None  # a new step
     moved = logits(trainer._synced_copy())
     assert torch.allclose(moved, logits(policy), atol=tol) and not torch.allclose(moved, base, atol=tol)
+
+
+def test_a_reply_cut_by_the_budget_earns_nothing_under_strict_extraction():
+    from driftlab.train.rewards import reward_functions
+    from driftlab.config import RewardSpec
+
+    item = json.dumps({"question": "What is 2 + 3?", "answer": "5", "choices": None, "meta": {}})
+    strict = SuiteConfig(**{**ARITH, "extraction": "strict"})
+    (func,), _ = reward_functions([RewardSpec(name="correct")], strict, budget=4, eos=99)
+    replies = ["Answer: 5", "Answer: 5", "Answer: 5"]
+    ids = [[7, 8, 9, 10], [7, 8, 9, 99], [7, 8]]  # cut at the budget; ended by eos at it; ended early
+    assert func(None, replies, [item] * 3, completion_ids=ids) == [0.0, 1.0, 1.0]
+    (lenient,), _ = reward_functions([RewardSpec(name="correct")], SUITE, budget=4, eos=99)
+    assert lenient(None, replies, [item] * 3, completion_ids=ids) == [1.0, 1.0, 1.0]  # as the eval: lenient reads it

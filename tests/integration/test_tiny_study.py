@@ -210,6 +210,7 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     cfg["train"].update(max_steps=6, save_steps=3, probe_every=3, probe_items=5)
     cfg["variants"] = [{"name": "sft"},
                        {"name": "rl", "train": {"method": "grpo", "init_from": "sft", "learning_rate": 1e-3,
+                                                "probe_suites": ["copy_word"],  # the target is always measured
                                                 "grpo": {"group": 2, "prompts_per_step": 2,
                                                          "max_completion_length": 6}}}]
     cfg["probes"] = {"drift_prompts": 3, "drift_max_new_tokens": 4}
@@ -225,8 +226,11 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     for v in (sft, rl):
         t = v["trajectory"]
         assert [p["step"] for p in t["points"]] == [0, 3, 6] and t["suites"] == ["arithmetic", "copy_word"]
-        first = t["points"][0]
-        assert first["kl"] == 0.0 and first["artifact"] is None
+        first = t["points"][0]  # where training started: the base, or the SFT adapter GRPO continued
+        if v is sft:
+            assert first["kl"] == 0.0 and first["artifact"] is None
+        else:
+            assert first["kl"] > 0 and first["artifact"] == str(run / "train/sft/adapter")
         for p in t["points"]:
             s = p["suites"]["arithmetic"]
             assert s["n"] == 5 and s["ci95"][0] <= s["accuracy"] <= s["ci95"][1]

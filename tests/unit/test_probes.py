@@ -246,3 +246,4 @@ def test_probes_ask_what_the_eval_asked_so_the_store_answers(tmp_path):
                               ctx.covering(strategies[2]))
     assert len(div) == 4 and inner.asked == []
     assert ctx.covering(StrategyConfig(name="cot", suites=["other"])) == items[:4]  # not run on this suite
+    assert ctx.covering(StrategyConfig(name="cot", max_new_tokens=64, limit=6)) == items[:4]  # not the eval's

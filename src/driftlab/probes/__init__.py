@@ -47,7 +47,8 @@ class ProbeContext:
         asked about the suite's first `strategy.limit` items in one request, and a stored result is keyed by the
         request's batches (eval.store), so a probe asks the same and keeps the replies of its first len(items).
         Its own items where the eval did not run the strategy on this suite, or on fewer items."""
-        if strategy is None or (strategy.suites is not None and self.suite.name not in strategy.suites):
+        if (strategy is None or strategy not in self.eval_cfg.strategies
+                or (strategy.suites is not None and self.suite.name not in strategy.suites)):
             return self.items
         asked = self.suite_items[: strategy.limit]
         return asked if asked[: len(self.items)] == self.items else self.items

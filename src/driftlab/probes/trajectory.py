@@ -29,7 +29,8 @@ def snapshots(train_dir: Path) -> list[tuple[int, Path]]:
 
 def measure(base: ModelUnderTest, points: list[tuple[int, Path | None]], slices: dict[str, list[dict]],
             suite_cfgs: dict[str, SuiteConfig], target: str, eval_cfg: EvalConfig, out_dir: Path) -> dict:
-    """One row per point (step 0 = the base, artifact None): accuracy per probe suite, format entropy, KL."""
+    """One row per point (step 0: where training started; artifact None = the base): accuracy per probe suite,
+    format entropy of the target replies, KL from the base."""
     from driftlab.eval import evaluate_model
     from driftlab.probes.diversity import entropy, format_class
     from driftlab.probes.run import run_probes

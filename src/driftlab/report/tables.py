@@ -82,7 +82,8 @@ def trajectory_lines(study: Study) -> list[str]:
         t = v.trajectory
         suites = t["suites"]
         lines += [f"### `{v.name}` over training", "",
-                  "Step 0 is the base. Accuracy on the first items of each suite (zero-shot, 95% Wilson interval), "
+                  "Step 0 is where training started (the base, or the adapter it continued). Accuracy on the first "
+                  "items of each suite (zero-shot, 95% Wilson interval), "
                   "the format entropy of the target replies (bits over format classes) and the KL drift from the base.",
                   "", "| step | " + " | ".join(f"{s} (n {t['items'][s]})" for s in suites) + " | format entropy | KL |",
                   "|---:|" + "---|" * len(suites) + "---:|---:|"]

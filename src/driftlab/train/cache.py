@@ -34,9 +34,10 @@ def cache_key(model_fingerprint: str, model_cfg: dict, train_cfg: dict, train_se
     # evaluation steps that early stopping and the best-checkpoint choice depend on) can change the weights.
     cfg = {k: v for k, v in train_cfg.items()
            if k not in ("report_to", "logging_steps", "cache", "probe_items", "probe_suites")}  # how points are measured
-    code = hashlib.sha256()
+    code = hashlib.sha256()  # the training code, and what GRPO's rewards judge with
     package = Path(__file__).parent.parent
-    for path in sorted(Path(__file__).parent.rglob("*.py")) + [package / "models.py", package / "artifacts.py"]:
+    for path in sorted(Path(__file__).parent.rglob("*.py")) + [package / "models.py", package / "artifacts.py",
+                                                                package / "eval/extract.py", package / "eval/scoring.py"]:
         code.update(path.read_bytes())
     blob = json.dumps({"schema": SCHEMA, "model": model_fingerprint, "model_cfg": model_cfg, "train": cfg,
                        "seed": seed, "device": device, "resolved": resolved, "train_set": train_set,

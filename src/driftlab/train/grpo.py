@@ -33,7 +33,7 @@ def build_trainer(lm, tokenizer, common: dict, train_set: list[dict], cfg, suite
                                          model_cfg.enable_thinking)["prompt"],
                "item": json.dumps({k: it.get(k) for k in ("question", "answer", "choices", "meta")})}
         rows.append(row)
-    funcs, weights = reward_functions(g.rewards, suite)
+    funcs, weights = reward_functions(g.rewards, suite, g.max_completion_length, tokenizer.eos_token_id)
     kwargs = {}
     if model_cfg.enable_thinking is not None:
         kwargs["chat_template_kwargs"] = {"enable_thinking": model_cfg.enable_thinking}
@@ -55,7 +55,7 @@ def _trainer_class():
         step — as TRL's vLLM path samples from an engine whose weights it syncs. TRL samples from the PEFT model
         itself, where each of ~210 adapted Linear layers runs the base product and the low-rank one separately at
         every token, and in float32 on a CPU (its generation runs outside autocast). Where the copy does not apply
-        (no PEFT LoRA model, DoRA, several processes) TRL's own path runs, under the run's autocast.
+        (no PEFT LoRA model, DoRA, a quantized base, several processes) TRL's own path runs, under the run's autocast.
 
         Measured on the embedded model from the gold-chain SFT adapter (6 steps of 4 prompts x 4 completions, at
         most 64 tokens, 2-core CPU): TRL's generation under autocast 58.7 s; from the synced bf16 copy 51.9 s (its
@@ -83,7 +83,8 @@ def _trainer_class():
             from peft.tuners.lora import LoraLayer
 
             model = self.accelerator.unwrap_model(self.model)
-            if not isinstance(model, PeftModel) or self.accelerator.num_processes > 1:
+            if (not isinstance(model, PeftModel) or self.accelerator.num_processes > 1
+                    or getattr(model.get_base_model(), "is_quantized", False)):  # 4-bit weights cannot take a merge
                 return None
             layers = [(n, m) for n, m in model.base_model.model.named_modules() if isinstance(m, LoraLayer)]
             if any(any(m.use_dora.values()) for _, m in layers):
