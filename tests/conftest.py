@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,28 @@ def tiny_study_config(tmp_path: Path, model_dir: Path, **over) -> dict:
     }
     cfg.update(over)
     return cfg
+
+
+class Killed(Exception):
+    """A training run stopped mid-way, as a kill would stop it (raised by `dies_at_step`)."""
+
+
+@contextmanager
+def dies_at_step(monkeypatch, step: int):
+    """Within the block, training raises Killed right after logging `step` (the run dir keeps what was written);
+    the log callback is itself again afterwards."""
+    from driftlab.train import callbacks
+
+    original = callbacks.JsonlLogCallback.on_log
+
+    def dies(self, args, state, control, logs=None, **kw):
+        original(self, args, state, control, logs=logs, **kw)
+        if state.global_step == step:
+            raise Killed
+
+    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies)
+    try:
+        with pytest.raises(Killed):
+            yield
+    finally:
+        monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)

@@ -18,7 +18,7 @@ from driftlab.models import ModelUnderTest, resolve_model
 from driftlab.config import ModelConfig
 from driftlab.train.rewards import REWARDS, Reward
 from driftlab.train.sft import resume_training, train_model
-from tests.conftest import ARITH, tiny_study_config
+from tests.conftest import ARITH, dies_at_step, tiny_study_config
 
 ITEMS = [{"id": f"t{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1), "choices": None,
           "meta": {}, "prompt": f"What is {i} + {i + 1}?", "completion": f"Answer: {2 * i + 1}"} for i in range(16)]
@@ -64,22 +64,8 @@ def test_grpo_trains_an_adapter_and_logs_its_rewards(tiny_model_dir, tmp_path):
 
 def test_a_killed_grpo_run_resumes_to_the_same_rewards(tiny_model_dir, tmp_path, monkeypatch):
     _grpo(tiny_model_dir, tmp_path / "ref")
-    from driftlab.train import callbacks
-
-    class Killed(Exception):
-        pass
-
-    original = callbacks.JsonlLogCallback.on_log
-
-    def dies_at_step_3(self, args, state, control, logs=None, **kw):
-        original(self, args, state, control, logs=logs, **kw)
-        if state.global_step == 3:
-            raise Killed  # after checkpoint-2
-
-    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies_at_step_3)
-    with pytest.raises(Killed):
+    with dies_at_step(monkeypatch, 3):  # after checkpoint-2
         _grpo(tiny_model_dir, tmp_path / "run")
-    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)
     resumed = resume_training(tmp_path / "run")
     assert resumed["resumed"] and resumed["objective"] == "grpo"
     ref = {r["step"]: r["reward"] for r in _rows(tmp_path / "ref") if "reward" in r}

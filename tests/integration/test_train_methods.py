@@ -13,6 +13,7 @@ from driftlab.errors import ConfigError, DriftlabError
 from driftlab.models import ModelUnderTest, load_model, resolve_model
 from driftlab.train.sft import resume_training, train_model
 from driftlab.train.methods import layer_range
+from tests.conftest import dies_at_step
 
 ITEMS = [{"id": f"t{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1),
           "prompt": f"What is {i} + {i + 1}?", "completion": f"Answer: {2 * i + 1}"} for i in range(32)]
@@ -77,22 +78,8 @@ def test_isolation_trains_only_the_selected_blocks_and_modules(tiny_model_dir, t
 def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatch):
     reference = _train(tiny_model_dir, tmp_path / "ref", save_steps=3, report_to=["tensorboard"])
 
-    from driftlab.train import callbacks
-
-    class Killed(Exception):
-        pass
-
-    original = callbacks.JsonlLogCallback.on_log
-
-    def dies_at_step_5(self, args, state, control, logs=None, **kw):
-        original(self, args, state, control, logs=logs, **kw)
-        if state.global_step == 5:
-            raise Killed  # after checkpoint-3, before checkpoint-6: like a kill -9 mid-run
-
-    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", dies_at_step_5)
-    with pytest.raises(Killed):
+    with dies_at_step(monkeypatch, 5):  # after checkpoint-3, before checkpoint-6: like a kill -9 mid-run
         _train(tiny_model_dir, tmp_path / "run", save_steps=3, cache=False, report_to=["tensorboard"])  # not copied
-    monkeypatch.setattr(callbacks.JsonlLogCallback, "on_log", original)
     assert not (tmp_path / "run" / "adapter").exists()
     resumed = resume_training(tmp_path / "run")
     assert resumed["resumed"] and resumed["steps"] == reference["steps"] == 8

@@ -16,7 +16,7 @@ from pathlib import Path
 from driftlab.compare.stats import wilson_interval
 from driftlab.config import EvalConfig, ProbesConfig, SuiteConfig
 from driftlab.models import ModelUnderTest
-from driftlab.runs import write_json
+from driftlab.runs import read_jsonl, write_json
 
 DRIFT_PROMPTS = 10  # general prompts for the KL at each point (the drift probe's, fewer: it runs at every point)
 
@@ -49,7 +49,7 @@ def measure(base: ModelUnderTest, points: list[tuple[int, Path | None]], slices:
             m = summary["suites"][name]
             lo, hi = wilson_interval(m["correct"], m["n"])
             row["suites"][name] = {"n": m["n"], "correct": m["correct"], "accuracy": m["accuracy"], "ci95": [lo, hi]}
-        replies = [r["output"] for r in _records(point_dir / f"{target}.jsonl")]
+        replies = [r["output"] for r in read_jsonl(point_dir / f"{target}.jsonl")]
         row["format_entropy"] = entropy([format_class(t) for t in replies])
         row["formats"] = dict(Counter(format_class(t) for t in replies))
         drift = run_probes(model, eval_cfg, drift_cfg, suite_cfgs[target], slices[target], [], point_dir / "drift")
@@ -59,9 +59,3 @@ def measure(base: ModelUnderTest, points: list[tuple[int, Path | None]], slices:
               "points": rows}
     write_json(Path(out_dir) / "trajectory.json", result)
     return result
-
-
-def _records(path: Path) -> list[dict]:
-    from driftlab.runs import read_jsonl
-
-    return read_jsonl(path)

@@ -35,6 +35,8 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
     replay item may be. `target`: the target suite (GRPO's reward is its scorer; its scorer is `scorer`'s default)."""
     if train_cfg.objective == "grpo" and target is None:
         raise DriftlabError("train.objective=grpo: the reward is the target suite's scorer, and none was given")
+    if train_cfg.probe_every and world_size() > 1:  # a sharded model is saved by every rank together, not in a callback
+        raise DriftlabError("train.probe_every runs in a single process; drop it under accelerate launch")
     scorer = scorer or (target.scorer if target is not None else None)
     from driftlab.train.mix import build_training_set
 
@@ -154,8 +156,6 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         os.environ.setdefault("MLFLOW_TRACKING_URI", (out_dir / "mlruns").resolve().as_uri())  # not ./mlruns
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    if cfg.probe_every and world_size() > 1:  # a sharded model is saved by every rank together, not in a callback
-        raise DriftlabError("train.probe_every runs in a single process; drop it under accelerate launch")
     snapshots = SnapshotCallback(cfg.probe_every, out_dir / "snapshots") if cfg.probe_every else None
     if snapshots:
         callbacks.append(snapshots)
