@@ -1,6 +1,7 @@
 """The whole study on a tiny random Qwen3 model: every stage runs, every contract file is written."""
 
 import json
+import re
 
 import yaml
 from typer.testing import CliRunner
@@ -239,6 +240,7 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
         assert (run / "train" / v["name"] / "snapshots/step-00003/adapter_config.json").exists()
     md = (run / "report.md").read_text()
     assert "## Over training" in md and "### `rl` over training" in md and "GRPO from sft, reward 1×correct" in md
+    assert re.search(r"GRPO from sft, reward 1×correct: .*95% CI \[[^]]+\]: (rose|fell|cannot tell a change)", md)
     html = (run / "report.html").read_text()
     assert "rl over training" in html and "GRPO: mean reward per step" in html
 

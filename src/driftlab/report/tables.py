@@ -69,8 +69,9 @@ def grpo_text(train: dict) -> str:
         return f"GRPO{start}, reward {rewards}"
     lo, hi = g["gain_ci95"]
     zero = f"; {g['zero_std_groups']:.0%} of groups without signal" if g.get("zero_std_groups") is not None else ""
+    verdict = "rose" if lo > 0 else "fell" if hi < 0 else "cannot tell a change"
     return (f"GRPO{start}, reward {rewards}: first {g['k']} steps {g['first']:.2f} → last {g['k']} {g['last']:.2f} "
-            f"({g['gain']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]){zero}")
+            f"({g['gain']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict}){zero}")
 
 
 def trajectory_lines(study: Study) -> list[str]:
