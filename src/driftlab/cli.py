@@ -106,7 +106,7 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
                                                 "(its own config and training set; other options are ignored)."),
           no_cache: bool = NoCacheOpt, out: Optional[Path] = OutOpt):
     """Fine-tune on the config's target task with TRL (train.method: a registered method, see README)."""
-    from driftlab.data.build import write_data
+    from driftlab.data.build import variant_items, write_data
     from driftlab.runs import is_main_process
     from driftlab.train.sft import resume_training, train_model
 
@@ -116,11 +116,12 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         return
     cfg, bundle, start = _inputs(config, set_, model, no_cache)
     train_cfg = cfg.variant_train_named(variant) if variant else cfg.train
+    target, items = variant_items(cfg, train_cfg, "train.items", bundle)
     out_dir = _out_dir(out, cfg, "train")
     if is_main_process():
         write_data(bundle, out_dir / "data")
-    summary = train_model(start, train_cfg, bundle.train, out_dir, cfg.seed, bundle.eval_questions(), cfg.eval,
-                          target=cfg.data.target)
+    summary = train_model(start, train_cfg, items, out_dir, cfg.seed, bundle.eval_questions(), cfg.eval,
+                          target=target)
     if not is_main_process():
         return
     if (summary.get("cache") or {}).get("hit"):

@@ -353,6 +353,10 @@ class TrainConfig(WithOptions):
     init_from: str | None = Field(None, description="Start from a fine-tune's adapter instead of the bare base: a "
                                   "variant of the study trained before this one (by name), or a path (an adapter "
                                   "dir or the train run dir holding it). RL after SFT.")
+    items: dict[str, Any] | None = Field(
+        None, description="Train on other items than the target's training split: keys of data.target changed for "
+        "this fine-tune's training items (harder task_kwargs, another task, path or template). The eval is the "
+        "target's; the reward scores with these items' suite (the target's rules unless changed here).")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
         "(q_proj, self_attn, mlp) or all-linear.")
@@ -607,9 +611,10 @@ class StudyConfig(Strict):
         for i, variant in enumerate(self.variants):
             train = self.variant_train(variant)
             objective, init_from = train.objective, train.init_from
-            if objective == "grpo" and self.data.target.mode != "generate":
+            target = self.train_target(train, f"variants.{i}.train.items")
+            if objective == "grpo" and target.mode != "generate":
                 raise ValueError(f"variants.{i}.train.objective: grpo needs replies to reward, and the target "
-                                 f"'{self.data.target.name}' is a {self.data.target.mode} suite")
+                                 f"'{target.name}' is a {target.mode} suite")
             if init_from and init_from not in earlier and not Path(init_from).exists():
                 raise ValueError(f"variants.{i}.train.init_from: {init_from!r} is not a variant trained before "
                                  f"'{variant.name}' (those: {earlier or 'none'}); or give a path")
@@ -639,6 +644,20 @@ class StudyConfig(Strict):
         if not match:
             raise ConfigError(f"--variant {name!r}: no such variant (have {[v.name for v in self.variants]})")
         return self.variant_train(match[0])
+
+    def train_target(self, train: TrainConfig, key: str = "train.items") -> TargetConfig:
+        """The suite a fine-tune's training items come from: data.target, with `train.items`' keys changed."""
+        if not train.items:
+            return self.data.target
+        if "name" in train.items:
+            raise ValueError(f"{key}: 'name' stays the target's; change what the items are (task, task_kwargs, "
+                             "path, template, train_size)")
+        try:
+            return type(self.data.target).model_validate({**self.data.target.model_dump(), **train.items})
+        except ValidationError as err:
+            e = err.errors()[0]
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{_key((key,) + tuple(e['loc']))}: {msg}") from None
 
     def variant_train(self, variant: VariantConfig) -> TrainConfig:
         """The study's train block with one variant's overrides applied (validated, unknown keys rejected)."""

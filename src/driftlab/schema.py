@@ -73,9 +73,11 @@ class SuiteResult(Record):
 
 
 class Comparison(Record):
-    """One variant against the base on one result key, paired by item (compare/paired.py compare_suite)."""
+    """One variant against the base on one result key, paired by item (compare/paired.py compare_suite). In
+    Study.from_start, against the variant it continued (train.init_from): `against` names it, base_* are its."""
     variant: str
     suite: str  # a ResultKey
+    against: str = "base"
     n: int
     base_acc: float
     tuned_acc: float
@@ -176,6 +178,7 @@ class Study(Record):
     probes: ProbeResults | None = None
     sweep: SweepResult | None = None
     gate: GateResult | None = None
+    from_start: list[Comparison] = Field(default_factory=list)  # a continued variant against where it started
 
     def roles(self) -> dict[str, str]:
         """Result key -> 'target' | 'heldout'."""

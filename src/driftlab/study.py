@@ -17,7 +17,7 @@ from driftlab.compare.stats import at_floor
 from driftlab.compare.sweep import SweepInputs, run_sweep
 from driftlab.config import StudyConfig
 from driftlab.data import build_data
-from driftlab.data.build import write_data
+from driftlab.data.build import variant_items, write_data
 from driftlab.errors import ConfigError
 from driftlab.eval import evaluate_model
 from driftlab.models import ModelUnderTest, resolve_model
@@ -51,6 +51,8 @@ def run_study(cfg: StudyConfig) -> Path:
         base_model = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model)
     with stage("data"):
         bundle = build_data(cfg.data, cfg.seed)
+        train_sets = {name: variant_items(cfg, train_cfg, f"variants.{name}.train.items", bundle)
+                      for name, train_cfg in train_cfgs.items()}  # a variant's own items: train.items
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     console.print(f"run directory: {run_dir}")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
@@ -70,7 +72,7 @@ def run_study(cfg: StudyConfig) -> Path:
                               bundle.shots.get(probe_suite, []), run_dir / "probes" / name)
 
     probes = {"base": probe("base", base_model), "variants": {}, "comparisons": []}
-    variants, comparisons, logs = [], [], {}
+    variants, comparisons, from_start, logs = [], [], [], {}
     eval_prompts = bundle.eval_questions()
     for variant in cfg.variants:
         train_cfg = train_cfgs[variant.name]
@@ -78,8 +80,9 @@ def run_study(cfg: StudyConfig) -> Path:
         if train_cfg.init_from in train_cfgs:  # a variant trained before this one: its adapter in this run
             train_cfg = train_cfg.model_copy(update={"init_from": str(run_dir / "train" / train_cfg.init_from)})
         with stage(f"train:{variant.name}"):
-            summary = train_model(base_model, train_cfg, bundle.train, train_dir, cfg.seed, eval_prompts, cfg.eval,
-                                  target=cfg.data.target)
+            target, items = train_sets[variant.name]
+            summary = train_model(base_model, train_cfg, items, train_dir, cfg.seed, eval_prompts, cfg.eval,
+                                  target=target)
         tuned_model = base_model.tuned(Path(summary["artifact"]))
         trajectory = None
         if train_cfg.probe_every:
@@ -98,6 +101,12 @@ def run_study(cfg: StudyConfig) -> Path:
                     probes["comparisons"].append({"variant": variant.name, "probe": name, "metric": metric, **row})
         write_json(run_dir / "compare" / f"{variant.name}.json", result)
         comparisons += [{"variant": variant.name, "suite": suite, **row} for suite, row in result.items()]
+        start = train_cfgs[variant.name].init_from
+        if start in train_cfgs:  # RL after SFT: also against the variant it continued, paired the same way
+            result = compare_evals(run_dir / "eval" / start, run_dir / "eval" / variant.name, cfg.compare, cfg.seed)
+            write_json(run_dir / "compare" / f"{variant.name}.from-{start}.json", result)
+            from_start += [{"variant": variant.name, "suite": suite, "against": start, **row}
+                           for suite, row in result.items()]
         variants.append({"name": variant.name, "method": train_cfg.method, "train": summary,
                          "eval": tuned["suites"], "trajectory": trajectory})
         logs[variant.name] = read_jsonl(train_dir / "train_log.jsonl")
@@ -125,7 +134,8 @@ def run_study(cfg: StudyConfig) -> Path:
     study = Study(name=cfg.name, seed=cfg.seed, run_dir=str(run_dir),
                   model={"name": base_model.base.name, "path": base_model.base.path,
                          "fingerprint": base_model.base.fingerprint},
-                  variants=variants, suites=suites, comparisons=comparisons, data=bundle.report, timings_s=timings,
+                  variants=variants, suites=suites, comparisons=comparisons, from_start=from_start,
+                  data=bundle.report, timings_s=timings,
                   probes=probes if cfg.probes.run else None, sweep=sweep)
     if cfg.gate:
         checks = check_gate(study, cfg.gate)

@@ -7,7 +7,8 @@ import yaml
 from typer.testing import CliRunner
 
 from driftlab.cli import app
-from tests.conftest import tiny_study_config
+from driftlab.runs import read_jsonl
+from tests.conftest import ARITH, tiny_study_config
 
 
 def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
@@ -212,6 +213,8 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     cfg["variants"] = [{"name": "sft"},
                        {"name": "rl", "train": {"method": "grpo", "init_from": "sft", "learning_rate": 1e-3,
                                                 "probe_suites": ["copy_word"],  # the target is always measured
+                                                "items": {"task_kwargs": {**ARITH["task_kwargs"], "min_digits": 3,
+                                                                          "max_digits": 3}},  # its own items
                                                 "grpo": {"group": 2, "prompts_per_step": 2,
                                                          "max_completion_length": 6}}}]
     cfg["probes"] = {"drift_prompts": 3, "drift_max_new_tokens": 4}
@@ -224,6 +227,13 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     sft, rl = study["variants"]
     assert rl["train"]["objective"] == "grpo" and rl["train"]["config"]["init_from"] == str(run / "train/sft")
     assert rl["train"]["grpo"]["steps"] == 6
+    digits = {v: {r["meta"]["num_digits"] for r in read_jsonl(run / "train" / v / "train_set.jsonl")}
+              for v in ("sft", "rl")}
+    assert digits == {"sft": {2}, "rl": {3}}  # train.items: the GRPO variant drew its own, harder items
+    start = {r["suite"]: r for r in study["from_start"]}  # RL after SFT, also paired against the SFT it continued
+    assert {r["variant"] for r in study["from_start"]} == {"rl"} and {r["against"] for r in study["from_start"]} == {"sft"}
+    sft_acc = json.loads((run / "eval/sft/eval.json").read_text())["suites"]["arithmetic"]["accuracy"]
+    assert start["arithmetic"]["base_acc"] == sft_acc and (run / "compare/rl.from-sft.json").exists()
     for v in (sft, rl):
         t = v["trajectory"]
         assert [p["step"] for p in t["points"]] == [0, 3, 6] and t["suites"] == ["arithmetic", "copy_word"]
@@ -240,6 +250,7 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
         assert (run / "train" / v["name"] / "snapshots/step-00003/adapter_config.json").exists()
     md = (run / "report.md").read_text()
     assert "## Over training" in md and "### `rl` over training" in md and "GRPO from sft, reward 1×correct" in md
+    assert "- **rl** against `sft` — gained:" in md and "- **rl** on `arithmetic`: " in md
     assert re.search(r"GRPO from sft, reward 1×correct: .*95% CI \[[^]]+\]: (rose|fell|cannot tell a change)", md)
     html = (run / "report.html").read_text()
     assert "rl over training" in html and "GRPO: mean reward per step" in html

@@ -200,3 +200,49 @@ def test_an_oversized_field_or_line_is_one_clear_error(tmp_path):
 def _write(path, text: str):
     path.write_bytes(text.encode("utf-8"))
     return path
+
+
+def _study(tmp_path, variants):
+    from driftlab.config import StudyConfig
+
+    return StudyConfig.model_validate({
+        "name": "t", "model": {"name_or_path": "embedded"}, "runs_dir": str(tmp_path),
+        "data": {"target": {**ARITH, "size": 20, "train_size": 30},
+                 "heldout": [{**ARITH, "name": "three_digit", "size": 20,
+                              "task_kwargs": {**ARITH["task_kwargs"], "min_digits": 3, "max_digits": 3}}]},
+        "variants": variants})
+
+
+def test_a_variant_trains_on_its_own_items_drawn_like_the_targets_and_checked_against_every_eval_item(tmp_path):
+    from driftlab.data.build import variant_items
+
+    hard = {"task_kwargs": {**ARITH["task_kwargs"], "min_digits": 3, "max_digits": 3}, "train_size": 25}
+    cfg = _study(tmp_path, [{"name": "easy"}, {"name": "hard", "train": {"items": hard}}])
+    bundle = build_data(cfg.data, cfg.seed)
+    easy_suite, easy = variant_items(cfg, cfg.variant_train(cfg.variants[0]), "k", bundle)
+    hard_suite, items = variant_items(cfg, cfg.variant_train(cfg.variants[1]), "k", bundle)
+    assert easy is bundle.train and easy_suite is cfg.data.target
+    assert len(items) == 25 and hard_suite.name == "arithmetic" and hard_suite.template == ARITH["template"]
+    assert all(it["meta"]["num_digits"] == 3 for it in items)  # the changed generator setting
+    assert all(it["meta"]["num_digits"] == 2 for it in easy)
+    evals = {normalize(it["question"]) for suite in bundle.suites.values() for it in suite}
+    assert not evals & {normalize(it["question"]) for it in items}
+    assert items == variant_items(cfg, cfg.variant_train(cfg.variants[1]), "k", bundle)[1]  # deterministic
+
+
+@pytest.mark.parametrize("items, message", [
+    ({"task_kwargs": {"min_digits": 3}, "sise": 5}, r"config key 'variants.0.train.items.sise'"),
+    ({"name": "other"}, r"'name' stays the target's"),
+    ({"mode": "loglik", "choices": "numeric_nearby"}, r"grpo needs replies to reward"),
+])
+def test_bad_train_items_are_one_error_naming_the_key(tmp_path, items, message):
+    import yaml
+
+    from driftlab.config import load_config
+    from driftlab.errors import ConfigError
+
+    cfg = _study(tmp_path, []).model_dump(mode="json")
+    cfg["variants"] = [{"name": "v", "train": {"objective": "grpo", "items": items}}]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")

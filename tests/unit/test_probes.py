@@ -157,6 +157,21 @@ def test_shortcut_flags():
     s = shortcuts.summary(rows)
     assert s["copied_from_prompt"] == 1.0 and s["copied_from_exemplars"] == 1.0
     assert s["skipped_computation"] == 1.0 and s["template_flip"] == 1.0
+    assert s["repeated_answer"] == 0.0  # each wrong answer is its own question's number
+
+
+class StockBackend(ShortcutBackend):
+    """Every reply: 'Answer: 7'."""
+
+    def generate(self, prompts, max_new_tokens, stop=None, shared_prefix=""):
+        return [Generation("Answer: 7", 3, "stop", 0.0) for _ in prompts]
+
+
+def test_a_wrong_answer_given_to_many_items_is_a_stock_answer():
+    rows = shortcuts.shortcuts(StockBackend(), ITEMS, SUITE, [], 8, COT, None, repeat_min=3)
+    assert [r["repeated_answer"] for r in rows] == [False, True, True]  # 3 + 4 = 7 is right, not a shortcut
+    rows = shortcuts.shortcuts(StockBackend(), ITEMS, SUITE, [], 8, COT, None, repeat_min=4)
+    assert not any(r["repeated_answer"] for r in rows)  # given to 3 items only
 
 
 def test_probe_comparison_is_paired():

@@ -55,10 +55,23 @@ def verdict(row: Comparison, role: str = "heldout") -> str:
 def variant_summary(study: Study) -> list[dict]:
     """Per variant: the result keys (suite × strategy) it gained on; among the held-out rows (the costs) those it
     lost, those certified within the margin and those that cannot tell; and its gate result."""
+    return _summaries(study, {name: study.rows(name) for name in study.variant_names()})
+
+
+def start_summary(study: Study) -> list[dict]:
+    """variant_summary for each variant that continued another (train.init_from), against that one: what RL
+    after SFT gained and cost relative to the SFT it started from. `against` names the start; no gate."""
+    by_variant: dict[str, list] = {}
+    for r in study.from_start:
+        by_variant.setdefault(r.variant, []).append(r)
+    return [{**v, "against": by_variant[v["variant"]][0].against, "gate": "n/a"}
+            for v in _summaries(study, by_variant)]
+
+
+def _summaries(study: Study, by_variant: dict[str, list]) -> list[dict]:
     roles = study.roles()
     out = []
-    for name in study.variant_names():
-        rows = study.rows(name)
+    for name, rows in by_variant.items():
         costs = [r for r in rows if roles[r.suite] == "heldout"]
         failed = [c for c in (study.gate.checks if study.gate else []) if c.variant == name and not c.passed]
         out.append({"variant": name,

@@ -16,7 +16,7 @@ from pathlib import Path
 from driftlab.config import DataConfig, SuiteConfig
 from driftlab.data.perturb import perturb_item
 from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items
-from driftlab.errors import DataError
+from driftlab.errors import ConfigError, DataError
 from driftlab.runs import write_json, write_jsonl
 
 # reasoning-gym seeds item i with Random(seed + i): seeds s and s+1 give shifted copies of the same items, so the
@@ -56,30 +56,8 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
             it["shared_prefix"] = shared
 
     target = cfg.target
-    if target.source != "reasoning_gym":
-        pool, _ = _file_items(target, cfg.on_bad_row)
-        random.Random(_suite_seed(target, seed)).shuffle(pool)
-        train_raw = _dedup(pool)[target.size :]  # the same shuffle as above: the head went to eval
-    else:
-        train_raw, _ = _draw(target, "data.target", seed, n_extra=target.train_size // 5 + 10,
-                             on_bad_row=cfg.on_bad_row, size=target.train_size, offset=TRAIN_SEED_OFFSET)
-    train_raw = _dedup(train_raw)
-
     eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in suites.items()}
-    overlap = {name: 0 for name in suites}
-    clean = []
-    for item in train_raw:
-        hits = [name for name, prompts in eval_prompts.items() if normalize(item["question"]) in prompts]
-        for name in hits:
-            overlap[name] += 1
-        if not hits:
-            clean.append(item)
-    train = _render(clean[: target.train_size], target, seed, split="train")
-    if len(train) < target.train_size:
-        raise DataError(
-            f"config key 'data.target.train_size': asked for {target.train_size} training items but only "
-            f"{len(train)} remain after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
-        )
+    train, overlap = _train_split(target, "data.target", seed, cfg.on_bad_row, eval_prompts)
 
     report = {
         "train": len(train),
@@ -98,6 +76,50 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
     if out_dir is not None:
         write_data(bundle, out_dir)
     return bundle
+
+
+def variant_items(cfg, train_cfg, key: str, bundle: DataBundle) -> tuple[SuiteConfig, list[dict]]:
+    """A fine-tune's target suite and training items: the study's, or with `train.items` its own — drawn from the
+    target with those keys changed, as the target's are, and checked against every eval item of the study."""
+    if not train_cfg.items:
+        return cfg.data.target, bundle.train
+    try:
+        suite = cfg.train_target(train_cfg, key)
+    except ValueError as err:  # a study's variants were checked at load; `driftlab train --set train.items...` not
+        where, _, msg = str(err).partition(": ")
+        raise ConfigError(f"config key '{where}': {msg}") from None
+    eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in bundle.suites.items()}
+    train, _ = _train_split(suite, key, cfg.seed, cfg.data.on_bad_row, eval_prompts,
+                            skip_head=suite.path == cfg.data.target.path)
+    return suite, train
+
+
+def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
+                 skip_head: bool = True) -> tuple[list[dict], dict[str, int]]:
+    """`target.train_size` training items: a generator's stream from a far-away seed, or a file's rows after the
+    eval head of the same shuffle; duplicates and every item that is an eval prompt of any suite removed."""
+    if target.source != "reasoning_gym":
+        pool, _ = _file_items(target, on_bad_row)
+        random.Random(_suite_seed(target, seed)).shuffle(pool)
+        train_raw = _dedup(pool)[target.size if skip_head else 0 :]  # the same shuffle as the eval: its head
+    else:
+        train_raw, _ = _draw(target, key, seed, n_extra=target.train_size // 5 + 10, on_bad_row=on_bad_row,
+                             size=target.train_size, offset=TRAIN_SEED_OFFSET)
+    overlap = {name: 0 for name in eval_prompts}
+    clean = []
+    for item in _dedup(train_raw):
+        hits = [name for name, prompts in eval_prompts.items() if normalize(item["question"]) in prompts]
+        for name in hits:
+            overlap[name] += 1
+        if not hits:
+            clean.append(item)
+    train = _render(clean[: target.train_size], target, seed, split="train")
+    if len(train) < target.train_size:
+        raise DataError(
+            f"config key '{key}.train_size': asked for {target.train_size} training items but only "
+            f"{len(train)} remain after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
+        )
+    return train, overlap
 
 
 def write_data(bundle: DataBundle, out_dir: Path) -> None:

@@ -2,6 +2,8 @@
 
 copied_from_prompt     the (wrong) answer is a number that appears in the question (zero-shot replies)
 copied_from_exemplars  the (wrong) answer is an answer of one of the few-shot exemplars shown (few-shot replies)
+repeated_answer        the (wrong) answer is a stock one: the model gives it to at least `repeat_min` items of the
+                       slice (zero-shot replies) — one answer for many questions
 skipped_computation    asked to reason step by step on an item that needs an operation, the reply shows no step
                        (no `a op b` and no `=`) — it jumped to an answer
 template_flip          the item answered right under one phrasing and wrong under another at equal difficulty
@@ -13,6 +15,7 @@ leniently whatever the suite's extraction (a number the model gave is a number i
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from pydantic import Field
 
@@ -29,6 +32,8 @@ class ShortcutOptions(Options):
     alt_template: str | None = Field(
         "Solve this: {question}\nWrite your final line as 'Answer: <number>'.",
         description="Shortcuts: another phrasing of the probe suite at equal difficulty (None: skip template_flip).")
+    repeat_min: int = Field(3, ge=2, description="Shortcuts: a wrong answer the model gives to at least this many "
+                            "items of the slice is a stock answer (repeated_answer).")
 
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -44,7 +49,7 @@ def _num(x: str | None) -> float | None:
 
 def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: list[dict], max_new_tokens: int,
               cot: StrategyConfig, alt_template: str | None, k: int = 3,
-              asked: dict[str, list[dict]] | None = None) -> list[dict]:
+              asked: dict[str, list[dict]] | None = None, repeat_min: int = 3) -> list[dict]:
     """One row per item. `asked`: per strategy (zero_shot, cot, few_shot), the items to send its request with
     (ProbeContext.covering; `items` first), so the eval's replies come back from the store."""
     asked = asked or {}
@@ -62,6 +67,8 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
         alt_items = [{**it, "prompt": alt_template.replace("{question}", it["question"]), "shared_prefix": ""}
                      for it in items]  # another template: the suite's shared text is not its start
         alt = run_strategy(zero_shot_config(), backend, alt_items, suite, max_new_tokens, shots)
+    answers = [_num(extract_answer(out.generation.text, suite.scorer, "lenient").answer) for out in zero]
+    given = Counter(a for a in answers if a is not None)
     rows = []
     for i, it in enumerate(items):
         gold = _num(it["answer"])
@@ -71,7 +78,8 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
             seen = {float(n) for s in sources for n in NUMBER.findall(s)}
             return ans is not None and ans != gold and ans in seen
 
-        row = {"id": it["id"], "copied_from_prompt": copied(zero[i].generation.text, [it["question"]])}
+        row = {"id": it["id"], "copied_from_prompt": copied(zero[i].generation.text, [it["question"]]),
+               "repeated_answer": answers[i] is not None and answers[i] != gold and given[answers[i]] >= repeat_min}
         if few is not None:
             shown = [m["content"] for m in exemplars[i][:-1] if m["role"] == "assistant"]
             row["copied_from_exemplars"] = copied(few[i].generation.text, shown)
@@ -89,7 +97,8 @@ def shortcuts(backend: Backend, items: list[dict], suite: SuiteConfig, shots: li
 
 
 def summary(rows: list[dict]) -> dict:
-    keys = ("copied_from_prompt", "copied_from_exemplars", "skipped_computation", "template_flip")
+    keys = ("copied_from_prompt", "repeated_answer", "copied_from_exemplars", "skipped_computation",
+            "template_flip")
     return {"n": len(rows), **{k: sum(r[k] for r in rows) / len(rows) for k in keys if rows and k in rows[0]}}
 
 
@@ -98,7 +107,7 @@ def _run(ctx, opts: ShortcutOptions) -> tuple[list[dict], dict]:
     asked = {"zero_shot": ctx.covering(ctx.strategy("zero_shot")), "cot": ctx.covering(ctx.cot()),
              "few_shot": ctx.covering(few) if few is not None and few.options.k == 3 else None}
     rows = shortcuts(ctx.backend, ctx.items, ctx.suite, ctx.shots, ctx.eval_cfg.max_new_tokens, ctx.cot(),
-                     opts.alt_template, asked=asked)
+                     opts.alt_template, asked=asked, repeat_min=opts.repeat_min)
     return rows, summary(rows)
 
 
@@ -106,6 +115,7 @@ PROBES.register(Probe(name="shortcuts", summary="answers that come from somewher
                       order=40,
                       options=ShortcutOptions, run=_run, metrics=(
     Metric("copied_from_prompt", "lower", "wrong answer copied from the question"),
+    Metric("repeated_answer", "lower", "wrong answer given to many items (a stock answer)"),
     Metric("copied_from_exemplars", "lower", "wrong answer copied from a few-shot exemplar"),
     Metric("skipped_computation", "lower", "no step shown where one is needed"),
     Metric("template_flip", "lower", "right under one phrasing, wrong under another"))))

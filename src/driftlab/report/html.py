@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
-from driftlab.report.markdown import verdict_note
+from driftlab.report.markdown import from_start_lines, verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
 from driftlab.report.tables import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
@@ -138,8 +138,15 @@ def _verdict_list(study: Study) -> str:
                      f'{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% '
                      f'({100 * r.diff:+.1f} pts, CI [{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}])</li>')
     note = f"<p class=floor>{html.escape(verdict_note(study))}</p>"
-    return (f"<ul class=summary>{summary}</ul>{note}{gate_html}<details><summary>Every comparison</summary><ul>"
-            + "".join(items) + "</ul></details>")
+    start = from_start_lines(study)  # markdown lines: the headline of each, then its rows
+    start_html = ("<p>" + html.escape(start[1]) + "</p><ul>"
+                  + "".join(f"<li>{html.escape(line[2:].replace('**', ''))}</li>" for line in start[3:]
+                            if line.startswith("- ")) + "</ul><details><summary>Every comparison against the start"
+                  "</summary><ul>" + "".join(f"<li>{html.escape(line.strip()[2:].replace('**', ''))}</li>"
+                                             for line in start if line.startswith("  - ")) + "</ul></details>"
+                  ) if start else ""
+    return (f"<ul class=summary>{summary}</ul>{note}{gate_html}{start_html}<details><summary>Every comparison"
+            "</summary><ul>" + "".join(items) + "</ul></details>")
 
 
 def _strategy_table(study: Study) -> str:

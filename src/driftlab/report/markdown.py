@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
 from driftlab.report.tables import (gate_lines, pct, probe_table, pts, strategy_table, sweep_table,
                                     training_rows, trajectory_lines)
 from driftlab.schema import Study
@@ -18,6 +18,7 @@ def render_markdown(study: Study) -> str:
         lines.append(f"- **{v['variant']}** — {verdict_line(v)}")
     lines += ["", verdict_note(study)]
     lines += gate_lines(study)
+    lines += from_start_lines(study)
     lines += ["", "Every comparison:", ""]
     for row in study.comparisons:
         role = roles[row.suite]
@@ -67,6 +68,22 @@ def render_markdown(study: Study) -> str:
               f"{contamination['removed_from_train']}; remaining overlap: "
               f"{contamination['train_eval_overlap_after_removal']}.", ""]
     return "\n".join(lines)
+
+
+def from_start_lines(study: Study) -> list[str]:
+    """A variant that continued another (RL after SFT) against where it started, paired the same way."""
+    if not study.from_start:
+        return []
+    roles = study.roles()
+    lines = ["", "Against where it started (a variant that continued another, train.init_from; no gate):", ""]
+    lines += [f"- **{v['variant']}** against `{v['against']}` — {verdict_line(v).rsplit('; gate', 1)[0]}"
+              for v in start_summary(study)]
+    lines.append("")
+    for row in study.from_start:
+        lines.append(f"  - **{row.variant}** on `{row.suite}`: {verdict(row, roles[row.suite])} — `{row.against}` "
+                     f"{pct(row.base_acc)} → {pct(row.tuned_acc)} ({pts(row.diff)}, 95% CI [{pts(row.ci95[0])}, "
+                     f"{pts(row.ci95[1])}], corrected p {_p(row.p_adj)}, {_mde(row)})")
+    return lines
 
 
 def verdict_line(v: dict) -> str:

@@ -67,11 +67,17 @@ def grpo_text(train: dict) -> str:
     start = f" from {Path(cfg['init_from']).name}" if cfg.get("init_from") else ""
     if not g:
         return f"GRPO{start}, reward {rewards}"
-    lo, hi = g["gain_ci95"]
     zero = f"; {g['zero_std_groups']:.0%} of groups without signal" if g.get("zero_std_groups") is not None else ""
+    parts = [f"{name} {_rise_text(r)}" for name, r in (g.get("by_function") or {}).items()
+             if len(cfg["grpo"]["rewards"]) > 1]
+    each = f" (of which {'; '.join(parts)})" if parts else ""
+    return (f"GRPO{start}, reward {rewards}: first {g['k']} steps → last {g['k']} {_rise_text(g)}{each}{zero}")
+
+
+def _rise_text(r: dict) -> str:
+    lo, hi = r["gain_ci95"]
     verdict = "rose" if lo > 0 else "fell" if hi < 0 else "cannot tell a change"
-    return (f"GRPO{start}, reward {rewards}: first {g['k']} steps {g['first']:.2f} → last {g['k']} {g['last']:.2f} "
-            f"({g['gain']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict}){zero}")
+    return f"{r['first']:.2f} → {r['last']:.2f} ({r['gain']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict})"
 
 
 def trajectory_lines(study: Study) -> list[str]:

@@ -114,19 +114,34 @@ def _Trainer(**kwargs):
 
 def reward_summary(rows: list[dict], k: int = 5, n_boot: int = 2000, seed: int = 0) -> dict | None:
     """Mean reward of the first and last `k` logged steps, their difference and its bootstrap 95% CI (steps
-    resampled within each end): did the reward rise. None without reward rows."""
-    rewards = [r["reward"] for r in rows if "reward" in r and r["reward"] is not None and math.isfinite(r["reward"])]
+    resampled within each end): did the reward rise. The same for each reward function (`by_function`: a format
+    reward can rise while correctness does not). None without reward rows."""
+    rewards = _finite([r.get("reward") for r in rows if "reward" in r])
     zero = [r["frac_reward_zero_std"] for r in rows if r.get("frac_reward_zero_std") is not None]
     if len(rewards) < 2:
         return None
     k = min(k, len(rewards) // 2)
-    first, last = rewards[:k], rewards[-k:]
+    names = sorted({key.split("/")[1] for r in rows for key in r if key.startswith("rewards/") and
+                    key.endswith("/mean")})
+    by_function = {}
+    for name in names:
+        values = _finite([r.get(f"rewards/{name}/mean") for r in rows if "reward" in r])
+        if len(values) >= 2 * k:
+            by_function[name] = _rise(values, k, n_boot, seed)
+    return {"steps": len(rewards), "k": k, **_rise(rewards, k, n_boot, seed),
+            "zero_std_groups": sum(zero) / len(zero) if zero else None,
+            "mean": sum(rewards) / len(rewards), "by_function": by_function}
+
+
+def _finite(values: list) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _rise(values: list[float], k: int, n_boot: int, seed: int) -> dict:
+    first, last = values[:k], values[-k:]
     gen = torch.Generator().manual_seed(seed)
     a, b = torch.tensor(first), torch.tensor(last)
     diffs = (b[torch.randint(k, (n_boot, k), generator=gen)].mean(1)
              - a[torch.randint(k, (n_boot, k), generator=gen)].mean(1)).sort().values
-    return {"steps": len(rewards), "k": k, "first": sum(first) / k, "last": sum(last) / k,
-            "gain": sum(last) / k - sum(first) / k,
-            "gain_ci95": [diffs[int(0.025 * n_boot)].item(), diffs[int(0.975 * n_boot) - 1].item()],
-            "zero_std_groups": sum(zero) / len(zero) if zero else None,
-            "mean": sum(rewards) / len(rewards)}
+    return {"first": sum(first) / k, "last": sum(last) / k, "gain": sum(last) / k - sum(first) / k,
+            "gain_ci95": [diffs[int(0.025 * n_boot)].item(), diffs[int(0.975 * n_boot) - 1].item()]}
