@@ -42,9 +42,26 @@ app()
 """
 
 
-def _config(tmp_path, tiny_model_dir, **eval_over) -> str:
+# A reward with a signal on the random model (it is never right): the completion's length. Registered in the test
+# process (fixture) and, as this prelude, in a spawned one.
+_LENGTH_REWARD = """
+from driftlab.train.rewards import REWARDS, Reward
+REWARDS.register(Reward(name="_length", summary="test", make=lambda suite: lambda text, item: len(text) / 40))
+"""
+
+
+@pytest.fixture
+def length_reward():
+    exec(_LENGTH_REWARD, {})
+    yield
+    from driftlab.train.rewards import REWARDS
+
+    REWARDS._entries.pop("_length", None)
+
+
+def _config(tmp_path, tiny_model_dir, train: dict | None = None, **eval_over) -> str:
     cfg = tiny_study_config(tmp_path, tiny_model_dir)
-    cfg["train"].update(max_steps=8, save_steps=2, cache=False, report_to=[])
+    cfg["train"].update({"max_steps": 8, "save_steps": 2, "cache": False, "report_to": [], **(train or {})})
     cfg["data"]["target"].update(size=24, extraction="lenient")
     cfg["data"]["heldout"] = [{"name": "capitals", "source": "jsonl", "path": "capitals.jsonl", "mode": "loglik",
                                "size": 10}]
@@ -60,9 +77,9 @@ def _cli(*args) -> str:
     return result.output
 
 
-def _spawn(tmp_path, slow: tuple[str, str, float], *args) -> subprocess.Popen:
+def _spawn(tmp_path, slow: tuple[str, str, float], *args, prelude: str = "") -> subprocess.Popen:
     env = {**os.environ, "DRIFTLAB_HOME": str(tmp_path / "home")}
-    return subprocess.Popen([sys.executable, "-c", _SLOW, *map(str, slow), *args], env=env,
+    return subprocess.Popen([sys.executable, "-c", prelude + _SLOW, *map(str, slow), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -106,6 +123,24 @@ def test_kill_9_at_a_random_training_step_then_resume(tmp_path, tiny_model_dir):
     assert resumed["resumed"] and resumed["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-6), kill_after
     assert (run / "adapter/adapter_model.safetensors").read_bytes() == \
         (tmp_path / "ref/adapter/adapter_model.safetensors").read_bytes(), kill_after
+
+
+def test_kill_9_during_grpo_then_resume_ends_at_the_same_reward(tmp_path, tiny_model_dir, length_reward):
+    cfg = _config(tmp_path, tiny_model_dir, train={
+        "objective": "grpo", "max_steps": 6, "learning_rate": 5e-3, "warmup_ratio": 0.0,
+        "grpo": {"group": 4, "prompts_per_step": 2, "max_completion_length": 8, "rewards": [{"name": "_length"}]}})
+    _cli("train", "-c", cfg, "--out", str(tmp_path / "ref"))
+    kill_after = random.Random().randint(3, 5)
+    run = tmp_path / "run"
+    proc = _spawn(tmp_path, ("driftlab.train.callbacks", "JsonlLogCallback.on_log", 0.4),
+                  "train", "-c", cfg, "--out", run, prelude=_LENGTH_REWARD)
+    _kill_when(proc, lambda: len(_log_steps(run)) >= kill_after)
+    _cli("train", "--resume", str(run))
+    assert _log_steps(run) == list(range(1, 7)), kill_after
+    rewards = [{r["step"]: r["reward"] for r in map(json.loads, (d / "train_log.jsonl").read_text().splitlines())
+                if "reward" in r} for d in (tmp_path / "ref", run)]
+    assert rewards[1][6] == pytest.approx(rewards[0][6], rel=0.01), (kill_after, rewards)
+    assert len(set(rewards[0].values())) > 1  # the reward moved: the check is not 0 == 0
 
 
 def _replies(out) -> dict:
