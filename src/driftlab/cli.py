@@ -116,7 +116,8 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
         return
     cfg, bundle, start = _inputs(config, set_, model, no_cache)
     train_cfg = cfg.variant_train_named(variant) if variant else cfg.train
-    target, items = variant_items(cfg, train_cfg, "train.items", bundle)
+    key = f"variants.{[v.name for v in cfg.variants].index(variant)}.train" if variant else "train"
+    target, items = variant_items(cfg, train_cfg, f"{key}.items", bundle)
     out_dir = _out_dir(out, cfg, "train")
     if is_main_process():
         write_data(bundle, out_dir / "data")

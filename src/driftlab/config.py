@@ -355,8 +355,9 @@ class TrainConfig(WithOptions):
                                   "dir or the train run dir holding it). RL after SFT.")
     items: dict[str, Any] | None = Field(
         None, description="Train on other items than the target's training split: keys of data.target changed for "
-        "this fine-tune's training items (harder task_kwargs, another task, path or template). The eval is the "
-        "target's; the reward scores with these items' suite (the target's rules unless changed here).")
+        "this fine-tune's training items (harder task_kwargs, another task, path or template; a key given replaces "
+        "the target's whole value: task_kwargs are not merged). The eval is the target's; the reward scores with "
+        "these items' suite (the target's rules unless changed here).")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Linear modules the method may change: regex patterns searched in module names "
         "(q_proj, self_attn, mlp) or all-linear.")
@@ -613,6 +614,9 @@ class StudyConfig(Strict):
             objective, init_from = train.objective, train.init_from
             target = self.train_target(train, f"variants.{i}.train.items")
             if objective == "grpo" and target.mode != "generate":
+                if "mode" in (train.items or {}):
+                    raise ValueError(f"variants.{i}.train.items.mode: grpo needs replies to reward, and train.items "
+                                     f"makes its items a {target.mode} suite")
                 raise ValueError(f"variants.{i}.train.objective: grpo needs replies to reward, and the target "
                                  f"'{target.name}' is a {target.mode} suite")
             if init_from and init_from not in earlier and not Path(init_from).exists():
@@ -649,9 +653,10 @@ class StudyConfig(Strict):
         """The suite a fine-tune's training items come from: data.target, with `train.items`' keys changed."""
         if not train.items:
             return self.data.target
-        if "name" in train.items:
-            raise ValueError(f"{key}: 'name' stays the target's; change what the items are (task, task_kwargs, "
-                             "path, template, train_size)")
+        fixed = [k for k in ("name", "perturb", "terms", "family") if k in train.items]
+        if fixed:
+            raise ValueError(f"{key}.{fixed[0]}: not a key of training items; change what the items are (task, "
+                             "task_kwargs, path, template, train_size, scorer)")
         try:
             return type(self.data.target).model_validate({**self.data.target.model_dump(), **train.items})
         except ValidationError as err:
@@ -726,6 +731,7 @@ def _resolve_suite_paths(raw: dict, base: Path) -> None:
     suites = [data.get("target")] + list(data.get("heldout") or [])
     trains = [raw.get("train")] + [v.get("train") for v in raw.get("variants") or [] if isinstance(v, dict)]
     suites += [m for t in trains if isinstance(t, dict) for m in (t.get("mix") or [])]  # replay files too
+    suites += [t.get("items") for t in trains if isinstance(t, dict)]  # a fine-tune's own items (train.items)
     for suite in suites:
         if isinstance(suite, dict) and isinstance(suite.get("path"), str):
             suite["path"] = str(resolve_suite_path(suite["path"], base))

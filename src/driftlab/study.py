@@ -51,8 +51,8 @@ def run_study(cfg: StudyConfig) -> Path:
         base_model = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model)
     with stage("data"):
         bundle = build_data(cfg.data, cfg.seed)
-        train_sets = {name: variant_items(cfg, train_cfg, f"variants.{name}.train.items", bundle)
-                      for name, train_cfg in train_cfgs.items()}  # a variant's own items: train.items
+        train_sets = {v.name: variant_items(cfg, train_cfgs[v.name], f"variants.{i}.train.items", bundle)
+                      for i, v in enumerate(cfg.variants)}  # a variant's own items: train.items
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     console.print(f"run directory: {run_dir}")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

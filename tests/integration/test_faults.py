@@ -139,8 +139,8 @@ def test_kill_9_during_grpo_then_resume_ends_at_the_same_reward(tmp_path, tiny_m
     assert _log_steps(run) == list(range(1, 7)), kill_after
     rewards = [{r["step"]: r["reward"] for r in map(json.loads, (d / "train_log.jsonl").read_text().splitlines())
                 if "reward" in r} for d in (tmp_path / "ref", run)]
-    assert rewards[1][6] == pytest.approx(rewards[0][6], rel=0.01), (kill_after, rewards)
-    assert len(set(rewards[0].values())) > 1  # the reward moved: the check is not 0 == 0
+    assert rewards[1] == pytest.approx(rewards[0], rel=0.01), (kill_after, rewards)  # every step, the last included
+    assert max(rewards[0].values()) - min(rewards[0].values()) > 0.02, rewards  # it moved: the check is not 0 == 0
 
 
 def _replies(out) -> dict:

@@ -254,7 +254,7 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     assert re.search(r"GRPO from sft, reward 1×correct: .*95% CI \[[^]]+\]: (rose|fell|cannot tell a change)", md)
     html = (run / "report.html").read_text()
     assert "rl over training" in html and "GRPO: mean reward per step" in html
-    assert "rl against `sft` — gained:" in html
+    assert "<b>rl</b> against <code>sft</code> — gained:" in html
     assert "Every comparison against the start" in html
 
     import driftlab.models as models

@@ -225,15 +225,49 @@ def test_a_variant_trains_on_its_own_items_drawn_like_the_targets_and_checked_ag
     assert len(items) == 25 and hard_suite.name == "arithmetic" and hard_suite.template == ARITH["template"]
     assert all(it["meta"]["num_digits"] == 3 for it in items)  # the changed generator setting
     assert all(it["meta"]["num_digits"] == 2 for it in easy)
-    evals = {normalize(it["question"]) for suite in bundle.suites.values() for it in suite}
-    assert not evals & {normalize(it["question"]) for it in items}
     assert items == variant_items(cfg, cfg.variant_train(cfg.variants[1]), "k", bundle)[1]  # deterministic
+
+
+def test_a_variants_own_items_that_are_also_eval_items_are_dropped(tmp_path):
+    """One-digit a +- b has ~200 distinct questions, so a draw of 60 meets the 60 eval items of a one-digit suite."""
+    from driftlab.data.build import _train_split, variant_items
+
+    one = {**ARITH["task_kwargs"], "min_digits": 1, "max_digits": 1}
+    cfg = _study(tmp_path, [{"name": "v", "train": {"items": {"task_kwargs": one, "train_size": 60}}}])
+    cfg.data.heldout[0].task_kwargs, cfg.data.heldout[0].size = one, 60
+    bundle = build_data(cfg.data, cfg.seed)
+    evals = {normalize(it["question"]) for it in bundle.suites["three_digit"]}
+    _, items = variant_items(cfg, cfg.variant_train(cfg.variants[0]), "k", bundle)
+    assert len(items) == 60 and not evals & {normalize(it["question"]) for it in items}
+    suite = cfg.train_target(cfg.variant_train(cfg.variants[0]))
+    _, overlap = _train_split(suite, "k", cfg.seed, "error", {"three_digit": evals})
+    assert overlap["three_digit"] > 0  # there was something to drop
+
+
+def test_a_relative_items_path_is_read_beside_the_config(tmp_path):
+    import yaml
+
+    from driftlab.config import load_config
+
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps({"question": f"q{i}?", "answer": str(i)}) + "\n"
+                                                 for i in range(40)))
+    cfg = _study(tmp_path, []).model_dump(mode="json")
+    cfg["variants"] = [{"name": "v", "train": {"items": {"source": "jsonl", "path": "mine.jsonl",
+                                                         "train_size": 30}}}]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(tmp_path / "c.yaml")
+    assert loaded.train_target(loaded.variant_train(loaded.variants[0])).path == tmp_path / "mine.jsonl"
+    from driftlab.data.build import variant_items
+
+    _, items = variant_items(loaded, loaded.variant_train(loaded.variants[0]), "k", build_data(loaded.data, 0))
+    assert len(items) == 30 and {it["question"] for it in items} <= {f"q{i}?" for i in range(40)}
 
 
 @pytest.mark.parametrize("items, message", [
     ({"task_kwargs": {"min_digits": 3}, "sise": 5}, r"config key 'variants.0.train.items.sise'"),
-    ({"name": "other"}, r"'name' stays the target's"),
-    ({"mode": "loglik", "choices": "numeric_nearby"}, r"grpo needs replies to reward"),
+    ({"name": "other"}, r"'variants.0.train.items.name': not a key of training items"),
+    ({"perturb": ["renumber"]}, r"'variants.0.train.items.perturb': not a key of training items"),
+    ({"mode": "loglik", "choices": "numeric_nearby"}, r"'variants.0.train.items.mode': grpo needs replies"),
 ])
 def test_bad_train_items_are_one_error_naming_the_key(tmp_path, items, message):
     import yaml

@@ -89,13 +89,14 @@ def variant_items(cfg, train_cfg, key: str, bundle: DataBundle) -> tuple[SuiteCo
         where, _, msg = str(err).partition(": ")
         raise ConfigError(f"config key '{where}': {msg}") from None
     eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in bundle.suites.items()}
+    size_key = f"{key}.train_size" if "train_size" in train_cfg.items else "data.target.train_size"
     train, _ = _train_split(suite, key, cfg.seed, cfg.data.on_bad_row, eval_prompts,
-                            skip_head=suite.path == cfg.data.target.path)
+                            skip_head=suite.path == cfg.data.target.path, size_key=size_key)
     return suite, train
 
 
 def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
-                 skip_head: bool = True) -> tuple[list[dict], dict[str, int]]:
+                 skip_head: bool = True, size_key: str | None = None) -> tuple[list[dict], dict[str, int]]:
     """`target.train_size` training items: a generator's stream from a far-away seed, or a file's rows after the
     eval head of the same shuffle; duplicates and every item that is an eval prompt of any suite removed."""
     if target.source != "reasoning_gym":
@@ -116,7 +117,7 @@ def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval
     train = _render(clean[: target.train_size], target, seed, split="train")
     if len(train) < target.train_size:
         raise DataError(
-            f"config key '{key}.train_size': asked for {target.train_size} training items but only "
+            f"config key '{size_key or key + '.train_size'}': asked for {target.train_size} training items but only "
             f"{len(train)} remain after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
         )
     return train, overlap

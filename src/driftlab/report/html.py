@@ -7,8 +7,8 @@ import html
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftlab.compare.verdict import cannot_tell_text, variant_summary, verdict
-from driftlab.report.markdown import from_start_lines, verdict_note
+from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
+from driftlab.report.markdown import start_verdict, verdict_line, verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
 from driftlab.report.tables import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
@@ -138,13 +138,17 @@ def _verdict_list(study: Study) -> str:
                      f'{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% '
                      f'({100 * r.diff:+.1f} pts, CI [{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}])</li>')
     note = f"<p class=floor>{html.escape(verdict_note(study))}</p>"
-    start = from_start_lines(study)  # markdown lines: the headline of each, then its rows
-    start_html = ("<p>" + html.escape(start[1]) + "</p><ul>"
-                  + "".join(f"<li>{html.escape(line[2:].replace('**', ''))}</li>" for line in start[3:]
-                            if line.startswith("- ")) + "</ul><details><summary>Every comparison against the start"
-                  "</summary><ul>" + "".join(f"<li>{html.escape(line.strip()[2:].replace('**', ''))}</li>"
-                                             for line in start if line.startswith("  - ")) + "</ul></details>"
-                  ) if start else ""
+    start_html = ""
+    if study.from_start:  # a variant that continued another (RL after SFT), against where it started
+        heads = "".join(f"<li><b>{html.escape(v['variant'])}</b> against <code>{html.escape(v['against'])}</code> — "
+                        f"{html.escape(verdict_line(v, gate=False))}</li>" for v in start_summary(study))
+        rows = "".join(f"<li><b>{html.escape(r.variant)}</b> on <code>{html.escape(r.suite)}</code>: "
+                       f"{html.escape(start_verdict(r, roles[r.suite]))} — {html.escape(r.against)} "
+                       f"{100 * r.base_acc:.1f}% → {100 * r.tuned_acc:.1f}% ({100 * r.diff:+.1f} pts, CI "
+                       f"[{100 * r.ci95[0]:+.1f}, {100 * r.ci95[1]:+.1f}])</li>" for r in study.from_start)
+        start_html = ("<p>Against where it started (a variant that continued another, train.init_from; no gate):</p>"
+                      f"<ul>{heads}</ul><details><summary>Every comparison against the start</summary><ul>{rows}"
+                      "</ul></details>")
     return (f"<ul class=summary>{summary}</ul>{note}{gate_html}{start_html}<details><summary>Every comparison"
             "</summary><ul>" + "".join(items) + "</ul></details>")
 

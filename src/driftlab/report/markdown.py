@@ -76,23 +76,28 @@ def from_start_lines(study: Study) -> list[str]:
         return []
     roles = study.roles()
     lines = ["", "Against where it started (a variant that continued another, train.init_from; no gate):", ""]
-    lines += [f"- **{v['variant']}** against `{v['against']}` — {verdict_line(v).rsplit('; gate', 1)[0]}"
+    lines += [f"- **{v['variant']}** against `{v['against']}` — {verdict_line(v, gate=False)}"
               for v in start_summary(study)]
     lines.append("")
     for row in study.from_start:
-        lines.append(f"  - **{row.variant}** on `{row.suite}`: {verdict(row, roles[row.suite])} — `{row.against}` "
+        lines.append(f"  - **{row.variant}** on `{row.suite}`: {start_verdict(row, roles[row.suite])} — `{row.against}` "
                      f"{pct(row.base_acc)} → {pct(row.tuned_acc)} ({pts(row.diff)}, 95% CI [{pts(row.ci95[0])}, "
                      f"{pts(row.ci95[1])}], corrected p {_p(row.p_adj)}, {_mde(row)})")
     return lines
 
 
-def verdict_line(v: dict) -> str:
+def start_verdict(row, role: str) -> str:
+    """A row against where the variant started: its floor is the start's ("at floor" means the start is at chance)."""
+    return verdict(row, role).replace("base ≈ chance", f"{row.against} ≈ chance")
+
+
+def verdict_line(v: dict, gate: bool = True) -> str:
     """One variant's headline: gains, then the three-way cost verdict, then the gate."""
     margin = f"{100 * v['margin']:.0f} pts" if v["margin"] is not None else "the margin"
     cannot = "; ".join(cannot_tell_text(r) for r in v["cannot_tell"])
     return (f"gained: {', '.join(v['gained']) or 'none'}; lost: {', '.join(v['lost']) or 'none shown'}; "
             f"no loss beyond {margin}: {', '.join(v['within']) or 'none certified'}; "
-            f"cannot tell: {cannot or 'none'}; gate: {v['gate']}")
+            f"cannot tell: {cannot or 'none'}" + (f"; gate: {v['gate']}" if gate else ""))
 
 
 def verdict_note(study: Study) -> str:

@@ -68,10 +68,11 @@ def grpo_text(train: dict) -> str:
     if not g:
         return f"GRPO{start}, reward {rewards}"
     zero = f"; {g['zero_std_groups']:.0%} of groups without signal" if g.get("zero_std_groups") is not None else ""
-    parts = [f"{name} {_rise_text(r)}" for name, r in (g.get("by_function") or {}).items()
-             if len(cfg["grpo"]["rewards"]) > 1]
-    each = f" (of which {'; '.join(parts)})" if parts else ""
-    return (f"GRPO{start}, reward {rewards}: first {g['k']} steps → last {g['k']} {_rise_text(g)}{each}{zero}")
+    each = ""
+    if len(cfg["grpo"]["rewards"]) > 1 and g.get("by_function"):
+        each = " (each function, unweighted: " + "; ".join(f"{name} {_rise_text(r)}"
+                                                          for name, r in g["by_function"].items()) + ")"
+    return f"GRPO{start}, reward {rewards}: first {g['k']} → last {g['k']} steps {_rise_text(g)}{each}{zero}"
 
 
 def _rise_text(r: dict) -> str:
