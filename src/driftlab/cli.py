@@ -362,10 +362,12 @@ def list_registered():
 def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt,
           no_cache: bool = NoCacheOpt):
     """The whole experiment: base eval, every variant trained, evaluated and compared, one report."""
+    from driftlab.report.terminal import print_summary
+    from driftlab.schema import load_study
     from driftlab.study import run_study
 
     run_dir = run_study(_load(config, set_, model, no_cache))
-    console.print(f"\nreport: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\nstudy:  {run_dir / 'study.json'}")
+    print_summary(load_study(run_dir), run_dir, console)
 
 
 def _out_dir(out: Optional[Path], cfg, command: str) -> Path:

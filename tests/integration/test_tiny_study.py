@@ -96,6 +96,17 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     assert "Strategies × variants" in html and "steps: accuracy by number of terms" in html
     assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained: plotly.js inlined
 
+    # The answer reaches the terminal: suites x variants with the verdict word, the gate, the recommendation.
+    from driftlab.compare.verdict import recommend
+    from driftlab.schema import load_study
+
+    out = " ".join(result.output.split())
+    row = next(c for c in study["comparisons"] if c["suite"] == "arithmetic")
+    assert "tiny: change vs base, points [95% CI]" in out and "arithmetic (target)" in out
+    assert f"{100 * row['diff']:+.1f} [{100 * row['ci95'][0]:+.0f}, {100 * row['ci95'][1]:+.0f}]" in out
+    advice = recommend(load_study(run))["text"]
+    assert f"recommended: {advice}" in out and f"**Recommended:** {advice}." in md and "Recommended:</b>" in html
+
 
 def test_study_never_overwrites(tmp_path, tiny_model_dir):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)

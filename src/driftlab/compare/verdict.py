@@ -94,3 +94,41 @@ def cannot_tell_text(row: Comparison) -> str:
     need = (f"; ~{row.n_to_certify} items would certify −{100 * row.margin:.0f}" if row.n_to_certify else
             f"; the observed {100 * row.diff:+.1f} already exceeds −{100 * row.margin:.0f}")
     return f"{row.suite} ({mde}{need})"
+
+
+def recommend(study: Study) -> dict:
+    """Which variant to keep: the largest zero-shot target gain among variants that pass the gate (every variant,
+    without rules) and lost no held-out row. A runner-up whose gain lies inside the best one's CI is a tie (the two
+    are not tested against each other); when no variant qualifies, that is the answer, with why.
+    Returns {"variant": name | None, "tied": [names], "text": one sentence}."""
+    roles = study.roles()
+    target = next((s.name for s in study.suites if s.role == "target" and s.key.zero_shot), None)
+    summaries = {v["variant"]: v for v in variant_summary(study)}
+    rows = {r.variant: r for r in study.comparisons if r.suite == target}
+    if target is None or not rows:
+        return {"variant": None, "tied": [], "text": "none: no variant was compared on the target"}
+
+    def gain(name: str) -> str:
+        r = rows[name]
+        return f"{name} {100 * r.diff:+.1f} [{100 * r.ci95[0]:+.0f}, {100 * r.ci95[1]:+.0f}]"
+
+    gained = [n for n in rows if verdict(rows[n], roles[target]) == GAINED]
+    failed = {n: [c.subject for c in (study.gate.checks if study.gate else []) if c.variant == n and not c.passed]
+              for n in rows}
+    why_not = {n: (f"fails the gate on {', '.join(failed[n])}" if failed[n] else
+                   f"lost {', '.join(summaries[n]['lost'])}" if summaries[n]["lost"] else None) for n in rows}
+    ok = sorted((n for n in gained if why_not[n] is None), key=lambda n: -rows[n].diff)
+    if not ok:
+        if not gained:
+            return {"variant": None, "tied": [], "text": f"none: no variant gained on the target `{target}`"}
+        reasons = "; ".join(f"{gain(n)} {why_not[n]}" for n in sorted(gained, key=lambda n: -rows[n].diff))
+        return {"variant": None, "tied": [],
+                "text": f"none qualifies: of the variants that gained on `{target}`, {reasons}"}
+    best = ok[0]
+    tied = [n for n in ok[1:] if rows[n].diff >= rows[best].ci95[0]]
+    text = (f"{best}: the largest `{target}` gain ({gain(best).removeprefix(best + ' ')}) among variants that pass "
+            "the gate and lost nothing")
+    if tied:
+        text += (f"; tied with {', '.join(gain(n) for n in tied)} (inside its CI; the variants are not tested "
+                 "against each other)")
+    return {"variant": best, "tied": tied, "text": text}

@@ -7,7 +7,7 @@ import html
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, recommend, start_summary, variant_summary, verdict
 from driftlab.report.markdown import start_verdict, verdict_line, verdict_note
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
@@ -149,7 +149,8 @@ def _verdict_list(study: Study) -> str:
         start_html = ("<p>Against where it started (a variant that continued another, train.init_from; no gate):</p>"
                       f"<ul>{heads}</ul><details><summary>Every comparison against the start</summary><ul>{rows}"
                       "</ul></details>")
-    return (f"<ul class=summary>{summary}</ul>{note}{gate_html}{start_html}<details><summary>Every comparison"
+    advice = f"<p><b>Recommended:</b> {html.escape(recommend(study)['text'])}.</p>"
+    return (f"<ul class=summary>{summary}</ul>{advice}{note}{gate_html}{start_html}<details><summary>Every comparison"
             "</summary><ul>" + "".join(items) + "</ul></details>")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, recommend, start_summary, variant_summary, verdict
 from driftlab.report.tables import (gate_lines, pct, probe_table, pts, strategy_table, sweep_table,
                                     training_rows, trajectory_lines)
 from driftlab.schema import Study
@@ -16,7 +16,7 @@ def render_markdown(study: Study) -> str:
     lines += ["## Verdict", ""]
     for v in variant_summary(study):
         lines.append(f"- **{v['variant']}** — {verdict_line(v)}")
-    lines += ["", verdict_note(study)]
+    lines += ["", f"**Recommended:** {recommend(study)['text']}.", "", verdict_note(study)]
     lines += gate_lines(study)
     lines += from_start_lines(study)
     lines += ["", "Every comparison:", ""]
