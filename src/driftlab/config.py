@@ -373,6 +373,9 @@ class TrainConfig(WithOptions):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
+    keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
+                                   "--resume needs while a run is unfinished; a finished run's result is its "
+                                   "artifact (adapter/, expert/, model/), so by default they are removed.")
     eval_fraction: float = Field(0.0, ge=0, lt=0.5, description="Share of the training items held out to log an "
                                  "eval loss every save_steps (needed by early stopping).")
     early_stopping_patience: int | None = Field(

@@ -119,3 +119,8 @@ def read_jsonl(path: Path) -> list[dict]:
             if i != len(lines) - 1:
                 raise
     return rows
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of the files under `path` (what a run directory holds on disk, links not followed)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and not p.is_symlink())

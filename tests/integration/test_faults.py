@@ -224,7 +224,7 @@ def test_a_full_disk_at_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
 
     from driftlab.train.callbacks import is_complete
 
-    cfg = _config(tmp_path, tiny_model_dir)
+    cfg = _config(tmp_path, tiny_model_dir, train={"keep_checkpoints": True})  # checked after the run ends
     _cli("train", "-c", cfg, "--out", str(tmp_path / "ref"))
     original = Trainer._save_optimizer_and_scheduler
 

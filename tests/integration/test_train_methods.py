@@ -94,6 +94,12 @@ def test_killed_run_resumes_to_the_same_end(tiny_model_dir, tmp_path, monkeypatc
     assert math.isclose(resumed["train_loss"], reference["train_loss"], rel_tol=0.01)
     assert math.isclose(resumed["train_loss"], sum(_losses(tmp_path / "run")) / 8, rel_tol=1e-6)
     assert _tensorboard_steps(tmp_path / "run/tensorboard") == list(range(1, 9))
+    # finished: the checkpoints served --resume only, and are gone (train.keep_checkpoints keeps them)
+    assert not (tmp_path / "run/checkpoints").exists() and not (tmp_path / "ref/checkpoints").exists()
+    with pytest.raises(DriftlabError, match="this run finished"):
+        resume_training(tmp_path / "run")
+    kept = _train(tiny_model_dir, tmp_path / "kept", max_steps=4, keep_checkpoints=True, cache=False)
+    assert (tmp_path / "kept/checkpoints/checkpoint-4").is_dir() and kept["steps"] == 4
 
 
 def _tensorboard_steps(log_dir) -> list[int]:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from driftlab.compare.verdict import (CANNOT_TELL, FLOOR, GAINED, LOST, LOST_WITHIN, NO_CHANGE, WITHIN, recommend,
                                       variant_summary, verdict)
+from driftlab.runs import dir_size
 from driftlab.schema import Study
 
 SHORT = {GAINED: ("gained", "green"), LOST: ("LOST", "bold red"), LOST_WITHIN: ("lost<margin", "red"),
@@ -48,4 +49,5 @@ def print_summary(study: Study, run_dir: Path, console: Console) -> None:
         style = "red" if v["gate"].startswith("FAILED") else "green"
         console.print(f"gate  {v['variant']}: [{style}]{v['gate']}[/]")
     console.print(f"[bold]recommended:[/] {recommend(study)['text']}")
-    console.print(f"report: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\nstudy:  {run_dir / 'study.json'}")
+    console.print(f"report: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\nstudy:  {run_dir / 'study.json'}"
+                  f"\nrun directory: {dir_size(run_dir) / 1e6:.1f} MB")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,8 @@ def resume_training(out_dir: Path) -> dict:
     meta_path = out_dir / "train_config.json"
     if not meta_path.exists():
         raise DriftlabError(f"{out_dir}: not a driftlab train run (no train_config.json)")
+    if (out_dir / "train.json").exists():
+        raise DriftlabError(f"{out_dir}: this run finished (train.json is written); nothing to resume")
     if not any((out_dir / "checkpoints").glob("checkpoint-*")):
         raise DriftlabError(f"{out_dir}: no checkpoint to resume from yet; start the run again instead")
     meta = json.loads(meta_path.read_text())
@@ -245,6 +248,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     }
     if is_main_process():
         write_json(out_dir / "train.json", summary)
+        if not cfg.keep_checkpoints:  # the run is complete (train.json): its checkpoints only served --resume
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     _finish_distributed()
     return summary
 
@@ -313,7 +318,7 @@ def _keyed(cfg: TrainConfig, target: SuiteConfig | None) -> dict:
     from driftlab.artifacts import find_artifact
     from driftlab.models import fingerprint_dir
 
-    keyed = cfg.model_dump(mode="json")
+    keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints"})  # what is kept on disk, not what is trained
     if cfg.init_from:
         keyed["init_from"] = fingerprint_dir(find_artifact(Path(cfg.init_from)))
     if cfg.objective == "grpo" and target is not None:
