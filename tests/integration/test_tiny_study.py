@@ -103,7 +103,7 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
     out = " ".join(result.output.split())
     row = next(c for c in study["comparisons"] if c["suite"] == "arithmetic")
     assert "tiny: change vs base, points [95% CI]" in out and "arithmetic (target)" in out
-    assert f"{100 * row['diff']:+.1f} [{100 * row['ci95'][0]:+.0f}, {100 * row['ci95'][1]:+.0f}]" in out
+    assert f"{100 * row['diff']:+.1f} [{100 * row['ci95'][0]:+.0f},{100 * row['ci95'][1]:+.0f}]" in out
     advice = recommend(load_study(run))["text"]
     assert f"recommended: {advice}" in out and f"**Recommended:** {advice}." in md and "Recommended:</b>" in html
     assert re.search(r"run directory: \d+\.\d MB", out) and not (run / "train/lora/checkpoints").exists()

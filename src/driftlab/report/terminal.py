@@ -21,11 +21,11 @@ SHORT = {GAINED: ("gained", "green"), LOST: ("LOST", "bold red"), LOST_WITHIN: (
 def summary_table(study: Study) -> Table:
     """One row per result key (target first), one column per variant: `+36.0 [+27, +45] gained`, in points."""
     roles = study.roles()
-    table = Table(title=f"{study.name}: change vs base, points [95% CI]", title_justify="left", show_lines=False)
-    table.add_column("suite", no_wrap=True)
-    table.add_column("base", justify="right")
+    table = Table(title=f"{study.name}: change vs base, points [95% CI]", title_justify="left")
+    table.add_column("suite", overflow="fold")
+    table.add_column("base", justify="right", no_wrap=True, min_width=5)
     for name in study.variant_names():
-        table.add_column(name, no_wrap=True)
+        table.add_column(name, overflow="fold", min_width=10)
     cells = {(r.variant, r.suite): r for r in study.comparisons}
     for s in sorted(study.suites, key=lambda s: (s.role != "target", not s.key.zero_shot)):
         row = [f"{s.name}{' (target)' if s.role == 'target' else ''}",
@@ -36,7 +36,7 @@ def summary_table(study: Study) -> Table:
                 row.append("")
                 continue
             word, style = SHORT[verdict(r, roles[s.name])]
-            text = f"{100 * r.diff:+.1f} [{100 * r.ci95[0]:+.0f}, {100 * r.ci95[1]:+.0f}] {word}"
+            text = f"{100 * r.diff:+.1f} [{100 * r.ci95[0]:+.0f},{100 * r.ci95[1]:+.0f}] {word}"
             row.append(f"[{style}]{text}[/]" if style else text)
         table.add_row(*row)
     return table
