@@ -155,8 +155,14 @@ class SuiteConfig(Strict):
     )
     size: int = Field(100, ge=1, description="Eval items.")
     seed: int | None = Field(None, description="Generator seed; None derives one from the study seed.")
+    fields: dict[Literal["question", "answer", "choices", "completion"], str] = Field(
+        default_factory=dict, description="A file's column names for driftlab's fields, e.g. {question: problem, "
+        "answer: solution}. Without it a JSONL row is {question, answer[, choices]}, or TRL's {prompt, completion} or "
+        "{messages} (the last user message is the question, the final assistant message the training completion, "
+        "and its 'Answer: ...' line or boxed answer the gold answer unless the row has 'answer').")
     template: str = Field("{question}", description="User message; '{question}' is replaced by the item.")
-    completion_template: str = Field("{answer}", description="Training target (target suite only).")
+    completion_template: str = Field("{answer}", description="Training target (target suite only); a TRL row's own "
+                                     "completion is used as written.")
     mode: Literal["generate", "loglik"] = Field(
         "generate", description="'generate': greedy answer, extracted and scored. 'loglik': multiple choice, "
         "the choice with the highest log-likelihood after the prompt is the answer."
@@ -227,7 +233,8 @@ class SuiteConfig(Strict):
 
 class TargetConfig(SuiteConfig):
     """The suite the fine-tunes are trained on (its training split) and measured on (its eval items)."""
-    train_size: int = Field(800, ge=1, description="Training items (after removing any that overlap eval).")
+    train_size: int | None = Field(None, ge=1, description="Training items (after removing any that overlap eval). "
+                                   "None: a file's every row left after the eval items; a generator's 800.")
 
 
 class DataConfig(Strict):

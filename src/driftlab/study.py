@@ -53,6 +53,8 @@ def run_study(cfg: StudyConfig) -> Path:
         bundle = build_data(cfg.data, cfg.seed)
         train_sets = {v.name: variant_items(cfg, train_cfgs[v.name], f"variants.{i}.train.items", bundle)
                       for i, v in enumerate(cfg.variants)}  # a variant's own items: train.items
+        console.print(f"items: {len(bundle.train)} to train on ({cfg.data.target.name}); to evaluate: "
+                      + ", ".join(f"{name} {len(items)}" for name, items in bundle.suites.items()))
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
     console.print(f"run directory: {run_dir}")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

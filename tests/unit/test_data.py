@@ -5,6 +5,7 @@ import pytest
 from driftlab.config import DataConfig
 from driftlab.data import build_data
 from driftlab.data.build import normalize, shared_prefix
+from driftlab.data.sources import jsonl_items
 from driftlab.errors import DataError
 from tests.conftest import ARITH
 
@@ -280,3 +281,39 @@ def test_bad_train_items_are_one_error_naming_the_key(tmp_path, items, message):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "c.yaml")
+
+
+def test_trl_prompt_completion_and_messages_rows_are_read_as_written(tmp_path):
+    """TRL's formats: the last user message is the question, the final assistant message is what the fine-tune
+    is trained to write (as written), its 'Answer:' line the gold answer; without train_size, every row left after
+    the eval items trains."""
+    rows = []
+    for i in range(30):
+        chain = f"{i} + 1 = {i + 1}\nAnswer: {i + 1}"
+        rows.append({"prompt": f"What is {i} + 1?", "completion": chain} if i % 2 else
+                    {"messages": [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": f"What is {i} + 1?"},
+                                  {"role": "assistant", "content": chain}]})
+    path = tmp_path / "trl.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bundle = build_data(DataConfig(target={"name": "mine", "source": "jsonl", "path": str(path), "size": 10}), 0)
+    assert len(bundle.suites["mine"]) == 10 and len(bundle.train) == 20  # train_size unset: the rest of the file
+    for it in bundle.train + bundle.suites["mine"]:
+        n = int(it["question"].split()[2])
+        assert it["answer"] == str(n + 1) and it["completion"] == f"{n} + 1 = {n + 1}\nAnswer: {n + 1}"
+
+
+def test_a_fields_mapping_reads_other_column_names(tmp_path):
+    from driftlab.data.sources import csv_items
+
+    (tmp_path / "a.jsonl").write_text(json.dumps({"problem": "2 + 2?", "solution": 4, "level": 1}) + "\n")
+    items, _ = jsonl_items(tmp_path / "a.jsonl", fields={"question": "problem", "answer": "solution"})
+    assert items == [{"question": "2 + 2?", "answer": "4", "choices": None, "meta": {"level": 1}}]
+    (tmp_path / "a.csv").write_text("problem,solution\n2 + 2?,4\n")
+    items, _ = csv_items(tmp_path / "a.csv", fields={"question": "problem", "answer": "solution"})
+    assert items[0]["question"] == "2 + 2?" and items[0]["answer"] == "4"
+    with pytest.raises(DataError, match=r"a.csv:1: header lacks column\(s\) \['answer', 'question'\] \(data.\*.fields"):
+        csv_items(tmp_path / "a.csv")
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: 'messages' must be a list of chat messages ending with"):
+        jsonl_items(tmp_path / "bad.jsonl")

@@ -22,6 +22,7 @@ from driftlab.runs import write_json, write_jsonl
 # reasoning-gym seeds item i with Random(seed + i): seeds s and s+1 give shifted copies of the same items, so the
 # training stream starts far away from the eval stream. The contamination check below still verifies it.
 TRAIN_SEED_OFFSET = 10_000_019
+GENERATED_TRAIN_SIZE = 800  # training items drawn from a generator when data.target.train_size is not set
 
 
 @dataclass
@@ -98,14 +99,16 @@ def variant_items(cfg, train_cfg, key: str, bundle: DataBundle) -> tuple[SuiteCo
 def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
                  skip_head: bool = True, size_key: str | None = None) -> tuple[list[dict], dict[str, int]]:
     """`target.train_size` training items: a generator's stream from a far-away seed, or a file's rows after the
-    eval head of the same shuffle; duplicates and every item that is an eval prompt of any suite removed."""
+    eval head of the same shuffle; duplicates and every item that is an eval prompt of any suite removed. Without a
+    train_size: a file's every remaining row, a generator's GENERATED_TRAIN_SIZE."""
+    wanted = target.train_size or (GENERATED_TRAIN_SIZE if target.source == "reasoning_gym" else None)
     if target.source != "reasoning_gym":
         pool, _ = _file_items(target, on_bad_row)
         random.Random(_suite_seed(target, seed)).shuffle(pool)
         train_raw = _dedup(pool)[target.size if skip_head else 0 :]  # the same shuffle as the eval: its head
     else:
-        train_raw, _ = _draw(target, key, seed, n_extra=target.train_size // 5 + 10, on_bad_row=on_bad_row,
-                             size=target.train_size, offset=TRAIN_SEED_OFFSET)
+        train_raw, _ = _draw(target, key, seed, n_extra=wanted // 5 + 10, on_bad_row=on_bad_row, size=wanted,
+                             offset=TRAIN_SEED_OFFSET)
     overlap = {name: 0 for name in eval_prompts}
     clean = []
     for item in _dedup(train_raw):
@@ -114,11 +117,13 @@ def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval
             overlap[name] += 1
         if not hits:
             clean.append(item)
-    train = _render(clean[: target.train_size], target, seed, split="train")
-    if len(train) < target.train_size:
+    train = _render(clean[:wanted], target, seed, split="train")
+    if len(train) < (wanted or 1):
+        asked = f"asked for {wanted}" if wanted else "a file's rows after the eval items are the training items:"
         raise DataError(
-            f"config key '{size_key or key + '.train_size'}': asked for {target.train_size} training items but only "
-            f"{len(train)} remain after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
+            f"config key '{size_key or key + '.train_size'}': {asked} training items but only {len(train)} remain "
+            f"after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
+            + ("" if wanted else f"; data.target.size takes {target.size} for the eval")
         )
     return train, overlap
 
@@ -158,7 +163,7 @@ def _draw(suite: SuiteConfig, key: str, seed: int, n_extra: int, on_bad_row: str
 
 
 def _file_items(suite: SuiteConfig, on_bad_row: str) -> tuple[list[dict], int]:
-    items, skipped = (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row)
+    items, skipped = (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row, suite.fields)
     if suite.family is not None:  # one step count of a multi-step family: the rows with that many terms
         items = [it for it in items if str(it["meta"].get("terms")) == str(suite.terms[0])]
         if not items:
@@ -197,7 +202,8 @@ def _render(items: list[dict], suite: SuiteConfig, seed: int, split: str = "eval
             "question": item["question"],
             "answer": item["answer"],
             "prompt": prompt,
-            "completion": suite.completion_template.replace("{answer}", item["answer"]),
+            # a file's own completion (TRL prompt/completion or messages rows) is the training target as written
+            "completion": item.get("completion") or suite.completion_template.replace("{answer}", item["answer"]),
             "choices": choices,
             "meta": item["meta"],
         })

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 from driftlab.errors import DataError
@@ -36,10 +37,12 @@ def reasoning_gym_items(task: str, kwargs: dict, size: int, seed: int, key: str)
     return items
 
 
-def jsonl_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
-    """Rows of a user JSONL file and how many malformed rows were skipped (on_bad_row='skip')."""
+def jsonl_items(path: Path, on_bad_row: str = "error", fields: dict[str, str] | None = None
+                ) -> tuple[list[dict], int]:
+    """Rows of a user JSONL file and how many malformed rows were skipped (on_bad_row='skip'). A row is
+    {question, answer}, TRL's {prompt, completion} or {messages} (below), or any columns named by `fields`."""
     path = _existing_file(path)
-    return _collect(path, _jsonl_rows(path), on_bad_row)
+    return _collect(path, _jsonl_rows(path, parse_row=lambda line: _parse_row(line, fields)), on_bad_row)
 
 
 def prompt_items(path: Path) -> list[dict]:
@@ -62,11 +65,13 @@ def drift_prompts(n: int) -> list[dict]:
     return prompt_items(GENERAL_PROMPTS)[-DRIFT_RESERVE:][:n]
 
 
-def csv_items(path: Path, on_bad_row: str = "error") -> tuple[list[dict], int]:
+def csv_items(path: Path, on_bad_row: str = "error", fields: dict[str, str] | None = None
+              ) -> tuple[list[dict], int]:
     """Rows of a user CSV file with a header (question, answer, optional choices as 'a|b|c', other columns kept as
-    meta); same validation and error style as JSONL, lines counted as the file's physical lines."""
+    meta; other column names through `fields`); same validation and error style as JSONL, lines counted as the
+    file's physical lines."""
     path = _existing_file(path)
-    return _collect(path, _csv_rows(path), on_bad_row)
+    return _collect(path, _csv_rows(path, fields or {}), on_bad_row)
 
 
 def _collect(path: Path, rows, on_bad_row: str) -> tuple[list[dict], int]:
@@ -109,18 +114,20 @@ def _jsonl_rows(path: Path, parse_row=None):
                 yield lineno, (lambda line=line: parse_row(line))
 
 
-def _csv_rows(path: Path):
+def _csv_rows(path: Path, fields: dict[str, str]):
     import csv
 
     limit = csv.field_size_limit(MAX_FIELD_CHARS)  # process-wide: put back when done
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:  # a BOM is not part of the first column's name
             reader = csv.DictReader(f)
-            missing = {"question", "answer"} - set(reader.fieldnames or [])
+            needed = {fields.get(k, k) for k in ("question", "answer")}
+            missing = needed - set(reader.fieldnames or [])
             if missing:
-                raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}")
+                raise DataError(f"{path}:1: header lacks column(s) {sorted(missing)}"
+                                + ("" if fields else " (data.*.fields maps other column names)"))
             for row in reader:
-                yield reader.line_num, (lambda row=row: _parse_csv_row(row))
+                yield reader.line_num, (lambda row=row: _parse_csv_row(_renamed(row, fields)))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid UTF-8") from None
     except csv.Error as err:  # e.g. a field over the limit set above; line_num counts the lines read before it
@@ -153,12 +160,61 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-def _parse_row(line: str) -> dict:
+def _parse_row(line: str, fields: dict[str, str] | None = None) -> dict:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if isinstance(row, dict) and fields:
+        row = _renamed(row, fields)
+    elif isinstance(row, dict) and "question" not in row and ("messages" in row or "prompt" in row):
+        row = _from_trl(row)
     return _validate(row)
+
+
+def _renamed(row: dict, fields: dict[str, str]) -> dict:
+    """`fields` maps driftlab's names to the file's: {question: problem, answer: solution}."""
+    out = {k: v for k, v in row.items() if k not in fields.values()}
+    for ours, theirs in fields.items():
+        if theirs in row:
+            out[ours] = row[theirs]
+    return out
+
+
+ANSWER_LINE = re.compile(r"^\s*\**answer\**\s*[:：]\s*(.+?)\s*$", re.I | re.M)
+BOXED = re.compile(r"\\boxed\{([^{}]+)\}")
+
+
+def _from_trl(row: dict) -> dict:
+    """TRL's dataset formats: {"prompt": ..., "completion": ...} (strings, or lists of chat messages) and
+    {"messages": [..., {"role": "user"}, {"role": "assistant"}]}. The question is the last user message (before the
+    final assistant one), the completion is what a fine-tune is trained to write (kept whole), and the gold answer
+    is an "answer" field when the row has one, else the completion's 'Answer: ...' line or \\boxed{...}, else the
+    whole completion."""
+    def text(value, role: str) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+            said = [m.get("content") for m in value if m.get("role") == role]
+            if said and isinstance(said[-1], str):
+                return said[-1]
+        raise ValueError(f"expected a string or a list of chat messages with a '{role}' message")
+
+    if "messages" in row:
+        messages = row["messages"]
+        if not isinstance(messages, list) or len(messages) < 2 or not isinstance(messages[-1], dict) or \
+                messages[-1].get("role") != "assistant":
+            raise ValueError("'messages' must be a list of chat messages ending with the assistant's")
+        question, completion = text(messages[:-1], "user"), text(messages[-1:], "assistant")
+    else:
+        if "completion" not in row:
+            raise ValueError("a TRL prompt row needs 'completion' (or use 'question'/'answer')")
+        question, completion = text(row["prompt"], "user"), text(row["completion"], "assistant")
+    answer = row.get("answer")
+    if answer is None:  # the last answer line, else the last boxed answer, else the whole completion
+        answer = (ANSWER_LINE.findall(completion) or BOXED.findall(completion) or [completion.strip()])[-1]
+    rest = {k: v for k, v in row.items() if k not in ("messages", "prompt", "completion", "answer")}
+    return {**rest, "question": question, "answer": answer, "completion": completion}
 
 
 def _parse_prompt_row(line: str) -> dict:
@@ -194,8 +250,12 @@ def _validate(row) -> dict:
     _check_length("answer", str(answer))
     for c in choices or []:
         _check_length("a choice", c)
-    meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices")}
-    return {"question": question, "answer": str(answer), "choices": choices, "meta": meta}
+    meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices", "completion")}
+    item = {"question": question, "answer": str(answer), "choices": choices, "meta": meta}
+    if isinstance(row.get("completion"), str) and row["completion"].strip():  # TRL rows: the target, written out
+        _check_length("completion", row["completion"])
+        item["completion"] = row["completion"]
+    return item
 
 
 def _check_length(field: str, text: str) -> None:
