@@ -281,3 +281,26 @@ def test_rl_after_sft_with_curves_over_training(tmp_path, tiny_model_dir, monkey
     strip = lambda points: [{k: v for k, v in p.items() if k != "artifact"} for p in points]  # noqa: E731
     assert strip(json.loads((second / "study.json").read_text())["variants"][1]["trajectory"]["points"]) == \
         strip(rl["trajectory"]["points"])
+
+
+def test_a_users_trl_file_runs_through_a_study(tmp_path, tiny_model_dir):
+    """TRL prompt/completion rows as the target, no train_size: every row after the eval items trains, on the
+    completions as written; the study ends with its answer in the terminal."""
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + 2?"}],
+             "completion": [{"role": "assistant", "content": f"{i} + 2 = {i + 2}\nAnswer: {i + 2}"}]} for i in range(30)]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tiny_study_config(tmp_path, tiny_model_dir)
+    cfg["data"] = {"target": {"name": "mine", "source": "jsonl", "path": "mine.jsonl", "size": 10, "scorer": "numeric",
+                              "extraction": "lenient"},
+                   "heldout": [{"name": "capitals", "source": "jsonl", "path": "capitals.jsonl", "mode": "loglik",
+                                "size": 10}]}
+    cfg["train"].update(max_steps=3, save_steps=3)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["study", "-c", str(tmp_path / "c.yaml")])
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "runs").iterdir())
+    trained = read_jsonl(run / "train/lora/train_set.jsonl")
+    assert len(trained) == 20 and "items: 20 to train on (mine)" in " ".join(result.output.split())
+    written = {r["prompt"][0]["content"]: r["completion"][0]["content"] for r in rows}
+    assert all(t["completion"] == written[t["question"]] for t in trained)
+    assert "recommended:" in result.output
