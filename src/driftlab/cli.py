@@ -91,8 +91,21 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print driftlab's version and its training stack's, then exit.")):
+                                       help="Print driftlab's version and its training stack's, then exit."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the libraries' own progress bars, "
+                                       "info messages and deprecation warnings (hidden by default).")):
     """Fine-tune a small reasoning LM and measure what it gained and what it cost."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """The libraries' noise off the terminal: transformers' and the hub's progress bars ("Loading weights" on every
+    model load), their info logs, and FutureWarnings raised inside transformers/TRL/PEFT (not driftlab's to fix).
+    Environment variables a user set win; set before those libraries are imported (driftlab imports them lazily)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)(\.|$)")
 
 
 @config_app.command("show")

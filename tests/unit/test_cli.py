@@ -92,3 +92,16 @@ def test_config_schema_documents_every_key_and_docs_config_md_is_current():
     assert out.exit_code == 0 and "train.keep_checkpoints  (bool, default False)" in out.output
     page = Path(__file__).parents[2] / "docs" / "config.md"
     assert page.read_text() == markdown(rows), "docs/config.md is stale: driftlab config schema --markdown > it"
+
+
+def test_library_noise_is_off_unless_verbose(monkeypatch):
+    import os
+
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+        monkeypatch.delenv(var, raising=False)
+    assert CliRunner().invoke(app, ["-v", "config", "schema"]).exit_code == 0
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ  # -v: the libraries as they are
+    assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # a user's own setting wins
+    assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0 and os.environ["TRANSFORMERS_VERBOSITY"] == "info"
