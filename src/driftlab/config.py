@@ -149,7 +149,8 @@ class SuiteConfig(Strict):
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
     path: Path | None = Field(
-        None, description="JSONL file, one {'question','answer'} object per line (source=jsonl), or a CSV file "
+        None, description="JSONL file, one {'question','answer'} object per line or TRL rows (see fields) "
+        "(source=jsonl), or a CSV file "
         "with a header row naming 'question' and 'answer' (optional 'choices', '|'-separated) (source=csv). "
         "A relative path is resolved against the config file, then against driftlab's bundled suites."
     )
@@ -392,7 +393,7 @@ class TrainConfig(WithOptions):
                                  "eval loss every save_steps (needed by early stopping).")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop when the held-out loss has not improved for this many evaluations (needs "
-        "eval_fraction > 0); the best checkpoint is kept.")
+        "eval_fraction > 0); the best checkpoint's weights become the artifact.")
     chains: ChainsConfig = Field(default_factory=ChainsConfig, description="Train on chains of thought before the "
                                  "answer (gold or self-distilled) instead of direct answers.")
     mix: list[MixSource] = Field(default_factory=list, description="Replay / multi-task sources mixed into the "

@@ -98,7 +98,8 @@ def test_library_noise_is_off_unless_verbose(monkeypatch):
     import os
 
     for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "x")  # recorded, so both are put back as they were after the test
+        monkeypatch.delenv(var)
     assert CliRunner().invoke(app, ["-v", "config", "schema"]).exit_code == 0
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ  # -v: the libraries as they are
     assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0

@@ -317,3 +317,32 @@ def test_a_fields_mapping_reads_other_column_names(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: 'messages' must be a list of chat messages ending with"):
         jsonl_items(tmp_path / "bad.jsonl")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("2 + 3 = 5\nAnswer: 5", "5"), ("**Answer:** 5", "5"), ("so\nFinal answer: 7.", "7"),
+    ("half\n\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"), ("Bob", "Bob")])
+def test_the_gold_answer_of_a_trl_row_comes_from_its_completion(tmp_path, completion, gold):
+    (tmp_path / "t.jsonl").write_text(json.dumps({"prompt": "Q?", "completion": completion}) + "\n")
+    (item,), _ = jsonl_items(tmp_path / "t.jsonl")
+    assert item["answer"] == gold and item["completion"] == completion
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"prompt": "Q?", "completion": "step one\nstep two"}, r"no 'Answer: \.\.\.' line .* give the row an 'answer'"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                   {"role": "user", "content": "Yes"}, {"role": "assistant", "content": "c"}]},
+     r"2 'user' messages: only single-turn rows"),
+])
+def test_a_trl_row_driftlab_cannot_read_faithfully_is_one_error(tmp_path, row, message):
+    (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=r"t.jsonl:1: " + message):
+        jsonl_items(tmp_path / "t.jsonl")
+
+
+def test_trl_rows_with_a_fields_mapping_and_plain_rows_with_a_completion_column(tmp_path):
+    (tmp_path / "t.jsonl").write_text(json.dumps({"prompt": "P?", "completion": "Answer: 3", "sol": "4"}) + "\n"
+                                      + json.dumps({"question": "Q?", "answer": "1", "completion": "zz"}) + "\n")
+    trl, plain = jsonl_items(tmp_path / "t.jsonl", fields={"answer": "sol"})[0]
+    assert trl["answer"] == "4" and trl["completion"] == "Answer: 3"  # the mapped column wins over the Answer line
+    assert "completion" not in plain and plain["meta"] == {"completion": "zz"}  # not TRL: a column like any other

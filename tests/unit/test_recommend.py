@@ -11,7 +11,7 @@ def _row(variant, suite, diff, ci95, p=0.001):
             "floor": False, "n_bootstrap": 200, "confidence": 0.95}
 
 
-def _study(rows, failed=()):
+def _study(rows, failed=(), gate=True):
     names = sorted({r["variant"] for r in rows})
     suites = [{"name": n, "role": role, "n": 100, "strategy": "zero_shot", "chance": 0.05, "floor": False,
                "base_metrics": {"accuracy": 0.2}} for n, role in (("arith", "target"), ("held", "heldout"))]
@@ -21,7 +21,7 @@ def _study(rows, failed=()):
         "name": "t", "seed": 0, "run_dir": "r", "model": {"name": "m", "path": "m", "fingerprint": "f"},
         "variants": [{"name": n, "method": "lora", "train": {}, "eval": {}} for n in names], "suites": suites,
         "comparisons": rows, "data": {}, "timings_s": {},
-        "gate": {"passed": not failed, "rules": [{}], "checks": checks}})
+        "gate": {"passed": not failed, "rules": [{}], "checks": checks} if gate else None})
 
 
 def test_the_largest_gain_among_those_that_pass_and_lost_nothing():
@@ -43,3 +43,10 @@ def test_none_qualifies_is_said_with_why():
     assert "a +30.0 [+20, +40] fails the gate on held" in rec["text"]
     rec = recommend(_study([_row("b", "arith", 0.02, [-0.05, 0.09], p=0.6)]))
     assert rec["variant"] is None and "no variant gained on the target `arith`" in rec["text"]
+
+
+def test_without_gate_rules_it_says_so_and_a_loss_within_the_margin_does_not_disqualify():
+    within = {**_row("a", "held", -0.01, [-0.03, -0.001]), "loss_bound": 0.03}  # lost, certified under 5 points
+    rows = [_row("a", "arith", 0.30, [0.2, 0.4]), within]
+    rec = recommend(_study(rows, gate=False))
+    assert rec["variant"] == "a" and rec["text"].endswith("among variants that lost no held-out suite (no gate)")

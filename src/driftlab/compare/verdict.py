@@ -97,13 +97,14 @@ def cannot_tell_text(row: Comparison) -> str:
 
 
 def recommend(study: Study) -> dict:
-    """Which variant to keep: the largest zero-shot target gain among variants that pass the gate (every variant,
-    without rules) and lost no held-out row. A runner-up whose gain lies inside the best one's CI is a tie (the two
+    """Which variant to keep: the largest target gain (zero-shot, else the target's first strategy) among variants
+    that pass the gate (every variant, without rules) and lost no held-out row (a loss certified within the margin
+    is not a loss here). A runner-up whose gain lies inside the best one's CI is a tie (the two
     are not tested against each other); when no variant qualifies, that is the answer, with why.
     Returns {"variant": name | None, "tied": [names], "text": one sentence}."""
     roles = study.roles()
-    target = next((s.name for s in study.suites if s.role == "target" and s.key.zero_shot), None)
-    summaries = {v["variant"]: v for v in variant_summary(study)}
+    targets = [s for s in study.suites if s.role == "target"]
+    target = next((s.name for s in targets if s.key.zero_shot), targets[0].name if targets else None)
     rows = {r.variant: r for r in study.comparisons if r.suite == target}
     if target is None or not rows:
         return {"variant": None, "tied": [], "text": "none: no variant was compared on the target"}
@@ -115,8 +116,9 @@ def recommend(study: Study) -> dict:
     gained = [n for n in rows if verdict(rows[n], roles[target]) == GAINED]
     failed = {n: [c.subject for c in (study.gate.checks if study.gate else []) if c.variant == n and not c.passed]
               for n in rows}
+    lost = {n: [r.suite for r in study.rows(n) if roles[r.suite] == "heldout" and verdict(r) == LOST] for n in rows}
     why_not = {n: (f"fails the gate on {', '.join(failed[n])}" if failed[n] else
-                   f"lost {', '.join(summaries[n]['lost'])}" if summaries[n]["lost"] else None) for n in rows}
+                   f"lost {', '.join(lost[n])}" if lost[n] else None) for n in rows}
     ok = sorted((n for n in gained if why_not[n] is None), key=lambda n: -rows[n].diff)
     if not ok:
         if not gained:
@@ -126,8 +128,8 @@ def recommend(study: Study) -> dict:
                 "text": f"none qualifies: of the variants that gained on `{target}`, {reasons}"}
     best = ok[0]
     tied = [n for n in ok[1:] if rows[n].diff >= rows[best].ci95[0]]
-    text = (f"{best}: the largest `{target}` gain ({gain(best).removeprefix(best + ' ')}) among variants that pass "
-            "the gate and lost nothing")
+    among = "that pass the gate and lost no held-out suite" if study.gate else "that lost no held-out suite (no gate)"
+    text = f"{best}: the largest `{target}` gain ({gain(best).removeprefix(best + ' ')}) among variants {among}"
     if tied:
         text += (f"; tied with {', '.join(gain(n) for n in tied)} (inside its CI; the variants are not tested "
                  "against each other)")

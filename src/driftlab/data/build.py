@@ -119,11 +119,11 @@ def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval
             clean.append(item)
     train = _render(clean[:wanted], target, seed, split="train")
     if len(train) < (wanted or 1):
-        asked = f"asked for {wanted}" if wanted else "a file's rows after the eval items are the training items:"
+        asked = f"asked for {wanted} training items but" if wanted else "no training items:"
+        head = f" (the first {target.size} rows are the eval's)" if not wanted and skip_head else ""
         raise DataError(
-            f"config key '{size_key or key + '.train_size'}': {asked} training items but only {len(train)} remain "
-            f"after removing duplicates and eval overlaps ({sum(overlap.values())} overlaps)"
-            + ("" if wanted else f"; data.target.size takes {target.size} for the eval")
+            f"config key '{size_key or key + '.train_size'}': {asked} only {len(train)} remain after removing "
+            f"duplicates and eval overlaps{head} ({sum(overlap.values())} overlaps)"
         )
     return train, overlap
 

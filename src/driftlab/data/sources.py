@@ -167,7 +167,7 @@ def _parse_row(line: str, fields: dict[str, str] | None = None) -> dict:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
     if isinstance(row, dict) and fields:
         row = _renamed(row, fields)
-    elif isinstance(row, dict) and "question" not in row and ("messages" in row or "prompt" in row):
+    if isinstance(row, dict) and "question" not in row and ("messages" in row or "prompt" in row):
         row = _from_trl(row)
     return _validate(row)
 
@@ -181,24 +181,27 @@ def _renamed(row: dict, fields: dict[str, str]) -> dict:
     return out
 
 
-ANSWER_LINE = re.compile(r"^\s*\**answer\**\s*[:：]\s*(.+?)\s*$", re.I | re.M)
-BOXED = re.compile(r"\\boxed\{([^{}]+)\}")
+ANSWER_LINE = re.compile(r"^[\s*#]*(?:final\s+)?answer[\s*]*[:：][\s*]*(.+?)[\s*.]*$", re.I | re.M)
+TRL_COMPLETION = "__trl_completion__"  # a TRL row's completion on its way to _validate (not a file field)
 
 
 def _from_trl(row: dict) -> dict:
-    """TRL's dataset formats: {"prompt": ..., "completion": ...} (strings, or lists of chat messages) and
-    {"messages": [..., {"role": "user"}, {"role": "assistant"}]}. The question is the last user message (before the
-    final assistant one), the completion is what a fine-tune is trained to write (kept whole), and the gold answer
-    is an "answer" field when the row has one, else the completion's 'Answer: ...' line or \\boxed{...}, else the
-    whole completion."""
+    """TRL's dataset formats, single-turn: {"prompt": ..., "completion": ...} (strings, or lists of chat messages)
+    and {"messages": [optional system, user, assistant]}. The question is the user message (a system message is
+    dropped), the completion is what a fine-tune is trained to write (kept whole), and the gold answer is an
+    "answer" field when the row has one, else the completion's last 'Answer: ...' line or \\boxed{...}, else a
+    one-line completion itself; a longer completion without one is a row error (give the row an 'answer')."""
     def text(value, role: str) -> str:
         if isinstance(value, str):
             return value
         if isinstance(value, list) and all(isinstance(m, dict) for m in value):
             said = [m.get("content") for m in value if m.get("role") == role]
-            if said and isinstance(said[-1], str):
-                return said[-1]
-        raise ValueError(f"expected a string or a list of chat messages with a '{role}' message")
+            if len(said) > 1:
+                raise ValueError(f"{len(said)} '{role}' messages: only single-turn rows are read (one question, "
+                                 "one reply)")
+            if said and isinstance(said[0], str):
+                return said[0]
+        raise ValueError(f"expected a string or a list of chat messages with one '{role}' message")
 
     if "messages" in row:
         messages = row["messages"]
@@ -211,10 +214,31 @@ def _from_trl(row: dict) -> dict:
             raise ValueError("a TRL prompt row needs 'completion' (or use 'question'/'answer')")
         question, completion = text(row["prompt"], "user"), text(row["completion"], "assistant")
     answer = row.get("answer")
-    if answer is None:  # the last answer line, else the last boxed answer, else the whole completion
-        answer = (ANSWER_LINE.findall(completion) or BOXED.findall(completion) or [completion.strip()])[-1]
+    if answer is None:
+        found = ANSWER_LINE.findall(completion) or _boxed(completion)
+        if found:
+            answer = found[-1].strip()
+        elif "\n" not in completion.strip():
+            answer = completion.strip()
+        else:
+            raise ValueError("no 'Answer: ...' line or \\boxed{...} in the completion to take the gold answer from; "
+                             "give the row an 'answer'")
     rest = {k: v for k, v in row.items() if k not in ("messages", "prompt", "completion", "answer")}
-    return {**rest, "question": question, "answer": answer, "completion": completion}
+    return {**rest, "question": question, "answer": answer, TRL_COMPLETION: completion}
+
+
+def _boxed(text: str) -> list[str]:
+    """Every \\boxed{...}'s content, nested braces included (\\boxed{\\frac{1}{2}})."""
+    out, start = [], 0
+    while (i := text.find("\\boxed{", start)) >= 0:
+        depth, j = 0, i + len("\\boxed")
+        for j in range(j, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            if depth == 0:
+                out.append(text[i + len("\\boxed{"): j])
+                break
+        start = j + 1
+    return out
 
 
 def _parse_prompt_row(line: str) -> dict:
@@ -250,11 +274,11 @@ def _validate(row) -> dict:
     _check_length("answer", str(answer))
     for c in choices or []:
         _check_length("a choice", c)
-    meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices", "completion")}
+    meta = {k: v for k, v in row.items() if k not in ("question", "answer", "choices", TRL_COMPLETION)}
     item = {"question": question, "answer": str(answer), "choices": choices, "meta": meta}
-    if isinstance(row.get("completion"), str) and row["completion"].strip():  # TRL rows: the target, written out
-        _check_length("completion", row["completion"])
-        item["completion"] = row["completion"]
+    if row.get(TRL_COMPLETION, "").strip():  # a TRL row: what the fine-tune is trained to write, as written
+        _check_length("completion", row[TRL_COMPLETION])
+        item["completion"] = row[TRL_COMPLETION]
     return item
 
 

@@ -149,7 +149,7 @@ def _verdict_list(study: Study) -> str:
         start_html = ("<p>Against where it started (a variant that continued another, train.init_from; no gate):</p>"
                       f"<ul>{heads}</ul><details><summary>Every comparison against the start</summary><ul>{rows}"
                       "</ul></details>")
-    advice = f"<p><b>Recommended:</b> {html.escape(recommend(study)['text'])}.</p>"
+    advice = f"<p><b>Recommended:</b> {html.escape(recommend(study)['text'].replace('`', ''))}.</p>"
     return (f"<ul class=summary>{summary}</ul>{advice}{note}{gate_html}{start_html}<details><summary>Every comparison"
             "</summary><ul>" + "".join(items) + "</ul></details>")
 
