@@ -187,6 +187,10 @@ class Study(Record):
     def rows(self, variant: str) -> list[Comparison]:
         return [r for r in self.comparisons if r.variant == variant]
 
+    def failed_checks(self, variant: str) -> list[GateCheck]:
+        """The gate checks this variant failed (none without gate rules)."""
+        return [c for c in (self.gate.checks if self.gate else []) if c.variant == variant and not c.passed]
+
     def variant_names(self) -> list[str]:
         return [v.name for v in self.variants]
 

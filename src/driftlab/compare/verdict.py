@@ -73,7 +73,7 @@ def _summaries(study: Study, by_variant: dict[str, list]) -> list[dict]:
     out = []
     for name, rows in by_variant.items():
         costs = [r for r in rows if roles[r.suite] == "heldout"]
-        failed = [c for c in (study.gate.checks if study.gate else []) if c.variant == name and not c.passed]
+        failed = study.failed_checks(name)
         out.append({"variant": name,
                     "gained": [r.suite for r in rows if verdict(r, roles[r.suite]) == GAINED],
                     "lost": [r.suite + (" (within the margin)" if verdict(r, roles[r.suite]) == LOST_WITHIN else "")
@@ -114,8 +114,7 @@ def recommend(study: Study) -> dict:
         return f"{name} {100 * r.diff:+.1f} [{100 * r.ci95[0]:+.0f}, {100 * r.ci95[1]:+.0f}]"
 
     gained = [n for n in rows if verdict(rows[n], roles[target]) == GAINED]
-    failed = {n: [c.subject for c in (study.gate.checks if study.gate else []) if c.variant == n and not c.passed]
-              for n in rows}
+    failed = {n: [c.subject for c in study.failed_checks(n)] for n in rows}
     lost = {n: [r.suite for r in study.rows(n) if roles[r.suite] == "heldout" and verdict(r) == LOST] for n in rows}
     why_not = {n: (f"fails the gate on {', '.join(failed[n])}" if failed[n] else
                    f"lost {', '.join(lost[n])}" if lost[n] else None) for n in rows}

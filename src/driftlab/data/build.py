@@ -57,7 +57,7 @@ def build_data(cfg: DataConfig, seed: int, out_dir: Path | None = None) -> DataB
             it["shared_prefix"] = shared
 
     target = cfg.target
-    eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in suites.items()}
+    eval_prompts = _eval_prompts(suites)
     train, overlap = _train_split(target, "data.target", seed, cfg.on_bad_row, eval_prompts)
 
     report = {
@@ -89,11 +89,15 @@ def variant_items(cfg, train_cfg, key: str, bundle: DataBundle) -> tuple[SuiteCo
     except ValueError as err:  # a study's variants were checked at load; `driftlab train --set train.items...` not
         where, _, msg = str(err).partition(": ")
         raise ConfigError(f"config key '{where}': {msg}") from None
-    eval_prompts = {name: {normalize(it["question"]) for it in items} for name, items in bundle.suites.items()}
     size_key = f"{key}.train_size" if "train_size" in train_cfg.items else "data.target.train_size"
-    train, _ = _train_split(suite, key, cfg.seed, cfg.data.on_bad_row, eval_prompts,
+    train, _ = _train_split(suite, key, cfg.seed, cfg.data.on_bad_row, _eval_prompts(bundle.suites),
                             skip_head=suite.path == cfg.data.target.path, size_key=size_key)
     return suite, train
+
+
+def _eval_prompts(suites: dict[str, list[dict]]) -> dict[str, set[str]]:
+    """Per suite, its eval questions normalised: what training items are checked against (and counted by)."""
+    return {name: {normalize(it["question"]) for it in items} for name, items in suites.items()}
 
 
 def _train_split(target: SuiteConfig, key: str, seed: int, on_bad_row: str, eval_prompts: dict[str, set[str]],
