@@ -110,6 +110,25 @@ def _tensorboard_steps(log_dir) -> list[int]:
     return [e.step for e in events.Scalars("train/loss")]
 
 
+def test_a_resumed_runs_event_file_sorts_after_the_killed_runs(tmp_path):
+    """CI: the killed run's event file and the resumed run's started in the same second, so the resumed file
+    (counter 10) sorted before the killed one (counter 9) and TensorBoard showed steps 4-8 then 1-4."""
+    import os
+    import socket
+    import time
+
+    from driftlab.train.sft import _tensorboard
+
+    log_dir = tmp_path / "tensorboard"
+    log_dir.mkdir()
+    killed = log_dir / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.99999"
+    killed.write_bytes(b"")
+    callback = _tensorboard(log_dir, purge_step=4)
+    callback.tb_writer.close()
+    files = sorted(f.name for f in log_dir.iterdir())
+    assert len(files) == 2 and files[0] == killed.name, files
+
+
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(DriftlabError, match="not a driftlab train run"):
         resume_training(tmp_path)

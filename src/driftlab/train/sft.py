@@ -369,7 +369,19 @@ def _tensorboard(log_dir: Path, purge_step: int | None = None):
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
+    _after_existing_event_files(log_dir)
     return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir), purge_step=purge_step))
+
+
+def _after_existing_event_files(log_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and the purge only hides events of files read before
+    the one that carries it. A file is named `events.out.tfevents.<unix second>.<host>.<pid>.<counter>`, so a
+    resumed run whose file starts in the same second as the killed run's can sort first (counter "10" < "9"); the
+    killed run's steps then reappear after the purge. Waiting for the next second makes the new file sort last."""
+    seconds = [int(f.name.split(".")[3]) for f in log_dir.glob("events.out.tfevents.*")
+               if len(f.name.split(".")) > 3 and f.name.split(".")[3].isdigit()]
+    if seconds:
+        time.sleep(min(2.0, max(0.0, max(seconds) + 1 - time.time())))  # a file from a clock far ahead: no help
 
 
 def _whole_run_loss(rows: list[dict], resume_step: int | None, this_call: float, steps: int) -> float:
