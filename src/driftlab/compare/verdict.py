@@ -52,6 +52,22 @@ def verdict(row: Comparison, role: str = "heldout") -> str:
     return CANNOT_TELL
 
 
+WORSE, BETTER, DRIFTED = "worse", "better", "moved"
+
+
+def probe_verdict(row, better: str) -> str:
+    """A probe metric's paired change (a ProbeComparison), read against the way the metric is better: WORSE or
+    BETTER when the bootstrap CI excludes 0, else NO_CHANGE. A metric that is better at neither end, or that is 0 for
+    the base by construction (drift's KL: every fine-tune moves), says MOVED when its CI excludes 0. No margin and no
+    correction across metrics: a finding here is a lead to read in the probe table, not a certified cost."""
+    lo, hi = row.ci95
+    if lo <= 0 <= hi:
+        return NO_CHANGE
+    if better not in ("higher", "lower") or (row.probe == "drift" and row.metric == "kl"):
+        return DRIFTED
+    return BETTER if (lo > 0) == (better == "higher") else WORSE
+
+
 def variant_summary(study: Study) -> list[dict]:
     """Per variant: the result keys (suite × strategy) it gained on; among the held-out rows (the costs) those it
     lost, those certified within the margin and those that cannot tell; and its gate result."""

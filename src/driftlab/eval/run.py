@@ -110,7 +110,7 @@ def evaluate_suite(backend: Backend, items: list[dict], suite: SuiteConfig, eval
             expects_format = (suite.scorer == "strict" or "answer:" in it["prompt"].lower()
                               or STRATEGIES.get(strategy.name).asks_for_format)
             extra["errors"] = error_tags(gen.text, it["prompt"], ex.answer, gen.finish, ex.format_ok,
-                                         thinking_truncated, expects_format)
+                                         thinking_truncated, expects_format, correct=bool(correct))
             if out.initial_text is not None:  # reflection: what the first answer was, and whether it held
                 first, first_correct, _ = judge(out.initial_text, it, out.initial_finish)
                 extra.update({"initial_output": out.initial_text, "initial_extracted": first.answer,

@@ -66,6 +66,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
         chain = split_chain(text)
         row = {"id": it["id"], "chain_words": len(chain.split()), "original": chain_answer(text, suite),
                "truncated": out.generation.finish == "length"}
+        row["has_chain"] = _usable(row)
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
             row.update(UNCHECKED)
@@ -199,6 +200,8 @@ def _run(ctx, opts: FaithfulnessOptions) -> tuple[list[dict], dict]:
 PROBES.register(Probe(name="faithfulness", summary="does the answer depend on the chain of thought (Lanham et al.)",
                       order=10,
                       options=FaithfulnessOptions, run=_run, metrics=(
+    Metric("has_chain", "higher", "share of CoT replies with a usable chain of thought (a fine-tune that answers at "
+           "once drops it)"),
     Metric("aoc", "higher", "early-answering area over the curve (lower = answer depends less on the chain)"),
     Metric("mistake_changed", "higher", "share of final answers changed by an injected arithmetic mistake "
            "(lower = chain ignored)"),

@@ -7,8 +7,10 @@ import html
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from driftlab.compare.verdict import cannot_tell_text, recommend, start_summary, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
+from driftlab.report.colours import variant_colour
 from driftlab.report.markdown import start_verdict, verdict_line, verdict_note
+from driftlab.report.scorecard import WORDS, scorecard
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
 from driftlab.report.tables import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
@@ -45,11 +47,18 @@ td.l,th.l{{text-align:left}} .gained{{color:#1a7f37;font-weight:600}} .lost{{col
 code{{background:#f4f4f4;padding:0 .2rem}} .wide{{overflow-x:auto}}
 table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}} .lost-row td{{background:#fdf0ef}}
 .gained-row td{{background:#eff8f0}}
+td.card{{font-size:.85rem;min-width:9rem}} .card.gained{{background:#dcf3e0}} .card.lost{{background:#f9d9d5}}
+.card.unsure{{background:#fcefc7}} .card.within{{background:#e8f0fb}} .card.floor{{background:#eee;color:#666}}
+.card.same{{background:#fff}} .card.moved{{background:#f0e8f7}} .card .word{{font-size:.75rem;text-transform:uppercase}}
+.legend span{{padding:.1rem .4rem;margin-right:.2rem;font-size:.75rem;border:1px solid #ddd}}
+.swatch{{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}}
+th.sortable{{cursor:pointer}} th.sortable:after{{content:" ⇅";color:#aaa}}
 </style>
-<script>{get_plotlyjs()}</script></head><body>
+<script>{get_plotlyjs()}</script><script>{SCRIPT}</script></head><body>
 <h1>driftlab study: {html.escape(study.name)}</h1>
 <p>Model <code>{html.escape(study.model.name)}</code> (fingerprint <code>{study.model.fingerprint}</code>),
 seed {study.seed}, total {study.timings_s.get('total', 0):.0f}s.</p>
+<h2>Scorecard</h2>{_scorecard(study)}
 <h2>Verdict</h2>{_verdict_list(study)}
 <h2>Per suite</h2>{_table(study)}
 <p class="floor">CIs: paired bootstrap over items, seeded. McNemar: exact test on discordant pairs; adj. p: corrected
@@ -68,6 +77,40 @@ loss to show unless it falls significantly; a gain from it is still a gain.</p>
 """
 
 
+def _scorecard(study: Study) -> str:
+    """Suites and probe findings × variants, each cell coloured by its verdict (report/scorecard.py)."""
+    card = scorecard(study)
+    vs = card["variants"]
+    head = ("<tr><th class=l></th><th class=l>role</th><th>n</th><th>base</th>" +
+            "".join(f"<th class=l>{_swatch(study, v)}{html.escape(v)}</th>" for v in vs) + "</tr>")
+    body = []
+    for row in card["rows"]:
+        cells = "".join(
+            f"<td class='l card {c['css']}'><b>{html.escape(c['value'])}</b> {html.escape(c['change'])}<br>"
+            f"<span class=word>{html.escape(c['word'])}</span></td>" if (c := row["cells"].get(v)) else "<td>–</td>"
+            for v in vs)
+        body.append(f"<tr class='{row['kind']}'><td class=l><code>{html.escape(row['label'])}</code></td>"
+                    f"<td class=l>{html.escape(row['role'])}</td><td>{row['n']}</td><td>{row['base']}</td>{cells}</tr>")
+    if card["gate"]:
+        body.append("<tr><td class=l><b>gate</b></td><td></td><td></td><td></td>" + "".join(
+            f"<td class='l card {card['gate'][v][1]}'><b>{html.escape(card['gate'][v][0])}</b></td>" for v in vs) +
+            "</tr>")
+    hidden = (f"<p class=floor>{card['hidden_probe_metrics']} more probe metrics (no change whose CI excludes 0, or "
+              "no better end) are in the Probes section below.</p>" if card["hidden_probe_metrics"] else "")
+    legend = "".join(f"<span class='card {css}'>{word}</span> " for word, css in
+                     dict(WORDS.values()).items())
+    return (f"<div class=wide><table class='scorecard nosort'>{head}{''.join(body)}</table></div>"
+            f"<p class=legend>{legend}</p>{hidden}"
+            f"<p><b>Recommended:</b> {html.escape(card['recommendation'].replace('`', ''))}.</p>"
+            "<p class=floor>Each cell: the variant's score, its change against the base with the 95% CI (suites in "
+            "points, paired bootstrap; probes in the metric's unit) and the verdict. Probe rows: CI only, no margin "
+            "and no correction across metrics — a lead to read in the Probes table.</p>")
+
+
+def _swatch(study: Study, variant: str) -> str:
+    return f"<span class=swatch style='background:{variant_colour(study.variant_names(), variant)}'></span>"
+
+
 def _md_table_as_html(lines: list[str]) -> str:
     """The markdown probe section (heading, notes, pipe tables) as HTML, so both reports say the same."""
     out = []
@@ -77,6 +120,8 @@ def _md_table_as_html(lines: list[str]) -> str:
         elif line.startswith("### "):
             out.append(f"<h3>{html.escape(line[4:])}</h3>")
         elif line.startswith("|") and set(line.replace("|", "").strip()) <= set("-: "):
+            if out and out[-1].startswith("<tr>"):  # the row above the separator is the header
+                out[-1] = out[-1].replace("<td class=l>", "<th class=l>").replace("</td>", "</th>")
             continue
         elif line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]
@@ -97,19 +142,71 @@ def _md_table_as_html(lines: list[str]) -> str:
     return "".join(body)
 
 
+# A few lines of plain JS rather than a table library: the report is one offline file (no CDN), and sorting by a
+# column and filtering the flip browser are all it needs. A cell sorts by its first number, else by its text.
+SCRIPT = r"""
+document.addEventListener('DOMContentLoaded', function () {
+  function key(td) {
+    var t = td.innerText.trim(), m = t.replace(/\u2212/g, '-').match(/[-+]?\d+(\.\d+)?(e[-+]?\d+)?/i);
+    return m ? parseFloat(m[0]) : t.toLowerCase();
+  }
+  document.querySelectorAll('table').forEach(function (table) {
+    var head = table.rows[0];
+    if (!head || !head.querySelector('th') || table.classList.contains('nosort')) return;
+    Array.prototype.forEach.call(head.cells, function (th, col) {
+      th.classList.add('sortable');
+      th.title = 'sort by this column';
+      th.addEventListener('click', function () {
+        var rows = Array.prototype.slice.call(table.rows, 1), up = th.dataset.dir !== 'up';
+        rows.sort(function (a, b) {
+          var x = key(a.cells[col] || a), y = key(b.cells[col] || b);
+          if (typeof x !== typeof y) return typeof x === 'number' ? -1 : 1;
+          return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+        });
+        th.dataset.dir = up ? 'up' : 'down';
+        rows.forEach(function (r) { r.parentNode.appendChild(r); });
+      });
+    });
+  });
+  var filters = document.querySelectorAll('#flips select');
+  function apply() {
+    var shown = 0;
+    document.querySelectorAll('#flips tr.flip').forEach(function (tr) {
+      var ok = Array.prototype.every.call(filters, function (f) { return !f.value || tr.dataset[f.name] === f.value; });
+      tr.style.display = ok ? '' : 'none';
+      shown += ok ? 1 : 0;
+    });
+    document.getElementById('flips-shown').textContent = shown;
+  }
+  filters.forEach(function (f) { f.addEventListener('change', apply); });
+});
+"""
+
+
+def _select(name: str, label: str, values: list[str]) -> str:
+    options = "".join(f"<option value='{html.escape(v, quote=True)}'>{html.escape(v)}</option>" for v in values)
+    return f"<label>{label} <select name={name}><option value=''>all</option>{options}</select></label> "
+
+
 def _flip_browser(flips: list[dict]) -> str:
     if not flips:
         return ""
+    filters = (_select("variant", "variant", list(dict.fromkeys(f["variant"] for f in flips))) +
+               _select("suite", "suite", sorted({f["suite"] for f in flips})) +
+               _select("direction", "flip", ["right→wrong", "wrong→right"]))
     rows = "".join(
-        f"<tr class='{'lost' if f['direction'] == 'right→wrong' else 'gained'}-row'><td class=l>"
+        f"<tr class='flip {'lost' if f['direction'] == 'right→wrong' else 'gained'}-row' "
+        f"data-variant='{html.escape(f['variant'], quote=True)}' data-suite='{html.escape(f['suite'], quote=True)}' "
+        f"data-direction='{f['direction']}'><td class=l>"
         f"{html.escape(f['variant'])}</td><td class=l>{html.escape(f['suite'])}</td><td class=l>{f['direction']}</td>"
         f"<td class=l><pre>{html.escape(f['prompt'])}</pre></td><td class=l>{html.escape(str(f['gold']))}</td>"
         f"<td class=l><pre>{html.escape(f['base_output'])}</pre></td>"
         f"<td class=l><pre>{html.escape(f['tuned_output'])}</pre></td></tr>" for f in flips)
-    return ("<h2>Flipped items</h2><p>Items whose verdict changed, both replies side by side (a few per variant, "
-            "suite and direction).</p><table class=flips><tr><th class=l>variant</th><th class=l>suite</th>"
+    return ("<h2>Flipped items</h2><details id=flips><summary>Items whose verdict changed, both replies side by side "
+            f"(a few per variant, suite and direction): {len(flips)} items, <span id=flips-shown>{len(flips)}</span> "
+            f"shown</summary><p>{filters}</p><table class=flips><tr><th class=l>variant</th><th class=l>suite</th>"
             "<th class=l>flip</th><th class=l>prompt</th><th class=l>gold</th><th class=l>base reply</th>"
-            f"<th class=l>tuned reply</th></tr>{rows}</table>")
+            f"<th class=l>tuned reply</th></tr>{rows}</table></details>")
 
 
 def _plot(fig: go.Figure) -> str:
@@ -149,8 +246,7 @@ def _verdict_list(study: Study) -> str:
         start_html = ("<p>Against where it started (a variant that continued another, train.init_from; no gate):</p>"
                       f"<ul>{heads}</ul><details><summary>Every comparison against the start</summary><ul>{rows}"
                       "</ul></details>")
-    advice = f"<p><b>Recommended:</b> {html.escape(recommend(study)['text'].replace('`', ''))}.</p>"
-    return (f"<ul class=summary>{summary}</ul>{advice}{note}{gate_html}{start_html}<details><summary>Every comparison"
+    return (f"<ul class=summary>{summary}</ul>{note}{gate_html}{start_html}<details><summary>Every comparison"
             "</summary><ul>" + "".join(items) + "</ul></details>")
 
 
@@ -161,7 +257,8 @@ def _strategy_table(study: Study) -> str:
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     body = "".join(
         f"<tr><td class=l>{html.escape(r['suite'])}</td><td class=l>{r['strategy']}</td>"
-        f"<td class=l>{html.escape(r['model'])}</td><td>{100 * r['accuracy']:.1f}%</td><td>{100 * r['format']:.0f}%</td>"
+        f"<td class=l>{html.escape(r['model'])}</td><td>{100 * r['accuracy']:.1f}%</td>"
+        f"<td>{100 * r['format']:.0f}%</td>"
         f"<td>{fmt(r['latency'], '.3f')}</td><td>{fmt(r['tokens_per_s'], '.0f')}</td>"
         f"<td class=l>{html.escape(r['own'])}</td></tr>" for r in rows)
     return ("<h2>Strategies × variants</h2><table><tr><th class=l>suite</th><th class=l>strategy</th>"
@@ -201,6 +298,6 @@ def _table(study: Study) -> str:
         f"<td>{'n/a' if r.p_adj is None else format(r.p_adj, '.3g')}</td>"
         f"<td>{'none' if r.mde is None else format(100 * r.mde, '.1f')}</td>"
         f"<td>{'n/a' if r.n_to_certify is None else r.n_to_certify}</td>"
-        f"<td>{'yes' if r.floor else 'no'}</td><td class=l><span class={_css(verdict(r, roles[r.suite]))}>"
-        f"{html.escape(verdict(r, roles[r.suite]))}</span></td></tr>" for r in study.comparisons)
+        f"<td>{'yes' if r.floor else 'no'}</td><td class='l card {WORDS[verdict(r, roles[r.suite])][1]}'>"
+        f"{WORDS[verdict(r, roles[r.suite])][0]}</td></tr>" for r in study.comparisons)
     return f"<div class=wide><table>{head}{rows}</table></div>"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from driftlab.compare.verdict import cannot_tell_text, recommend, start_summary, variant_summary, verdict
+from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
+from driftlab.report.scorecard import scorecard_markdown
 from driftlab.report.tables import (gate_lines, pct, probe_table, pts, strategy_table, sweep_table,
                                     training_rows, trajectory_lines)
 from driftlab.schema import Study
@@ -13,10 +14,11 @@ def render_markdown(study: Study) -> str:
     lines = [f"# driftlab study: {study.name}", ""]
     lines += [f"Model: `{study.model.name}` (fingerprint `{study.model.fingerprint}`), "
               f"seed {study.seed}, run `{study.run_dir}`.", ""]
+    lines += scorecard_markdown(study)
     lines += ["## Verdict", ""]
     for v in variant_summary(study):
         lines.append(f"- **{v['variant']}** — {verdict_line(v)}")
-    lines += ["", f"**Recommended:** {recommend(study)['text']}.", "", verdict_note(study)]
+    lines += ["", verdict_note(study)]
     lines += gate_lines(study)
     lines += from_start_lines(study)
     lines += ["", "Every comparison:", ""]

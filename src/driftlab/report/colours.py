@@ -1,0 +1,15 @@
+"""One colour per model across every plot and table of a report: the base first, then the variants in study order
+(Tableau 10). Plots that show several suites of one model colour by suite instead and say so in their legend."""
+
+from __future__ import annotations
+
+COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac",
+          "#eeca3b"]
+BASE = COLORS[0]
+
+
+def variant_colour(variants: list[str], name: str) -> str:
+    """The base's colour for "base" (or a name not in `variants`), else the variant's own, cycling past ten."""
+    if name not in variants:
+        return BASE
+    return COLORS[(variants.index(name) + 1) % len(COLORS)]
