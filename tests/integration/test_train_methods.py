@@ -51,6 +51,26 @@ def test_each_method_lowers_the_loss(tiny_model_dir, tmp_path, method, lr):
     assert changed, f"{method}: the trained artifact changes nothing"
     if method == "dora":
         assert json.loads((artifact / "adapter_config.json").read_text())["use_dora"] is True
+    if method in ("lora", "dora"):  # the adapter alone, in float16 (train.adapter_dtype): no tokenizer copy
+        from safetensors.torch import load_file
+
+        assert not (artifact / "tokenizer.json").exists()
+        assert {t.dtype for t in load_file(artifact / "adapter_model.safetensors").values()} == {torch.float16}
+
+
+def test_adapter_dtype_float32_keeps_training_precision_and_float16_loads_alike(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    half = _train(tiny_model_dir, tmp_path / "half")
+    full = _train(tiny_model_dir, tmp_path / "full", adapter_dtype="float32", cache=False)
+    w16, w32 = (load_file(tmp_path / d / "adapter/adapter_model.safetensors") for d in ("half", "full"))
+    assert {t.dtype for t in w32.values()} == {torch.float32} and w16.keys() == w32.keys()
+    assert all(torch.equal(w16[k], w32[k].half()) for k in w16)  # the same training, only stored smaller
+    x = torch.tensor([[5, 9, 12, 40, 7]])
+    with torch.no_grad():
+        a, b = (load_model(_model(tiny_model_dir), dtype="float32", artifact=s["artifact"])[0](x).logits
+                for s in (half, full))
+    assert torch.allclose(a, b, atol=1e-3), (a - b).abs().max()
 
 
 def test_qlora_without_cuda_is_one_clear_error(tiny_model_dir, tmp_path):
