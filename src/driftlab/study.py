@@ -34,10 +34,11 @@ console = Console(stderr=True)
 def run_study(cfg: StudyConfig) -> Path:
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
+    plan = study_plan(cfg)
 
     @contextmanager
     def stage(name: str):
-        console.rule(f"[bold]{name}")
+        console.rule(f"[bold]{name}[/] {progress_line(plan, name, timings, time.perf_counter() - t_start)}")
         t0 = time.perf_counter()
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
@@ -173,3 +174,39 @@ def over_training(base_model: ModelUnderTest, train_dir: Path, summary: dict, tr
     if points[-1][0] != summary["steps"]:
         points.append((summary["steps"], Path(summary["artifact"])))
     return measure(base_model, points, slices, suite_cfgs, cfg.data.target.name, cfg.eval, out_dir)
+
+
+def study_plan(cfg: StudyConfig) -> list[str]:
+    """Every stage the study will run, in order: what the overall progress line counts."""
+    probes = bool(cfg.probes.run)
+    plan = ["model_prepare", "data", "eval_base"] + (["probes:base"] if probes else [])
+    for v in cfg.variants:
+        every = cfg.variant_train(v).probe_every
+        plan += [f"train:{v.name}"] + ([f"trajectory:{v.name}"] if every else []) + [f"eval:{v.name}"]
+        plan += ([f"probes:{v.name}"] if probes else []) + [f"compare:{v.name}"]
+    return plan + (["sweep"] if cfg.sweep.scales and cfg.variants else []) + ["report"]
+
+
+def progress_line(plan: list[str], name: str, done: dict[str, float], elapsed: float) -> str:
+    """`[6/17] 2m10s elapsed, ~5m20s left besides sweep, report`. The time left sums, for each stage still to
+    run, the mean time of the finished stages of its kind (eval_base stands for every eval, probes:base for every
+    probe run); kinds that have not run yet are named instead of guessed."""
+    def kind(stage: str) -> str:
+        return stage.split(":")[0].removesuffix("_base")
+
+    seen: dict[str, list[float]] = {}
+    for stage, secs in done.items():
+        seen.setdefault(kind(stage), []).append(secs)
+    rest = plan[plan.index(name):] if name in plan else [name]
+    line = f"[{plan.index(name) + 1 if name in plan else '?'}/{len(plan)}] {_clock(elapsed)} elapsed"
+    known = [s for s in rest if kind(s) in seen]
+    unknown = list(dict.fromkeys(kind(s) for s in rest if kind(s) not in seen))
+    if not known:
+        return line
+    left = sum(sum(seen[kind(s)]) / len(seen[kind(s)]) for s in known)
+    return f"{line}, ~{_clock(left)} left" + (f" besides {', '.join(unknown)}" if unknown else "")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"

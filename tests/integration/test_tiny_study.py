@@ -39,6 +39,11 @@ def test_tiny_study_end_to_end(tmp_path, tiny_model_dir):
 
     study = json.loads((run / "study.json").read_text())
     assert [v["name"] for v in study["variants"]] == ["lora"]
+    from driftlab.config import load_config
+    from driftlab.study import study_plan
+
+    plan = study_plan(load_config(cfg_path))  # the overall progress line counts the stages the study runs
+    assert set(study["timings_s"]) - {"total"} == set(plan) and f"[{len(plan)}/{len(plan)}]" in result.output
     strategies = ["few_shot", "cot", "self_consistency", "reflection"]
     expected = {"arithmetic": "target", "capitals": "heldout", "copy_word": "heldout", "steps_2": "heldout",
                 "steps_3": "heldout"}
