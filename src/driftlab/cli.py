@@ -198,13 +198,15 @@ def train(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 @_errors
 def export(artifact: Path = typer.Option(..., "--artifact", "--adapter", help="What a fine-tune produced (PEFT "
                                          "adapter, SVF expert) or its train run dir."),
-           model: str = typer.Option("embedded", "--model", "-m", help="The base model it was trained on."),
+           config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+           model: Optional[str] = typer.Option(None, "--model", "-m", help="The base model it was trained on "
+                                               "(as --model elsewhere); default: the config's model.name_or_path."),
            out: Path = typer.Option(..., help="Dir for the merged checkpoint (must not exist).")):
     """Merge a fine-tune into its base model and save one ordinary checkpoint (safetensors + tokenizer), loadable
-    by any tool, vLLM included."""
+    by any tool, vLLM included. The base model is the config's (model.name_or_path), unless --model names one."""
     from driftlab.models import export_merged
 
-    export_merged(artifact, model, out)
+    export_merged(artifact, _load(config, set_, model).model.name_or_path, out)
     console.print(f"merged checkpoint: {out}  (driftlab eval --model {out})")
 
 
@@ -214,7 +216,8 @@ def svf_combine(experts: list[Path] = typer.Argument(..., help="SVF expert dirs 
                 weights: Optional[list[float]] = typer.Option(None, "--weight", "-w",
                                                               help="One per expert (repeatable); default: equal."),
                 out: Path = typer.Option(..., help="Dir for the combined expert (must not exist).")):
-    """Combine SVF experts into one: a weighted sum of their singular-value scales (Transformer²)."""
+    """Combine SVF experts into one: a weighted sum of their singular-value scales (Transformer²). Reads no config:
+    the experts are all it needs."""
     from driftlab.artifacts import combine_expert_dirs
 
     combine_expert_dirs(experts, weights, out)
@@ -227,15 +230,12 @@ def evaluate(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model
              artifact: Optional[Path] = ArtifactOpt, no_cache: bool = NoCacheOpt, out: Optional[Path] = OutOpt):
     """Evaluate a model (optionally with a fine-tune's artifact) on every suite of the config."""
     from driftlab.eval import evaluate_model
+    from driftlab.report.terminal import print_eval_summary
 
     cfg, bundle, mut = _inputs(config, set_, model, no_cache, artifact)
     out_dir = _out_dir(out, cfg, "eval")
     summary = evaluate_model(mut, bundle.suites, cfg.data.suite_configs(), cfg.eval, out_dir, shots=bundle.shots)
-    table = Table("suite", "n", "accuracy", "chance", "format")
-    for name, m in summary["suites"].items():
-        table.add_row(name, str(m["n"]), f"{m['accuracy']:.1%}", f"{m['chance']:.1%}", f"{m['format_rate']:.0%}")
-    console.print(table)
-    console.print(f"results written to {out_dir}")
+    print_eval_summary(summary, out_dir, console, cfg.compare.floor_margin)
 
 
 @app.command("probe")
@@ -271,7 +271,7 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
             b: str = typer.Argument(..., help="Model B (usually the fine-tune), on the same items."),
             config: Optional[Path] = typer.Option(None, "--config", "-c",
                                                   help="Study config for the 'compare' block, seed and runs_dir; "
-                                                       "default: built-in defaults."),
+                                                       "default: built-in defaults (then --set needs one)."),
             set_: Optional[list[str]] = SetOpt,
             out: Optional[Path] = typer.Option(None, help="Output dir for compare.json (must not exist); default: "
                                                "a new run dir.")):
@@ -279,28 +279,27 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
     Benjamini-Hochberg, floor flag) and every probe metric (difference, paired bootstrap CI)."""
     from driftlab.compare.paired import compare_results
     from driftlab.config import CompareConfig
+    from driftlab.report.terminal import compare_table
     from driftlab.runs import new_run_dir, require_empty_dir, write_json
+    from driftlab.schema import Comparison
 
     if out is not None:
         require_empty_dir(out, "--out")
+    if set_ and config is None:
+        raise DriftlabError("--set needs --config: without one, compare runs on built-in defaults")
     study_cfg = _load(config, set_) if config is not None else None
     cmp_cfg = study_cfg.compare if study_cfg else CompareConfig()
     result = compare_results(a, b, cmp_cfg, study_cfg.seed if study_cfg else 0)
-    if result["suites"]:
-        from driftlab.compare.verdict import verdict
-        from driftlab.schema import Comparison
-
-        table = Table("suite", "n", "A", "B", "diff (pts)", f"{cmp_cfg.confidence:.0%} CI", "McNemar p",
-                      f"adj. p ({cmp_cfg.correction})", "MDE (pts)", "items to certify", "verdict",
-                      title=f"{a}  →  {b}")
-        roles = _study_roles(b)
-        for suite, r in result["suites"].items():
-            table.add_row(suite, str(r["n"]), f"{r['base_acc']:.1%}", f"{r['tuned_acc']:.1%}",
-                          f"{100 * r['diff']:+.1f}", f"[{100 * r['ci95'][0]:+.1f}, {100 * r['ci95'][1]:+.1f}]",
-                          f"{r['mcnemar_p']:.3g}", f"{r['p_adj']:.3g}",
-                          "none" if r["mde"] is None else f"{100 * r['mde']:.1f}",
-                          "n/a" if r["n_to_certify"] is None else str(r["n_to_certify"]),
-                          verdict(Comparison(variant=b, suite=suite, **r), roles.get(suite, "heldout")))
+    rows = [Comparison(variant=b, suite=suite, **r) for suite, r in result["suites"].items()]
+    if rows:  # the tests behind each verdict; the changes and verdicts close the output (compare_table)
+        table = Table(title=f"{a}  →  {b}: paired tests", title_justify="left")
+        table.add_column("suite", no_wrap=True)  # a suite name is never cut; the numbers fold when narrow
+        for header in ("n", "McNemar p", f"adj. p ({cmp_cfg.correction})", "MDE (pts)", "items to certify"):
+            table.add_column(header, justify="right", overflow="fold")
+        for r in rows:
+            table.add_row(r.suite, str(r.n), f"{r.mcnemar_p:.3g}", f"{r.p_adj:.3g}",
+                          "none" if r.mde is None else f"{100 * r.mde:.1f}",
+                          "n/a" if r.n_to_certify is None else str(r.n_to_certify))
         console.print(table)
     if result["probes"]:
         table = Table("probe", "metric", "n", "A", "B", "diff", f"{cmp_cfg.confidence:.0%} CI")
@@ -316,6 +315,9 @@ def compare(a: str = typer.Argument(..., help="Model A (usually the base): <stud
     out_dir = out or new_run_dir(study_cfg.runs_dir if study_cfg else Path("runs"),
                                  f"{study_cfg.name}-compare" if study_cfg else "compare")
     write_json(out_dir / "compare.json", result)
+    if rows:
+        console.print()
+        console.print(compare_table(rows, _study_roles(b), f"{a}  →  {b}"))
     console.print(f"written to {out_dir / 'compare.json'}")
 
 
@@ -341,30 +343,30 @@ def sweep(run: Path = typer.Argument(..., help="A study run dir (holds study.jso
                                                "the config's sweep.scales, else 0.25,0.5,0.75."),
           limit: Optional[int] = typer.Option(None, min=1, help="First N items per suite (default: the config's "
                                               "sweep.limit; without either, every item the study evaluated)."),
+          config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose 'sweep' and 'compare' "
+                                                "blocks apply; default: the run's own config.yaml. Model, data and "
+                                                "eval are always the run's."),
+          set_: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Override a sweep or compare key: "
+                                                   "--set sweep.limit=10 (repeatable)."),
           out: Optional[Path] = OutOpt):
     """Scale every fine-tune of a study between base and itself (LoRA scale, SVF z, WiSE-FT for full), evaluate
     zero-shot at each scale, and plot target gain against held-out retention with the Pareto frontier."""
     from driftlab.compare.sweep import inputs_from_run, plan_sweep, run_sweep, sweep_spec
     from driftlab.report.plots import pareto_html
+    from driftlab.report.terminal import sweep_table
     from driftlab.runs import write_text_atomic
     from driftlab.schema import SweepResult
 
-    inputs = inputs_from_run(run)
+    inputs = inputs_from_run(run, config, set_)
     spec = sweep_spec(inputs.cfg, scales, limit)
     plan_sweep(inputs, spec)  # fails before anything is written
     out_dir = _out_dir(out, inputs.cfg, "sweep")
     result = SweepResult.model_validate(run_sweep(inputs, spec, out_dir))
-    write_text_atomic(out_dir / "pareto.html", pareto_html(result.points))
-    table = Table("variant", "α", "target change (95% CI)", "held-out change (95% CI)", "frontier")
-    for p in result.points:
-        table.add_row(p.variant, f"{p.alpha:g}", _pts(p.target_gain, p.target_ci),
-                      _pts(p.heldout_change, p.heldout_ci), "yes" if p.frontier else "")
-    console.print(table)
-    console.print(f"sweep written to {out_dir} (sweep.json, pareto.html)")
-
-
-def _pts(diff: float, ci: list[float]) -> str:
-    return f"{100 * diff:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    page = pareto_html(result.points)
+    write_text_atomic(out_dir / "pareto.html", page)
+    console.print(sweep_table(result.points))
+    console.print(f"sweep written to {out_dir} (sweep.json, pareto.html {len(page.encode()) / 1e6:.1f} MB: "
+                  "plotly.js inlined, opens offline)")
 
 
 @app.command("gate")
@@ -376,6 +378,7 @@ def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json
     """Check a study against the config's gate rules. Exit 0: every rule holds for every variant; 1: a rule is
     violated (printed); 2: an error (no study, bad config, no rules)."""
     from driftlab.compare.gate import check_gate
+    from driftlab.report.terminal import gate_table, print_gate_summary
     from driftlab.schema import load_study
 
     study = load_study(run)
@@ -383,16 +386,10 @@ def gate(run: Path = typer.Argument(..., help="A study run dir (holds study.json
     if not cfg.gate:
         raise DriftlabError("no gate rules: add a 'gate' list to the config (README: Regression gate)")
     results = check_gate(study, cfg.gate)
-    table = Table("variant", "rule", "subject", "diff", "95% CI", "result")
-    for r in results:
-        ci = f"[{r.ci95[0]:+.3f}, {r.ci95[1]:+.3f}]" if r.ci95 else "n/a"
-        table.add_row(r.variant, str(r.rule), r.subject, "n/a" if r.diff is None else f"{r.diff:+.3f}",
-                      ci, ("skipped (at floor)" if r.why.startswith("skipped") else "pass") if r.passed
-                      else f"FAIL: {r.why}")
-    console.print(table)
-    failed = [r for r in results if not r.passed]
-    console.print(f"gate: {'FAILED' if failed else 'passed'} ({len(failed)} of {len(results)} checks violated)")
-    raise typer.Exit(1 if failed else 0)
+    probe_rules = {i for i, rule in enumerate(cfg.gate) if rule.probe}
+    console.print(gate_table(results, probe_rules))
+    print_gate_summary(results, probe_rules, console)
+    raise typer.Exit(1 if any(not r.passed for r in results) else 0)
 
 
 @app.command("list")

@@ -144,14 +144,16 @@ class SuiteConfig(Strict):
     """One set of items: where they come from, how they are asked and how they are scored."""
 
     name: str = Field(pattern=SAFE_NAME, description="The suite's name: its result key and file names.")
-    source: Literal["reasoning_gym", "jsonl", "csv"] = Field(description="Where the items come from: a "
-                                                             "reasoning-gym generator (task), or a file (path).")
+    source: Literal["reasoning_gym", "jsonl", "csv", "parquet"] = Field(
+        description="Where the items come from: a reasoning-gym generator (task), or a file (path): JSONL, CSV or "
+        "Parquet (a .parquet path is read as Parquet whatever this says).")
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
     path: Path | None = Field(
         None, description="JSONL file, one {'question','answer'} object per line or TRL rows (see fields) "
-        "(source=jsonl), or a CSV file "
-        "with a header row naming 'question' and 'answer' (optional 'choices', '|'-separated) (source=csv). "
+        "(source=jsonl), a CSV file "
+        "with a header row naming 'question' and 'answer' (optional 'choices', '|'-separated) (source=csv), or a "
+        "Parquet file with those columns or TRL's (source=parquet, read with pyarrow). "
         "A relative path is resolved against the config file, then against driftlab's bundled suites."
     )
     size: int = Field(100, ge=1, description="Eval items.")
@@ -207,7 +209,7 @@ class SuiteConfig(Strict):
             raise ValueError("scorer 'reasoning_gym' needs source 'reasoning_gym'")
         if self.source == "reasoning_gym" and not self.task:
             raise ValueError("source 'reasoning_gym' needs 'task' (a reasoning-gym generator name)")
-        if self.source in ("jsonl", "csv") and self.path is None:
+        if self.source in ("jsonl", "csv", "parquet") and self.path is None:
             raise ValueError(f"source '{self.source}' needs 'path'")
         if isinstance(self.choices, list) and (len(self.choices) < 2 or not all(c.strip() for c in self.choices)):
             raise ValueError("choices must list at least two non-empty strings")
@@ -283,13 +285,13 @@ class DataConfig(Strict):
 class MixSource(Strict):
     """One replay source mixed into the training data (train.mix)."""
     name: str = Field(pattern=SAFE_NAME, description="The source's name in the training set's report.")
-    source: Literal["reasoning_gym", "jsonl", "csv", "self_replay"] = Field(
+    source: Literal["reasoning_gym", "jsonl", "csv", "parquet", "self_replay"] = Field(
         description="self_replay: the base model's own replies to general prompts (generated once, cached).")
     ratio: float = Field(gt=0, le=10, description="Items from this source per target training item (0.25 = one "
                          "replay item for every four target items).")
     task: str | None = Field(None, description="reasoning-gym generator name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Difficulty kwargs for the generator.")
-    path: Path | None = Field(None, description="jsonl/csv: the file; self_replay: a prompts file (JSONL with "
+    path: Path | None = Field(None, description="jsonl/csv/parquet: the file; self_replay: a prompts file (JSONL with "
                               "'question'), default the bundled general prompts.")
     template: str = Field("{question}", description="User message; '{question}' is replaced by the item.")
     completion_template: str = Field("{answer}", description="Training target; '{answer}' is the gold answer.")
@@ -299,7 +301,7 @@ class MixSource(Strict):
     def _needs(self):
         if self.source == "reasoning_gym" and not self.task:
             raise ValueError("a reasoning_gym mix source needs 'task'")
-        if self.source in ("jsonl", "csv") and self.path is None:
+        if self.source in ("jsonl", "csv", "parquet") and self.path is None:
             raise ValueError(f"a {self.source} mix source needs 'path'")
         return self
 

@@ -1,5 +1,6 @@
 
 import json
+import re
 import pytest
 
 from driftlab.config import DataConfig
@@ -346,3 +347,77 @@ def test_trl_rows_with_a_fields_mapping_and_plain_rows_with_a_completion_column(
     trl, plain = jsonl_items(tmp_path / "t.jsonl", fields={"answer": "sol"})[0]
     assert trl["answer"] == "4" and trl["completion"] == "Answer: 3"  # the mapped column wins over the Answer line
     assert "completion" not in plain and plain["meta"] == {"completion": "zz"}  # not TRL: a column like any other
+
+
+# --- Parquet files (pyarrow; the same rows, fields mapping and errors as JSONL, rows counted from 1) ---------------
+
+def _parquet(path, rows: list[dict]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist would take the first row's keys only
+    pq.write_table(pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns}), path)  # absent: null
+    return path
+
+
+def test_parquet_rows_read_as_the_same_rows_in_jsonl_do(tmp_path):
+    from driftlab.data.sources import parquet_items
+
+    chain = "2 + 1 = 3\nAnswer: 3"
+    rows = [{"question": "1 + 1?", "answer": "2", "level": 1},
+            {"question": "Capital of France?", "answer": "Paris", "choices": ["Paris", "Rome"], "level": 2},
+            {"prompt": "What is 2 + 1?", "completion": chain},
+            {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 4 + 1?"},
+                          {"role": "assistant", "content": "Answer: 5"}]}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items, skipped = parquet_items(_parquet(tmp_path / "rows.parquet", rows))
+    assert skipped == 0 and items == jsonl_items(tmp_path / "rows.jsonl")[0]
+    assert items[2]["answer"] == "3" and items[2]["completion"] == chain and items[3]["question"] == "What is 4 + 1?"
+    assert items[1]["choices"] == ["Paris", "Rome"] and items[0]["meta"] == {"level": 1}
+
+
+def test_parquet_with_a_fields_mapping_from_pandas(tmp_path):
+    import pandas as pd
+
+    from driftlab.data.sources import parquet_items
+
+    path = tmp_path / "p.parquet"
+    pd.DataFrame({"problem": ["2 + 2?", "3 + 3?"], "solution": [4, 6], "source": ["a", "b"]}).to_parquet(path)
+    items, _ = parquet_items(path, fields={"question": "problem", "answer": "solution"})
+    assert items == [{"question": "2 + 2?", "answer": "4", "choices": None, "meta": {"source": "a"}},
+                     {"question": "3 + 3?", "answer": "6", "choices": None, "meta": {"source": "b"}}]
+    with pytest.raises(DataError, match=r"p.parquet: no column\(s\) \['answer', 'question'\] .*data.\*.fields"):
+        parquet_items(path)
+
+
+def test_a_bad_parquet_row_names_the_file_and_the_row(tmp_path):
+    import pandas as pd
+
+    from driftlab.data.sources import parquet_items
+
+    path = tmp_path / "bad.parquet"
+    pd.DataFrame({"question": ["a?", "b?", " ", "d?"], "answer": ["1", None, "3", "4"]}).to_parquet(path)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: row 2: missing field 'answer'$"):
+        parquet_items(path)  # a null cell is a missing field; rows counted from 1
+    items, skipped = parquet_items(path, on_bad_row="skip")
+    assert [it["question"] for it in items] == ["a?", "d?"] and skipped == 2  # row 3's question is blank
+    trl = _parquet(tmp_path / "trl.parquet", [{"prompt": "Q?", "completion": "Answer: 1"},
+                                               {"prompt": "R?", "completion": "step one\nstep two"}])
+    with pytest.raises(DataError, match=r"trl.parquet: row 2: no 'Answer: \.\.\.' line"):
+        parquet_items(trl)
+    (tmp_path / "text.parquet").write_text('{"question": "a?", "answer": "1"}\n')
+    with pytest.raises(DataError, match=r"text.parquet: not a readable Parquet file"):
+        parquet_items(tmp_path / "text.parquet")
+
+
+def test_a_parquet_file_is_a_suite_and_a_target_by_its_name(tmp_path):
+    """The config's `source` offers jsonl and csv: a path ending in .parquet is read as Parquet under either."""
+    rows = [{"prompt": f"What is {i} + 1?", "completion": f"{i} + 1 = {i + 1}\nAnswer: {i + 1}"} for i in range(30)]
+    target = _parquet(tmp_path / "train.parquet", rows)
+    held = _parquet(tmp_path / "held.parquet", [{"question": f"Spell {w}.", "answer": w} for w in ("cat", "dog")])
+    cfg = DataConfig(target={"name": "mine", "source": "jsonl", "path": str(target), "size": 10},
+                     heldout=[{"name": "spell", "source": "csv", "path": str(held), "size": 2}])
+    bundle = build_data(cfg, seed=0)
+    assert len(bundle.suites["mine"]) == 10 and len(bundle.train) == 20
+    assert all(it["completion"].endswith(f"Answer: {it['answer']}") for it in bundle.train)
+    assert sorted(it["answer"] for it in bundle.suites["spell"]) == ["cat", "dog"]

@@ -54,7 +54,7 @@ def test_max_loss_is_non_inferiority(tmp_path):
     margin, and says "cannot certify" (with the items that would) when they do not."""
     noisy = _study(tmp_path, capitals_diff=-0.071, capitals_ci=[-0.157, 0.014])  # SVF's capitals at a11c114
     out = CliRunner().invoke(app, ["gate", str(noisy)], env={"COLUMNS": "250"})
-    assert out.exit_code == 1 and "cannot certify a loss smaller than 0.020" in out.output
+    assert out.exit_code == 1 and "cannot certify a loss smaller than 2.0 pts" in out.output
     assert "items would certify" in out.output
     certified = _study(tmp_path / "c", capitals_diff=-0.005, capitals_ci=[-0.015, 0.01])
     out = CliRunner().invoke(app, ["gate", str(certified)], env={"COLUMNS": "250"})
@@ -102,7 +102,7 @@ def test_gate_needs_more_than_a_collapsed_bootstrap_and_still_sees_a_floor_loss(
     rule = GateRule(suites="heldout", max_loss=0.05, ci="excludes_zero")
     empty = Comparison(**{**_row("tiny", 0.0, [0.0, 0.0]), "n": 20, "loss_bound": loss_bound(20, 0, 0)})
     passed, why = _check(rule, empty)  # nothing flipped on 20 items: CI [0, 0], yet a 16-point loss is plausible
-    assert not passed and "cannot certify" in why and "exact bound on the loss 0.168" in why
+    assert not passed and "cannot certify" in why and "exact bound on the loss 16.8 pts" in why
     big = empty.model_copy(update={"n": 300, "loss_bound": loss_bound(300, 0, 0)})
     assert _check(rule, big)[0]
     gain = GateRule(suites="target", min_diff=0.05, ci="excludes_zero")

@@ -57,30 +57,40 @@ def _significant_loss(row) -> bool:
     return row.ci95[1] < 0 and p is not None and p < getattr(row, "alpha", 0.05)
 
 
+def _units(row):
+    """How a check states its numbers: a suite row in percentage points (as compare, the report and the terminal
+    do), a probe metric in its own unit. Returns (format a number, the unit's suffix)."""
+    if hasattr(row, "right_to_wrong"):
+        return (lambda x, sign=True: f"{100 * x:{'+' if sign else ''}.1f}"), " pts"
+    return (lambda x, sign=True: f"{x:{'+' if sign else ''}.3f}"), ""
+
+
 def _check(rule: GateRule, row) -> tuple[bool, str]:
     diff, (lo, hi) = row.diff, row.ci95
     strict = rule.ci == "excludes_zero"
+    v, u = _units(row)
     if rule.min_diff is not None:
         if diff < rule.min_diff:
-            return False, f"diff {diff:+.3f} < required {rule.min_diff:+.3f}"
+            return False, f"diff {v(diff)} < required {v(rule.min_diff)}{u}"
         if strict and lo <= 0:
-            return False, f"CI [{lo:+.3f}, {hi:+.3f}] does not exclude 0"
+            return False, f"CI [{v(lo)}, {v(hi)}] does not exclude 0"
         p = getattr(row, "p_adj", None)  # a suite row's corrected McNemar p, as the verdicts read it
         if strict and p is not None and p >= getattr(row, "alpha", 0.05):
             return False, f"corrected McNemar p {p:.3g} is not below {row.alpha}"
-        return True, f"diff {diff:+.3f} ≥ {rule.min_diff:+.3f}"
+        return True, f"diff {v(diff)} ≥ {v(rule.min_diff)}{u}"
     if rule.max_loss is not None:
         margin = rule.max_loss
         if not strict:
             if diff < -margin:  # say whether the data show the loss, or cannot tell it from none
-                shown = (f"its CI [{lo:+.3f}, {hi:+.3f}] lies below 0: a loss" if hi < 0 else
-                         f"its CI [{lo:+.3f}, {hi:+.3f}] reaches 0: the data cannot tell this loss from none")
-                return False, f"diff {diff:+.3f} below -{margin:.3f} (point estimate; {shown})"
-            return True, f"diff {diff:+.3f} not below -{margin:.3f} (point estimate; its CI is not checked)"
+                shown = (f"its CI [{v(lo)}, {v(hi)}] lies below 0: a loss" if hi < 0 else
+                         f"its CI [{v(lo)}, {v(hi)}] reaches 0: the data cannot tell this loss from none")
+                return False, f"diff {v(diff)} below -{v(margin, False)}{u} (point estimate; {shown})"
+            return True, f"diff {v(diff)} not below -{v(margin, False)}{u} (point estimate; its CI is not checked)"
         if certified(row, margin):
-            return True, f"a loss beyond -{margin:.3f} is excluded: CI lower bound {lo:+.3f} > -{margin:.3f}"
+            return True, (f"a loss beyond -{v(margin, False)}{u} is excluded: CI lower bound {v(lo)} > "
+                          f"-{v(margin, False)}")
         if hi < 0 and diff < -margin:
-            return False, f"lost: diff {diff:+.3f}, CI [{lo:+.3f}, {hi:+.3f}] below 0 and below -{margin:.3f}"
+            return False, f"lost: diff {v(diff)}, CI [{v(lo)}, {v(hi)}] below 0 and below -{v(margin, False)}{u}"
         need = ""
         if hasattr(row, "right_to_wrong"):  # a suite row (a probe metric has no flips to count)
             items = items_to_certify(row.n, row.right_to_wrong, row.wrong_to_right, margin, row.power,
@@ -88,12 +98,12 @@ def _check(rule: GateRule, row) -> tuple[bool, str]:
             need = ("; at the observed difference no number of items would" if items is None else
                     f"; ~{items} items would certify it at the observed difference")
             if lo > -margin:  # the bootstrap alone would have certified it: too few flips to trust it
-                need += f"; exact bound on the loss {row.loss_bound:.3f}"
-        return False, (f"cannot certify a loss smaller than {margin:.3f}: CI [{lo:+.3f}, {hi:+.3f}] reaches below "
-                       f"-{margin:.3f} (n {row.n}{need})")
+                need += f"; exact bound on the loss {v(row.loss_bound, False)}{u}"
+        return False, (f"cannot certify a loss smaller than {v(margin, False)}{u}: CI [{v(lo)}, {v(hi)}] reaches "
+                       f"below -{v(margin, False)} (n {row.n}{need})")
     if diff > rule.max_rise and (not strict or lo > 0):
-        return False, f"diff {diff:+.3f} above +{rule.max_rise:.3f}" + (" with CI above 0" if strict else "")
-    return True, f"diff {diff:+.3f} within +{rule.max_rise:.3f}"
+        return False, f"diff {v(diff)} above +{v(rule.max_rise, False)}{u}" + (" with CI above 0" if strict else "")
+    return True, f"diff {v(diff)} within +{v(rule.max_rise, False)}{u}"
 
 
 def _describe(rule: GateRule) -> str:

@@ -34,14 +34,29 @@ class SweepInputs:
     eval_root: Path
 
 
-def inputs_from_run(run: Path) -> SweepInputs:
-    """`driftlab sweep <run>`: the inputs read back from a study run dir (validated; nothing is written)."""
+# What `driftlab sweep --config/--set` may change: how the sweep runs and how its CIs are drawn. Model, data and eval
+# settings stay the run's own, since α = 0 and 1 are the study's evals and every point is paired with them.
+SETTINGS = ("sweep", "compare")
+
+
+def inputs_from_run(run: Path, config: Path | None = None, overrides: list[str] | None = None) -> SweepInputs:
+    """`driftlab sweep <run>`: the inputs read back from a study run dir (validated; nothing is written). The
+    `sweep` and `compare` blocks come from `config` (default: the run's own config.yaml) with `overrides` applied;
+    an override of any other key is an error rather than silently ignored."""
     from driftlab.config import load_config
+    from driftlab.errors import ConfigError
     from driftlab.models import resolve_model
     from driftlab.schema import load_study
 
     study = load_study(run)
     cfg = load_config(run / "config.yaml", [])
+    for item in overrides or []:
+        if item.partition("=")[0].strip().split(".")[0] not in SETTINGS:
+            raise ConfigError(f"--set {item!r}: a sweep takes only {' and '.join(SETTINGS)} keys; model, data and "
+                              f"eval settings are the study run's own ({run / 'config.yaml'})")
+    if config is not None or overrides:
+        settings = load_config(config or run / "config.yaml", overrides)
+        cfg = cfg.model_copy(update={key: getattr(settings, key) for key in SETTINGS})
     # find_artifact: the run dir may have moved since its train summaries were written
     return SweepInputs(
         base=ModelUnderTest(resolve_model(cfg.model.name_or_path), cfg.model), cfg=cfg,

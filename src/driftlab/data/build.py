@@ -15,7 +15,7 @@ from pathlib import Path
 
 from driftlab.config import DataConfig, SuiteConfig
 from driftlab.data.perturb import perturb_item
-from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items
+from driftlab.data.sources import file_items, reasoning_gym_items
 from driftlab.errors import ConfigError, DataError
 from driftlab.runs import write_json, write_jsonl
 
@@ -167,7 +167,7 @@ def _draw(suite: SuiteConfig, key: str, seed: int, n_extra: int, on_bad_row: str
 
 
 def _file_items(suite: SuiteConfig, on_bad_row: str) -> tuple[list[dict], int]:
-    items, skipped = (csv_items if suite.source == "csv" else jsonl_items)(suite.path, on_bad_row, suite.fields)
+    items, skipped = file_items(suite.path, suite.source, on_bad_row, suite.fields)
     if suite.family is not None:  # one step count of a multi-step family: the rows with that many terms
         items = [it for it in items if str(it["meta"].get("terms")) == str(suite.terms[0])]
         if not items:

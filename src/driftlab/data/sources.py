@@ -1,4 +1,4 @@
-"""Raw item sources: reasoning-gym generators and user JSONL files.
+"""Raw item sources: reasoning-gym generators and user files (JSONL, CSV, Parquet).
 
 A raw item is `{"question": str, "answer": str, "choices": list[str] | None, "meta": dict}`.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def reasoning_gym_items(task: str, kwargs: dict, size: int, seed: int, key: str)
     if not items:
         raise DataError(f"config key '{key}': reasoning-gym task '{task}' produced no items with a gold answer")
     return items
+
+
+def file_items(path: Path, source: str, on_bad_row: str = "error", fields: dict[str, str] | None = None
+               ) -> tuple[list[dict], int]:
+    """A user file's rows by its format: Parquet when `source` is 'parquet' or the name ends in .parquet (a binary
+    format that can be nothing else), CSV for 'csv', else JSONL."""
+    if source == "parquet" or Path(path).suffix.lower() == ".parquet":
+        return parquet_items(path, on_bad_row, fields)
+    return (csv_items if source == "csv" else jsonl_items)(path, on_bad_row, fields)
 
 
 def jsonl_items(path: Path, on_bad_row: str = "error", fields: dict[str, str] | None = None
@@ -74,18 +84,28 @@ def csv_items(path: Path, on_bad_row: str = "error", fields: dict[str, str] | No
     return _collect(path, _csv_rows(path, fields or {}), on_bad_row)
 
 
-def _collect(path: Path, rows, on_bad_row: str) -> tuple[list[dict], int]:
-    """One policy for every file format: rows yields (line number, parse); a parse that raises ValueError is a
-    malformed row — an error naming file:line, or skipped and counted."""
+def parquet_items(path: Path, on_bad_row: str = "error", fields: dict[str, str] | None = None
+                  ) -> tuple[list[dict], int]:
+    """Rows of a user Parquet file, read as JSONL rows are ({question, answer}, TRL's {prompt, completion} or
+    {messages}, other column names through `fields`); a null cell is a missing field, and errors name the row,
+    counted from 1 in file order."""
+    path = _existing_file(path)
+    return _collect(path, _parquet_rows(path, fields or {}), on_bad_row, unit="row")
+
+
+def _collect(path: Path, rows, on_bad_row: str, unit: str = "line") -> tuple[list[dict], int]:
+    """One policy for every file format: rows yields (line or row number, parse); a parse that raises ValueError is
+    a malformed row — an error naming file:line (file: row N for a Parquet file), or skipped and counted."""
     items, skipped = [], 0
-    for lineno, parse in rows:
+    for number, parse in rows:
         try:
             items.append(parse())
         except ValueError as err:
             if on_bad_row == "skip":
                 skipped += 1
                 continue
-            raise DataError(f"{path}:{lineno}: {err}") from None
+            where = f"{path}:{number}" if unit == "line" else f"{path}: {unit} {number}"
+            raise DataError(f"{where}: {err}") from None
     if not items:
         raise DataError(f"{path}: no usable rows ({skipped} malformed rows skipped)")
     return items, skipped
@@ -136,6 +156,40 @@ def _csv_rows(path: Path, fields: dict[str, str]):
         csv.field_size_limit(limit)
 
 
+def _parquet_rows(path: Path, fields: dict[str, str]):
+    # pyarrow directly, not datasets.load_dataset("parquet", data_files=..., split="train"): for a local file that
+    # loader reads with the same pyarrow, but first copies the whole file into an Arrow cache under
+    # ~/.cache/huggingface/datasets (a second copy of the user's data, kept after the run) behind a progress bar;
+    # reading row groups in batches streams the file instead. pyarrow comes with datasets (a dependency).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    columns = set(parquet.schema_arrow.names)
+    needed = {fields.get(k, k) for k in ("question", "answer")}
+    if not needed <= columns and not {"prompt", "messages"} & columns:
+        raise DataError(f"{path}: no column(s) {sorted(needed - columns)} (nor TRL's 'prompt'/'completion' or "
+                        "'messages')" + ("" if fields else "; data.*.fields maps other column names"))
+    number = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, (lambda row=row: _parse_parquet_row(row, fields))
+    except pa.ArrowException as err:  # a damaged row group: the rows before it were read
+        raise DataError(f"{path}: rows from row {number + 1} on: unreadable ({err})") from None
+
+
+def _parse_parquet_row(row: dict, fields: dict[str, str]) -> dict:
+    # A null cell (or a float NaN, pandas' missing value) is an absent field: a column this row does not use. Dates,
+    # bytes and decimals of extra columns become text, as they would be in a JSONL file, so meta stays JSON.
+    present = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    return _parse_record(json.loads(json.dumps(present, default=str)), fields)
+
+
 def _parse_csv_row(row: dict) -> dict:
     if None in row or any(v is None for v in row.values()):
         raise ValueError("wrong number of fields")
@@ -165,6 +219,11 @@ def _parse_row(line: str, fields: dict[str, str] | None = None) -> dict:
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    return _parse_record(row, fields)
+
+
+def _parse_record(row, fields: dict[str, str] | None = None) -> dict:
+    """One decoded row (a JSONL line, a Parquet row): renamed by `fields`, TRL formats read, validated."""
     if isinstance(row, dict) and fields:
         row = _renamed(row, fields)
     if isinstance(row, dict) and "question" not in row and ("messages" in row or "prompt" in row):

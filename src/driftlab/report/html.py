@@ -35,7 +35,7 @@ def render_html(study: Study, train_logs: dict[str, list[dict]], flips: list[dic
     plots = "\n".join(_plot(fig) for fig in figures)
     sweep = ""
     if study.sweep:
-        sweep = _md_table_as_html(sweep_table(study)) + _plot(pareto_figure(study.sweep.points))
+        sweep = _md_table_as_html(sweep_table(study)) + _plot(pareto_figure(study.sweep.points, study.variant_names()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftlab: {html.escape(study.name)}</title>
 <style>

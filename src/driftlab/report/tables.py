@@ -17,10 +17,8 @@ def gate_lines(study: Study) -> list[str]:
     failed = [c for c in gate.checks if not c.passed]
     lines = ["", f"Gate ({len(gate.rules)} rules, {len(gate.checks)} checks): "
              f"**{'FAILED' if failed else 'passed'}**" + ("" if failed else ".")]
-    for c in failed:
-        ci = f", CI [{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else ""
-        diff = "" if c.diff is None else f" (diff {c.diff:+.3f}{ci})"
-        lines.append(f"- {c.variant}: rule {c.rule} on `{c.subject}`{diff}: {c.why}")
+    for c in failed:  # the reason states the numbers, in points (a probe metric: in its unit)
+        lines.append(f"- {c.variant}: rule {c.rule} on `{c.subject}`: {c.why}")
     return lines
 
 

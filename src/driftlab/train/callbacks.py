@@ -59,6 +59,42 @@ class JsonlLogCallback(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
+class ProgressBarCallback(TrainerCallback):
+    """One progress line for training: steps, ETA and the last loss (GRPO: reward). TRL's RichProgressCallback
+    draws a panel with a status line ("Nothing to log yet ...") and a table of every logged key (total_flos
+    included) under the bar; the numbers are in train_log.jsonl, the terminal needs the bar."""
+
+    def __init__(self, label: str = "train"):
+        self.label, self.progress, self.task = label, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("steps"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                                 transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("", total=state.max_steps, completed=state.global_step, last="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs:
+            return
+        shown = [f"{k} {logs[k]:.3g}" for k in ("loss", "reward", "eval_loss") if isinstance(logs.get(k), (int, float))]
+        if shown:
+            self.progress.update(self.task, last=" · ".join(shown))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 class SnapshotCallback(TrainerCallback):
     """Keeps the fine-tune every `every` optimizer steps (train.probe_every) as `<dir>/step-<N>`, written whole or not
     at all (a temp dir renamed), for the curves over training time. `save(path)` writes the method's artifact; it is

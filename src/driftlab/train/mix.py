@@ -13,7 +13,7 @@ import random
 
 from driftlab.config import EvalConfig, MixSource, TrainConfig
 from driftlab.data.build import normalize
-from driftlab.data.sources import csv_items, jsonl_items, reasoning_gym_items, replay_prompts
+from driftlab.data.sources import file_items, reasoning_gym_items, replay_prompts
 from driftlab.errors import DataError
 from driftlab.models import ModelUnderTest
 from driftlab.train.chains import chain_targets
@@ -59,8 +59,8 @@ def _source_items(src: MixSource, want: int, seed: int, base: ModelUnderTest, ke
     extra = want // 5 + 10  # headroom for dropped eval overlaps
     if src.source == "reasoning_gym":
         return reasoning_gym_items(src.task, src.task_kwargs, want + extra, seed + MIX_SEED_OFFSET, key)
-    if src.source in ("jsonl", "csv"):
-        rows, _ = (csv_items if src.source == "csv" else jsonl_items)(src.path)
+    if src.source in ("jsonl", "csv", "parquet"):
+        rows, _ = file_items(src.path, src.source)
         random.Random(seed).shuffle(rows)
         return rows
     return self_replay(src, base, want + extra, key, eval_cfg)

@@ -21,8 +21,8 @@ from driftlab.errors import DriftlabError
 from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
-from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, SnapshotCallback, checkpoints_newest_first,
-                                      is_complete, last_good_checkpoint)
+from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, ProgressBarCallback, SnapshotCallback,
+                                      checkpoints_newest_first, is_complete, last_good_checkpoint)
 from driftlab.train.grpo import reward_summary
 from driftlab.train.lm_head import completion_tokens_only
 from driftlab.train.methods import METHODS
@@ -108,7 +108,6 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     from datasets import Dataset
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTConfig, SFTTrainer
-    from trl.trainer.callbacks import RichProgressCallback
 
     device = pick_device(model_cfg.device)
     on_gpu = device == "cuda"
@@ -151,7 +150,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     )
     resume_step = int(resume.name.split("-")[1]) if resume else None
     log_cb, guard = JsonlLogCallback(out_dir / "train_log.jsonl", keep_until_step=resume_step), NonFiniteLossGuard()
-    callbacks = [log_cb, guard, RichProgressCallback()]
+    callbacks = [log_cb, guard, ProgressBarCallback(out_dir.name)]
     if "tensorboard" in cfg.report_to and is_main_process():
         # a resumed run purges the steps the killed one logged after its checkpoint: they are trained again
         callbacks.append(_tensorboard(out_dir / "tensorboard", purge_step=resume_step + 1 if resume_step else None))
