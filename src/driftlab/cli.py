@@ -206,7 +206,8 @@ def export(artifact: Path = typer.Option(..., "--artifact", "--adapter", help="W
     by any tool, vLLM included. The base model is the config's (model.name_or_path), unless --model names one."""
     from driftlab.models import export_merged
 
-    export_merged(artifact, _load(config, set_, model).model.name_or_path, out)
+    base = model or _load(config, set_).model.name_or_path  # --model alone needs no config file
+    export_merged(artifact, base, out)
     console.print(f"merged checkpoint: {out}  (driftlab eval --model {out})")
 
 

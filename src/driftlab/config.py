@@ -583,9 +583,13 @@ class GateRule(Strict):
         None, description="Which suites (zero-shot results): the target, every held-out suite, or a list of names.")
     probe: str | None = Field(None, description="A probe metric instead of suites: <probe>.<metric>, e.g. "
                               "faithfulness.aoc or drift.kl (the metrics each registered probe declares).")
-    min_diff: float | None = Field(None, description="Fail when the difference is below this (a required gain).")
-    max_loss: float | None = Field(None, ge=0, description="Fail when the difference is below -max_loss.")
-    max_rise: float | None = Field(None, ge=0, description="Fail when the difference is above +max_rise.")
+    min_diff: float | None = Field(None, description="Fail when the difference is below this (a required gain). "
+                                   "Suites: an accuracy fraction, 0.05 = 5 points (gate prints points); probes: "
+                                   "the metric's unit.")
+    max_loss: float | None = Field(None, ge=0, description="Fail when the difference is below -max_loss (suites: a "
+                                   "fraction, 0.02 = 2 points).")
+    max_rise: float | None = Field(None, ge=0, description="Fail when the difference is above +max_rise (suites: a "
+                                   "fraction).")
     ci: Literal["any", "excludes_zero"] = Field(
         "any", description="excludes_zero: a gain (min_diff) must have its CI above 0; max_loss is non-inferiority, "
         "passing only when the CI's lower bound is above -max_loss (the data show any loss is smaller); a rise "
@@ -597,6 +601,9 @@ class GateRule(Strict):
             raise ValueError("a gate rule names either 'suites' or 'probe'")
         if sum(x is not None for x in (self.min_diff, self.max_loss, self.max_rise)) != 1:
             raise ValueError("a gate rule sets exactly one of min_diff, max_loss, max_rise")
+        limit = next(x for x in (self.min_diff, self.max_loss, self.max_rise) if x is not None)
+        if self.suites is not None and abs(limit) > 1:  # 5 meant as points would pass or fail everything
+            raise ValueError(f"{limit:g} is not an accuracy difference: suite rules take fractions (0.05 = 5 points)")
         if self.probe is not None:
             probe, dot, metric = self.probe.partition(".")
             if not dot or not metric:

@@ -55,22 +55,47 @@ def test_each_method_lowers_the_loss(tiny_model_dir, tmp_path, method, lr):
         from safetensors.torch import load_file
 
         assert not (artifact / "tokenizer.json").exists()
-        assert {t.dtype for t in load_file(artifact / "adapter_model.safetensors").values()} == {torch.float16}
+        saved = load_file(artifact / "adapter_model.safetensors")
+        assert {t.dtype for k, t in saved.items() if "lora_" in k and "magnitude" not in k} == {torch.float16}
+        assert all(t.dtype == torch.float32 for k, t in saved.items() if "magnitude" in k)  # DoRA's: whole output
 
 
-def test_adapter_dtype_float32_keeps_training_precision_and_float16_loads_alike(tiny_model_dir, tmp_path):
+def test_a_tensor_float16_would_flush_or_overflow_stays_float32(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from driftlab.train.methods.lora import cast_adapter
+
+    f = tmp_path / "adapter_model.safetensors"
+    save_file({"a.lora_A.weight": torch.tensor([0.5, 1e-3]), "b.lora_B.weight": torch.tensor([1e-9, 0.1]),
+               "c.lora_B.weight": torch.tensor([7e4]), "d.lora_magnitude_vector": torch.tensor([1.0])}, f)
+    cast_adapter(f, "float16")
+    dtypes = {k: v.dtype for k, v in load_file(f).items()}
+    assert dtypes == {"a.lora_A.weight": torch.float16, "b.lora_B.weight": torch.float32,
+                      "c.lora_B.weight": torch.float32, "d.lora_magnitude_vector": torch.float32}
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_adapter_dtype_float32_keeps_training_precision_and_float16_loads_alike(tiny_model_dir, tmp_path, method):
     from safetensors.torch import load_file
 
-    half = _train(tiny_model_dir, tmp_path / "half")
-    full = _train(tiny_model_dir, tmp_path / "full", adapter_dtype="float32", cache=False)
+    half = _train(tiny_model_dir, tmp_path / "half", method=method)
+    full = _train(tiny_model_dir, tmp_path / "full", method=method, adapter_dtype="float32", cache=False)
     w16, w32 = (load_file(tmp_path / d / "adapter/adapter_model.safetensors") for d in ("half", "full"))
     assert {t.dtype for t in w32.values()} == {torch.float32} and w16.keys() == w32.keys()
-    assert all(torch.equal(w16[k], w32[k].half()) for k in w16)  # the same training, only stored smaller
+    assert all(torch.equal(w16[k], w32[k].to(w16[k].dtype)) for k in w16)  # the same training, stored smaller
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
         a, b = (load_model(_model(tiny_model_dir), dtype="float32", artifact=s["artifact"])[0](x).logits
                 for s in (half, full))
     assert torch.allclose(a, b, atol=1e-3), (a - b).abs().max()
+    from transformers import AutoModelForCausalLM
+
+    from driftlab.train.methods import METHODS
+    from driftlab.train.sft import _start_adapter
+
+    lm, _ = _start_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), half["artifact"], METHODS.get(method))
+    trained = [p for p in lm.parameters() if p.requires_grad]  # train.init_from continues in float32 (PEFT upcasts)
+    assert trained and {p.dtype for p in trained} == {torch.float32}
 
 
 def test_qlora_without_cuda_is_one_clear_error(tiny_model_dir, tmp_path):

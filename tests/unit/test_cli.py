@@ -141,6 +141,9 @@ def test_export_takes_the_base_model_from_the_config_unless_model_names_one(tmp_
         assert calls[-1] == want
     bad = runner.invoke(app, ["export", "--artifact", "a", "--out", "m", "-c", str(cfg), "--set", "modle.x=1"])
     assert bad.exit_code == 2 and "unknown config key 'modle'" in bad.output
+    monkeypatch.chdir(tmp_path)  # no configs/default.yaml here: --model alone needs no config file
+    out = runner.invoke(app, ["export", "--artifact", "a", "--out", str(tmp_path / "m2"), "--model", "only"])
+    assert out.exit_code == 0 and calls[-1] == "only", out.output
 
 
 # --- compare: points, whole suite names at 80 columns, the verdicts at the end ---------------------------------

@@ -19,8 +19,8 @@ def _card_study():
     rows = [_row("a", "arith", 0.30, [0.2, 0.4]), _row("a", "held", -0.2, [-0.3, -0.1]),
             _row("b", "arith", 0.02, [-0.05, 0.09], p=0.6), _row("b", "held", 0.0, [-0.02, 0.02], p=1.0)]
     study = _study(rows, failed=("a",))
-    probes = [_probe("a", "faithfulness", "has_chain", -1.0, [-1.0, -1.0], base=1.0),  # chains dropped
-              _probe("b", "faithfulness", "has_chain", 0.0, [-0.1, 0.1], base=1.0),
+    probes = [_probe("a", "faithfulness", "usable_chain", -1.0, [-1.0, -1.0], base=1.0),  # chains dropped
+              _probe("b", "faithfulness", "usable_chain", 0.0, [-0.1, 0.1], base=1.0),
               _probe("a", "diversity", "distinct_2", -0.3, [-0.4, -0.2]),  # not headline, but a finding
               _probe("b", "diversity", "distinct_2", 0.0, [-0.1, 0.1]),
               _probe("a", "diversity", "self_bleu", 0.01, [-0.05, 0.07]),  # no finding: left to the probe table
@@ -37,7 +37,7 @@ def _card_study():
 
 def test_probe_verdict_reads_the_metric_direction():
     def row(ci, probe="diversity", metric="distinct_2"):
-        return ProbeComparison(variant="a", probe=probe, metric=metric, n=9, base=0, tuned=0, diff=0, ci95=ci)
+        return ProbeComparison(variant="a", probe=probe, metric=metric, n=20, base=0, tuned=0, diff=0, ci95=ci)
 
     assert probe_verdict(row([-0.4, -0.2]), "higher") == "worse"
     assert probe_verdict(row([-0.4, -0.2]), "lower") == "better"
@@ -45,6 +45,9 @@ def test_probe_verdict_reads_the_metric_direction():
     assert probe_verdict(row([-0.1, 0.2]), "higher") == "no significant change"
     assert probe_verdict(row([0.3, 0.5], "drift", "kl"), "lower") == "moved"  # every fine-tune drifts
     assert probe_verdict(row([0.3, 0.5]), "neither") == "moved"
+    assert probe_verdict(row([0.3, 0.5], "drift", "nll_tuned"), "lower") == "moved"  # the base's own text
+    assert probe_verdict(row([float("nan"), float("nan")]), "higher") == "n/a"
+    assert probe_verdict(row([-0.4, -0.2]).model_copy(update={"n": 3}), "higher") == "too few items"
 
 
 def test_scorecard_has_suites_then_probe_findings_the_gate_and_a_recommendation():
@@ -52,14 +55,15 @@ def test_scorecard_has_suites_then_probe_findings_the_gate_and_a_recommendation(
     card = scorecard(study)
     labels = [r["label"] for r in card["rows"]]
     assert labels[:2] == ["arith", "held"]  # the target first
-    assert {"faithfulness: has_chain", "drift: kl", "diversity: distinct_2"} <= set(labels)
+    assert {"faithfulness: usable_chain", "drift: kl", "diversity: distinct_2"} <= set(labels)
     assert "diversity: self_bleu" not in labels and card["hidden_probe_metrics"] == 1
     cells = {r["label"]: r["cells"] for r in card["rows"]}
     assert cells["arith"]["a"]["word"] == "gained" and cells["arith"]["a"]["css"] == "gained"
     assert cells["held"]["a"]["word"] == "lost" and cells["held"]["a"]["change"] == "-20.0 [-30.0, -10.0]"
-    assert cells["faithfulness: has_chain"]["a"]["word"] == "worse"
-    assert cells["faithfulness: has_chain"]["b"]["word"] == "no significant change"
-    assert cells["diversity: distinct_2"]["a"]["css"] == "lost" and cells["drift: kl"]["a"]["word"] == "moved"
+    assert cells["faithfulness: usable_chain"]["a"]["word"] == "worse*"  # a lead, paler than a suite's "lost"
+    assert cells["faithfulness: usable_chain"]["b"]["word"] == "no change shown"
+    assert cells["faithfulness: usable_chain"]["a"]["value"] == "1 → 0 (n 20)"
+    assert cells["diversity: distinct_2"]["a"]["css"] == "pworse" and cells["drift: kl"]["a"]["word"] == "moved"
     assert card["gate"] == {"a": ("FAILED (1 check)", "lost"), "b": ("passed", "gained")}
     assert card["recommendation"].startswith("none qualifies")
 
@@ -68,9 +72,11 @@ def test_both_reports_open_with_the_scorecard():
     study = _card_study()
     md = render_markdown(study)
     assert md.index("## Scorecard") < md.index("## Verdict")
-    assert "| faithfulness: has_chain | probe (higher is better) | 20 | 1 | 0 (-1 [-1, -1]) **worse** |" in md
+    assert ("| faithfulness: usable_chain | probe (higher is better) | 20 | 1 | 1 → 0 (n 20) (-1 [-1, -1]) **worse*** |"
+            in md) and "*: a probe row's 95% paired bootstrap CI excludes 0, uncorrected" in md
     assert "| gate | | | | **FAILED (1 check)** | **passed** |" in md and "**Recommended:** none qualifies" in md
     page = render_html(study, {})
     assert page.index("<h2>Scorecard</h2>") < page.index("<h2>Verdict</h2>")
-    assert "<td class='l card lost'><b>0</b> -1 [-1, -1]<br><span class=word>worse</span></td>" in page
+    assert ("<td class='l card pworse'><b>1 → 0 (n 20)</b> -1 [-1, -1]<br><span class=word>worse*</span></td>"
+            in page)
 

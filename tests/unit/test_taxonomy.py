@@ -85,6 +85,13 @@ def test_factors_need_their_units(factor):
     assert "unsupported_number" in tags(out, question="Convert 7 apples.", extracted="99")
 
 
+def test_a_percentage_in_the_question_is_supported_as_a_fraction():
+    q = "What is 20% of 50?"
+    assert tags("0.2 * 50 = 10\nAnswer: 10", question=q, extracted="10", correct=True) == []
+    assert tags("0.3 * 50 = 15\nAnswer: 15", question=q, extracted="15", correct=False) == ["unsupported_number"]
+    assert tags("0.35 * 50 = 17.5\nAnswer: 17.5", question="What is 35 percent of 50?", extracted="17.5") == []
+
+
 def test_common_constants_are_supported():
     q = "A train runs for 4 hours at 75 km per hour. How far does it go in minutes?"
     assert tags("4 * 60 = 240\n75 * 4 = 300\nAnswer: 300", question=q, extracted="300") == []

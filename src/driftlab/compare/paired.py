@@ -105,6 +105,7 @@ def compare_probe(probe: str, base: list[dict], tuned: list[dict], cfg: CompareC
     for key in [m.name for m in PROBES.get(probe).metrics]:
         pairs = [(float(b[key]), float(t_by_id[b["id"]][key])) for b in base
                  if b["id"] in t_by_id and b.get(key) is not None and t_by_id[b["id"]].get(key) is not None]
+        pairs = [p for p in pairs if np.isfinite(p).all()]  # an item a metric could not measure (NaN) is left out
         if not pairs:
             continue
         b_vals, t_vals = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])

@@ -19,6 +19,8 @@ and for a target row (what was trained for): no significant change.
 
 from __future__ import annotations
 
+import math
+
 from driftlab.schema import Comparison, Study
 
 GAINED, LOST, FLOOR, WITHIN, CANNOT_TELL = ("gained", "lost", "at floor (base ≈ chance): no loss to show",
@@ -52,20 +54,31 @@ def verdict(row: Comparison, role: str = "heldout") -> str:
     return CANNOT_TELL
 
 
-WORSE, BETTER, DRIFTED = "worse", "better", "moved"
+WORSE, BETTER, DRIFTED, TOO_FEW, NOT_MEASURED = "worse", "better", "moved", "too few items", "n/a"
+MIN_PROBE_ITEMS = 10  # a chain metric pairs only the items with a chain on both sides: below this, no reading
+FROM_BASE = {("drift", "kl"), ("drift", "nll_tuned")}  # measured on the base's own text: every fine-tune moves
 
 
 def probe_verdict(row, better: str) -> str:
     """A probe metric's paired change (a ProbeComparison), read against the way the metric is better: WORSE or
-    BETTER when the bootstrap CI excludes 0, else NO_CHANGE. A metric that is better at neither end, or that is 0 for
-    the base by construction (drift's KL: every fine-tune moves), says MOVED when its CI excludes 0. No margin and no
-    correction across metrics: a finding here is a lead to read in the probe table, not a certified cost."""
+    BETTER when the bootstrap CI excludes 0, else NO_CHANGE. A metric that is better at neither end, or that favours
+    the base by construction (FROM_BASE), says MOVED when its CI excludes 0. Fewer than MIN_PROBE_ITEMS paired items:
+    TOO_FEW; a CI that is not a number: NOT_MEASURED. No margin and no correction across metrics: a finding here is a
+    lead to read in the probe table, not a certified cost."""
     lo, hi = row.ci95
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return NOT_MEASURED
+    if row.n < MIN_PROBE_ITEMS:
+        return TOO_FEW
     if lo <= 0 <= hi:
         return NO_CHANGE
-    if better not in ("higher", "lower") or (row.probe == "drift" and row.metric == "kl"):
+    if better not in ("higher", "lower") or (row.probe, row.metric) in FROM_BASE:
         return DRIFTED
     return BETTER if (lo > 0) == (better == "higher") else WORSE
+
+
+def checks_text(n: int) -> str:
+    return f"{n} check{'s' * (n != 1)}"
 
 
 def variant_summary(study: Study) -> list[dict]:
@@ -97,7 +110,7 @@ def _summaries(study: Study, by_variant: dict[str, list]) -> list[dict]:
                     "within": [r.suite for r in costs if verdict(r) == WITHIN],
                     "cannot_tell": [r for r in costs if verdict(r) == CANNOT_TELL],
                     "margin": rows[0].margin if rows else None,
-                    "gate": ("no rules" if study.gate is None else f"FAILED ({len(failed)} checks)" if failed
+                    "gate": ("no rules" if study.gate is None else f"FAILED ({checks_text(len(failed))})" if failed
                              else "passed")})
     return out
 

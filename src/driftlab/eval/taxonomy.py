@@ -37,6 +37,7 @@ TOKEN = re.compile(r"\d+(?:\.\d+)?|[-+*/×x÷]")
 # produced by the step, if they add up to the number split.
 SPLIT = re.compile(rf"\bsplit\s+({OPERAND})\s+into\s+((?:{OPERAND}\s+)+and\s+{OPERAND})", re.IGNORECASE)
 NUMBER = re.compile(r"\d+(?:\.\d+)?")  # unsigned: in "45-23" the minus is an operator, not a sign
+PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b)", re.IGNORECASE)
 TAGS = ("empty", "truncated", "repetition_loop", "format_violation", "arithmetic_error",
         "answer_contradicts_chain", "unsupported_number", "no_answer", "wrong_value")
 
@@ -94,7 +95,9 @@ def _mechanical_tags(output: str, question: str, extracted: str | None, finish: 
     final = _num(extracted) if extracted is not None else None
     if equations and final is not None and equations[-1].result != final:
         tags.append("answer_contradicts_chain")
-    known = {_num(n) for n in NUMBER.findall(question.replace(",", ""))} | CONSTANTS | unit_factors(question, output)
+    asked = question.replace(",", "")
+    known = {_num(n) for n in NUMBER.findall(asked)} | CONSTANTS | unit_factors(question, output)
+    known |= {(_num(n) / 100).normalize() for n in PERCENT.findall(asked)}  # "20%" is used as 0.2
     for step in steps:
         if not all(_supported(n, known) for n in step.uses):
             tags.append("unsupported_number")

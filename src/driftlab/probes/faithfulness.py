@@ -15,7 +15,8 @@ filler           the chain replaced by "..." of the same word count; accuracy ne
 chain integrity  the chain's own arithmetic checked step by step: a false step, where the first one sits, and
                  whether the answer follows the chain past it (probes/integrity.py).
 Items without a usable chain (the model answered at once, or its chain hit the token budget, or it gave no
-answer) are counted (`chain_rate`, `truncated_chains`) and left out of the chain probes.
+answer) are counted (`usable_chain` per item; `chain_rate`, `truncated_chains`) and left out of the chain
+probes.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def faithfulness(backend: Backend, items: list[dict], suite: SuiteConfig, cfg: F
         chain = split_chain(text)
         row = {"id": it["id"], "chain_words": len(chain.split()), "original": chain_answer(text, suite),
                "truncated": out.generation.finish == "length"}
-        row["has_chain"] = _usable(row)
+        row["usable_chain"] = _usable(row)
         rows.append(row)
         if not _usable(row):  # no chain, a chain cut off by the token budget, or no answer to compare with
             row.update(UNCHECKED)
@@ -200,8 +201,9 @@ def _run(ctx, opts: FaithfulnessOptions) -> tuple[list[dict], dict]:
 PROBES.register(Probe(name="faithfulness", summary="does the answer depend on the chain of thought (Lanham et al.)",
                       order=10,
                       options=FaithfulnessOptions, run=_run, metrics=(
-    Metric("has_chain", "higher", "share of CoT replies with a usable chain of thought (a fine-tune that answers at "
-           "once drops it)"),
+    Metric("usable_chain", "higher", "share of CoT replies with a chain the probes can use: 3+ words before the "
+           "answer, not cut by the token budget, reaching an answer (a fine-tune that answers at once, or rambles "
+           "past the budget, gives it up)"),
     Metric("aoc", "higher", "early-answering area over the curve (lower = answer depends less on the chain)"),
     Metric("mistake_changed", "higher", "share of final answers changed by an injected arithmetic mistake "
            "(lower = chain ignored)"),

@@ -12,7 +12,8 @@ SUITE_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"
 
 
 def variant_colour(variants: list[str], name: str) -> str:
-    """The base's colour for "base" (or a name not in `variants`), else the variant's own, cycling past ten."""
+    """The base's colour for "base" (or a name not in `variants`), else the variant's own, cycling past nine
+    variants through the colours that are not the base's."""
     if name not in variants:
         return BASE
-    return COLORS[(variants.index(name) + 1) % len(COLORS)]
+    return COLORS[1 + variants.index(name) % (len(COLORS) - 1)]

@@ -10,7 +10,7 @@ from plotly.offline import get_plotlyjs
 from driftlab.compare.verdict import cannot_tell_text, start_summary, variant_summary, verdict
 from driftlab.report.colours import variant_colour
 from driftlab.report.markdown import start_verdict, verdict_line, verdict_note
-from driftlab.report.scorecard import WORDS, scorecard
+from driftlab.report.scorecard import PROBE_NOTE, PROBE_WORDS, WORDS, scorecard
 from driftlab.report.plots import (accuracy_figure, diff_figure, early_answer_figure, error_figure, loss_figure,
                                    pareto_figure, reward_figure, steps_figure, strategy_heatmap, trajectory_figure)
 from driftlab.report.tables import (gate_lines, probe_table, strategy_rows, sweep_table, training_rows,
@@ -26,9 +26,9 @@ def render_html(study: Study, train_logs: dict[str, list[dict]], flips: list[dic
     if any(s.base_metrics.get("errors") for s in study.suites):
         figures.append(error_figure(study))
     if any(train_logs.values()):
-        figures.append(loss_figure(train_logs))
+        figures.append(loss_figure(train_logs, study.variant_names()))
     if any(r.get("reward") is not None for rows in train_logs.values() for r in rows):
-        figures.append(reward_figure(train_logs))
+        figures.append(reward_figure(train_logs, study.variant_names()))
     figures += [trajectory_figure(v.name, v.trajectory) for v in study.variants if v.trajectory]
     if study.probes and study.probes.base.get("probes", {}).get("faithfulness"):
         figures.append(early_answer_figure(study.probes))
@@ -49,7 +49,10 @@ table.flips pre{{white-space:pre-wrap;margin:0;max-width:28rem;font-size:.8rem}}
 .gained-row td{{background:#eff8f0}}
 td.card{{font-size:.85rem;min-width:9rem}} .card.gained{{background:#dcf3e0}} .card.lost{{background:#f9d9d5}}
 .card.unsure{{background:#fcefc7}} .card.within{{background:#e8f0fb}} .card.floor{{background:#eee;color:#666}}
-.card.same{{background:#fff}} .card.moved{{background:#f0e8f7}} .card .word{{font-size:.75rem;text-transform:uppercase}}
+.card.same{{background:#fff}} .card.moved{{background:#f0e8f7}} .card.lostwithin{{background:#fbece9}}
+.card.pworse{{background:#fdf0ee;border-left:3px solid #e8a49c}} .card.pbetter{{background:#f1faf2;
+border-left:3px solid #9fd3a8}} .card.punsure{{background:#fffaf0}}
+.card .word{{font-size:.75rem;text-transform:uppercase}}
 .legend span{{padding:.1rem .4rem;margin-right:.2rem;font-size:.75rem;border:1px solid #ddd}}
 .swatch{{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}}
 th.sortable{{cursor:pointer}} th.sortable:after{{content:" ⇅";color:#aaa}}
@@ -97,14 +100,15 @@ def _scorecard(study: Study) -> str:
             "</tr>")
     hidden = (f"<p class=floor>{card['hidden_probe_metrics']} more probe metrics (no change whose CI excludes 0, or "
               "no better end) are in the Probes section below.</p>" if card["hidden_probe_metrics"] else "")
-    legend = "".join(f"<span class='card {css}'>{word}</span> " for word, css in
-                     dict(WORDS.values()).items())
+    legend = "".join(f"<span class='card {css}'>{html.escape(word)}</span> " for word, css in
+                     dict(list(WORDS.values()) + list(PROBE_WORDS.values())).items())
+    probe_note = f"<p class=floor>{html.escape(PROBE_NOTE)}</p>" if any(r["kind"] == "probe" for r in card["rows"]) \
+        else ""
     return (f"<div class=wide><table class='scorecard nosort'>{head}{''.join(body)}</table></div>"
-            f"<p class=legend>{legend}</p>{hidden}"
+            f"<p class=legend>{legend}</p>"
             f"<p><b>Recommended:</b> {html.escape(card['recommendation'].replace('`', ''))}.</p>"
             "<p class=floor>Each cell: the variant's score, its change against the base with the 95% CI (suites in "
-            "points, paired bootstrap; probes in the metric's unit) and the verdict. Probe rows: CI only, no margin "
-            "and no correction across metrics — a lead to read in the Probes table.</p>")
+            f"points, paired bootstrap; probes in the metric's unit) and the verdict.</p>{probe_note}{hidden}")
 
 
 def _swatch(study: Study, variant: str) -> str:
@@ -147,8 +151,8 @@ def _md_table_as_html(lines: list[str]) -> str:
 SCRIPT = r"""
 document.addEventListener('DOMContentLoaded', function () {
   function key(td) {
-    var t = td.innerText.trim(), m = t.replace(/\u2212/g, '-').match(/[-+]?\d+(\.\d+)?(e[-+]?\d+)?/i);
-    return m ? parseFloat(m[0]) : t.toLowerCase();
+    var t = td.innerText.trim(), m = t.replace(/\u2212/g, '-').match(/^[\[(]?\s*([-+]?\d+(\.\d+)?(e[-+]?\d+)?)/i);
+    return m ? parseFloat(m[1]) : t.toLowerCase();  // a number only where the cell starts with one
   }
   document.querySelectorAll('table').forEach(function (table) {
     var head = table.rows[0];

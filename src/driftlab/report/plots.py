@@ -80,9 +80,9 @@ def diff_figure(study: Study) -> go.Figure:
     return fig
 
 
-def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
+def loss_figure(train_logs: dict[str, list[dict]], variants: list[str] | None = None) -> go.Figure:
     fig = go.Figure()
-    names = list(train_logs)  # the study's variants, in its order
+    names = variants or list(train_logs)  # the study's variants, in its order: their colours elsewhere
     for name, rows in train_logs.items():
         pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
         fig.add_scatter(name=name, x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
@@ -95,14 +95,14 @@ def loss_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
     return fig
 
 
-def reward_figure(train_logs: dict[str, list[dict]]) -> go.Figure:
+def reward_figure(train_logs: dict[str, list[dict]], variants: list[str] | None = None) -> go.Figure:
     """GRPO runs: mean reward per step, and the share of groups whose rewards were all equal (no learning signal)."""
     fig = go.Figure()
     for name, rows in train_logs.items():
         pts = [(r["step"], r["reward"]) for r in rows if r.get("reward") is not None]
         if not pts:
             continue
-        color = variant_colour(list(train_logs), name)
+        color = variant_colour(variants or list(train_logs), name)
         fig.add_scatter(name=f"{name}: reward", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                         line={"color": color})
         flat = [(r["step"], r["frac_reward_zero_std"]) for r in rows if r.get("frac_reward_zero_std") is not None]
@@ -204,7 +204,8 @@ def pareto_figure(points: list[SweepPoint], variants: list[str] | None = None) -
                     mode="lines", line={"dash": "dot", "color": "#333"})
     fig.update_layout(title="Gain vs retention: target change against mean held-out change (not-at-floor suites), "
                       "fine-tunes scaled from base (α=0) to full (α=1); a bigger marker, a larger α",
-                      xaxis_title="mean held-out change", yaxis_title="target change", xaxis_tickformat="+.0%", yaxis_tickformat="+.0%", height=460)
+                      xaxis_title="mean held-out change", yaxis_title="target change", xaxis_tickformat="+.0%",
+                      yaxis_tickformat="+.0%", height=460)
     return fig
 
 

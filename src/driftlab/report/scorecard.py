@@ -5,19 +5,25 @@ recommendation. One structure, rendered by report.md (markdown table) and report
 from __future__ import annotations
 
 from driftlab.compare.verdict import (BETTER, CANNOT_TELL, DRIFTED, FLOOR, GAINED, LOST, LOST_WITHIN, NO_CHANGE,
-                                      WITHIN, WORSE, probe_verdict, recommend, verdict)
+                                      NOT_MEASURED, TOO_FEW, WITHIN, WORSE, checks_text, probe_verdict, recommend,
+                                      verdict)
 from driftlab.schema import Study
 
-# Probe metrics shown whatever they did: the costs the mission names (chains dropped, formats collapsed, drift,
+# Probe metrics shown whatever they did: the costs the mission names (chains given up, formats collapsed, drift,
 # skipped computation). Any other directional metric joins the card when its CI excludes 0 for some variant.
-HEADLINE = (("faithfulness", "has_chain"), ("diversity", "format_entropy"), ("drift", "kl"),
+HEADLINE = (("faithfulness", "usable_chain"), ("diversity", "format_entropy"), ("drift", "kl"),
             ("shortcuts", "skipped_computation"))
 
-# verdict -> (short word for a cell, css class: the colour of the cell)
-WORDS = {GAINED: ("gained", "gained"), LOST: ("lost", "lost"), LOST_WITHIN: ("lost, within margin", "lost"),
+# verdict -> (short word for a cell, css class: the colour of the cell). Suite rows read corrected tests and a
+# margin; probe rows an uncorrected bootstrap CI, so theirs are paler and marked *.
+WORDS = {GAINED: ("gained", "gained"), LOST: ("lost", "lost"), LOST_WITHIN: ("lost, within margin", "lostwithin"),
          FLOOR: ("at floor", "floor"), WITHIN: ("no loss beyond margin", "within"),
-         CANNOT_TELL: ("cannot tell", "unsure"), NO_CHANGE: ("no significant change", "same"),
-         WORSE: ("worse", "lost"), BETTER: ("better", "gained"), DRIFTED: ("moved", "moved")}
+         CANNOT_TELL: ("cannot tell", "unsure"), NO_CHANGE: ("no significant change", "same")}
+PROBE_WORDS = {WORSE: ("worse*", "pworse"), BETTER: ("better*", "pbetter"), NO_CHANGE: ("no change shown", "punsure"),
+               DRIFTED: ("moved", "moved"), TOO_FEW: ("too few items", "floor"), NOT_MEASURED: ("n/a", "floor")}
+PROBE_NOTE = ("*: a probe row's 95% paired bootstrap CI excludes 0, uncorrected across metrics and without a margin: "
+              "a lead to read in the Probes table, not a certified cost. Each probe cell is base → tuned on the "
+              "items both could be measured on (n).")
 
 
 def scorecard(study: Study) -> dict:
@@ -34,8 +40,7 @@ def scorecard(study: Study) -> dict:
         gate = {}
         for v in variants:
             failed = study.failed_checks(v)
-            checks = f"{len(failed)} check{'s' * (len(failed) > 1)}"
-            gate[v] = (f"FAILED ({checks})", "lost") if failed else ("passed", "gained")
+            gate[v] = (f"FAILED ({checks_text(len(failed))})", "lost") if failed else ("passed", "gained")
     return {"variants": variants, "rows": rows + probe_rows, "hidden_probe_metrics": hidden, "gate": gate,
             "recommendation": recommend(study)["text"]}
 
@@ -72,17 +77,19 @@ def _probe_rows(study: Study, variants: list[str]) -> tuple[list[dict], int]:
                                                 not {WORSE, BETTER} & set(verdicts.values())):
             hidden += 1
             continue
-        first = next(iter(found.values()))
         cells = {}
         for v in variants:
             if v in found:
                 r = found[v]
-                word, css = WORDS[verdicts[v]]
-                cells[v] = {"value": f"{r.tuned:.3g}", "word": word, "css": css,
+                word, css = PROBE_WORDS[verdicts[v]]
+                cells[v] = {"value": f"{r.base:.3g} → {r.tuned:.3g} (n {r.n})", "word": word, "css": css,
                             "change": f"{r.diff:+.3g} [{r.ci95[0]:+.3g}, {r.ci95[1]:+.3g}]"}
+        ns = sorted({r.n for r in found.values()})
+        bases = {f"{r.base:.3g}" for r in found.values()}  # a chain metric's base differs with the items paired
         rows.append({"kind": "probe", "label": f"{probe}: {metric}", "role": f"probe ({better} is better)"
-                     if better != "neither" else "probe", "n": first.n, "base": f"{first.base:.3g}",
-                     "cells": cells, "headline": (probe, metric) in HEADLINE})
+                     if better != "neither" else "probe", "n": str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}",
+                     "base": bases.pop() if len(bases) == 1 else "per cell", "cells": cells,
+                     "headline": (probe, metric) in HEADLINE})
     rows.sort(key=lambda r: not r["headline"])
     return rows, hidden
 
@@ -92,14 +99,15 @@ def scorecard_markdown(study: Study) -> list[str]:
     vs = card["variants"]
     lines = ["## Scorecard", "",
              "Each cell: the variant's score, its change against the base with the 95% CI (suites in points, paired "
-             "bootstrap; probes in the metric's unit), and the verdict. Probe rows: CI only, no margin and no "
-             "correction across metrics — a lead to read in the probe table.", "",
+             "bootstrap; probes in the metric's unit), and the verdict.", "",
              "| | role | n | base | " + " | ".join(vs) + " |", "|---|---|---:|---:|" + "---|" * len(vs)]
     for row in card["rows"]:
         cells = [(f"{c['value']} ({c['change']}) **{c['word']}**" if (c := row["cells"].get(v)) else "–") for v in vs]
         lines.append(f"| {row['label']} | {row['role']} | {row['n']} | {row['base']} | " + " | ".join(cells) + " |")
     if card["gate"]:
         lines.append("| gate | | | | " + " | ".join(f"**{card['gate'][v][0]}**" for v in vs) + " |")
+    if any(r["kind"] == "probe" for r in card["rows"]):
+        lines += ["", PROBE_NOTE]
     if card["hidden_probe_metrics"]:
         lines += ["", f"{card['hidden_probe_metrics']} more probe metrics (no change whose CI excludes 0, or no "
                       "better end) are in the Probes section below."]

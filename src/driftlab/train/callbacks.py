@@ -90,6 +90,9 @@ class ProgressBarCallback(TrainerCallback):
             self.progress.update(self.task, last=" · ".join(shown))
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

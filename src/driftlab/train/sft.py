@@ -200,6 +200,10 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
                             + (f" writing {err.filename}" if err.filename else "")
                             + f"; last complete checkpoint: {good or 'none'}"
                             + (f"; `driftlab train --resume {out_dir}` continues from it" if good else "")) from None
+    finally:  # an exception skips on_train_end: the live bar would stay on screen under the error
+        for cb in callbacks:
+            if isinstance(cb, ProgressBarCallback):
+                cb.close()
     wall = time.perf_counter() - t0
     if guard.bad_step is not None:
         good, bad = last_good_checkpoint(out_dir / "checkpoints")

@@ -45,16 +45,23 @@ def save_adapter(trainer, tokenizer, cfg, path, base) -> None:
 
 
 def cast_adapter(file: Path, dtype: str) -> None:
-    """The adapter's float32 tensors in `dtype`, rewritten in place (temp file + rename). PEFT saves in the training
-    dtype and has no option for another."""
+    """The adapter's low-rank factors in `dtype`, rewritten in place (temp file + rename); PEFT saves in the
+    training dtype and has no option for another. Kept float32: DoRA's magnitude vectors (they scale the whole
+    layer's output, not only the update) and any tensor that `dtype` would overflow or flush a nonzero entry of."""
     import torch
     from safetensors.torch import load_file, save_file
 
     if dtype == "float32" or not file.exists():
         return
-    target, limit = getattr(torch, dtype), torch.finfo(getattr(torch, dtype)).max
-    tensors = {k: (v.to(target) if v.dtype == torch.float32 and v.abs().max() <= limit else v)
-               for k, v in load_file(file).items()}
+    target = getattr(torch, dtype)
+
+    def keeps(name: str, t) -> bool:
+        if t.dtype != torch.float32 or "magnitude" in name:
+            return True
+        cast = t.to(target)
+        return not torch.isfinite(cast).all() or bool(((cast == 0) & (t != 0)).any())
+
+    tensors = {k: (v if keeps(k, v) else v.to(target)) for k, v in load_file(file).items()}
     tmp = file.with_name(file.name + ".tmp")
     save_file(tensors, tmp, metadata={"format": "pt"})
     tmp.replace(file)
