@@ -44,10 +44,15 @@ def save_adapter(trainer, tokenizer, cfg, path, base) -> None:
         cast_adapter(Path(path) / "adapter_model.safetensors", cfg.method_options.adapter_dtype)
 
 
+MAX_CAST_ERROR = 1e-3  # relative (Frobenius) error a tensor may take from being stored in a smaller dtype
+
+
 def cast_adapter(file: Path, dtype: str) -> None:
     """The adapter's low-rank factors in `dtype`, rewritten in place (temp file + rename); PEFT saves in the
     training dtype and has no option for another. Kept float32: DoRA's magnitude vectors (they scale the whole
-    layer's output, not only the update) and any tensor that `dtype` would overflow or flush a nonzero entry of."""
+    layer's output, not only the update) and a tensor `dtype` would overflow or change by more than MAX_CAST_ERROR of
+    its norm (float16's rounding alone is ~2e-4; entries flushed to 0 en masse would exceed it; a lone tiny entry
+    flushed does not)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -59,7 +64,10 @@ def cast_adapter(file: Path, dtype: str) -> None:
         if t.dtype != torch.float32 or "magnitude" in name:
             return True
         cast = t.to(target)
-        return not torch.isfinite(cast).all() or bool(((cast == 0) & (t != 0)).any())
+        if not torch.isfinite(cast).all():
+            return True
+        norm = t.norm()
+        return bool(norm > 0 and (cast.float() - t).norm() > MAX_CAST_ERROR * norm)
 
     tensors = {k: (v if keeps(k, v) else v.to(target)) for k, v in load_file(file).items()}
     tmp = file.with_name(file.name + ".tmp")
