@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 import warnings
@@ -101,11 +102,32 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def quiet_libraries() -> None:
     """The libraries' noise off the terminal: transformers' and the hub's progress bars ("Loading weights" on every
-    model load), their info logs, and FutureWarnings raised inside transformers/TRL/PEFT (not driftlab's to fix).
-    Environment variables a user set win; set before those libraries are imported (driftlab imports them lazily)."""
+    model load) and info logs; deprecation warnings, and any warning raised inside an installed library, go to the
+    run's log.txt instead (runs.run_log; dropped before a run dir exists). driftlab's own warnings stay on the
+    terminal. Environment variables a user set win; set before those libraries are imported (driftlab imports them
+    lazily)."""
+    from driftlab.runs import LIBRARY_LOG
+
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)(\.|$)")
+    logger = logging.getLogger(LIBRARY_LOG)
+    logger.propagate = False  # never the terminal: without a handler, logging's last resort would print it
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    terminal = warnings.showwarning
+    if getattr(terminal, "driftlab", False):  # already routed (a second command in one process)
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        library = "site-packages" in filename and "driftlab" not in Path(filename).parts
+        if library or issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            logging.getLogger(LIBRARY_LOG).warning(warnings.formatwarning(message, category, filename, lineno,
+                                                                          line).rstrip())
+        else:
+            terminal(message, category, filename, lineno, file, line)
+
+    showwarning.driftlab = True
+    warnings.showwarning = showwarning
 
 
 @config_app.command("show")
@@ -430,7 +452,7 @@ def study(config: Path = ConfigOpt, set_: Optional[list[str]] = SetOpt, model: O
 
 
 def _out_dir(out: Optional[Path], cfg, command: str) -> Path:
-    from driftlab.runs import is_main_process, new_run_dir, require_empty_dir, world_size
+    from driftlab.runs import is_main_process, new_run_dir, require_empty_dir, run_log, world_size
 
     if world_size() > 1:  # under accelerate launch every rank must agree on one dir, and only rank 0 checks it
         if out is None:
@@ -439,9 +461,11 @@ def _out_dir(out: Optional[Path], cfg, command: str) -> Path:
             out.mkdir(parents=True, exist_ok=True)
             return out
     if out is None:
-        return new_run_dir(cfg.runs_dir, f"{cfg.name}-{command}")
-    require_empty_dir(out, "--out")
-    out.mkdir(parents=True, exist_ok=True)
+        out = new_run_dir(cfg.runs_dir, f"{cfg.name}-{command}")
+    else:
+        require_empty_dir(out, "--out")
+        out.mkdir(parents=True, exist_ok=True)
+    run_log(out)
     return out
 
 

@@ -25,6 +25,24 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+LIBRARY_LOG = "driftlab.libraries"  # where cli.quiet_libraries sends the libraries' warnings
+
+
+def run_log(run_dir: Path) -> None:
+    """From now on, the libraries' warnings (cli.quiet_libraries) go to `run_dir/log.txt`, created at the first one;
+    the previous run's file, if any, is closed. Nothing reaches the terminal through this logger."""
+    import logging
+
+    logger = logging.getLogger(LIBRARY_LOG)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    handler = logging.FileHandler(Path(run_dir) / "log.txt", delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+
+
 def new_run_dir(runs_dir: Path, name: str) -> Path:
     """Create `runs_dir/<UTC timestamp>-<name>/`; never reuses an existing directory."""
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from driftlab.models import ModelUnderTest, resolve_model
 from driftlab.probes.run import run_probes
 from driftlab.report import render_html, render_markdown
 from driftlab.report.flips import collect_flips
-from driftlab.runs import new_run_dir, read_jsonl, write_json, write_text_atomic
+from driftlab.runs import new_run_dir, read_jsonl, run_log, write_json, write_text_atomic
 from driftlab.schema import GateResult, ResultKey, Study
 from driftlab.train.sft import train_model
 
@@ -57,6 +57,7 @@ def run_study(cfg: StudyConfig) -> Path:
         console.print(f"items: {len(bundle.train)} to train on ({cfg.data.target.name}); to evaluate: "
                       + ", ".join(f"{name} {len(items)}" for name, items in bundle.suites.items()))
     run_dir = new_run_dir(cfg.runs_dir, cfg.name)
+    run_log(run_dir)  # the libraries' warnings, off the terminal (cli.quiet_libraries)
     console.print(f"run directory: {run_dir}")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     write_data(bundle, run_dir / "data")

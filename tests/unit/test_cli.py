@@ -109,6 +109,33 @@ def test_library_noise_is_off_unless_verbose(monkeypatch):
     assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0 and os.environ["TRANSFORMERS_VERBOSITY"] == "info"
 
 
+def test_library_warnings_go_to_the_runs_log_not_the_terminal(monkeypatch, tmp_path, capsys):
+    import warnings
+
+    from driftlab.cli import quiet_libraries
+    from driftlab.runs import run_log
+
+    import sys
+
+    def to_terminal(message, category, filename, lineno, file=None, line=None):  # what Python does by default
+        print(f"{category.__name__}: {message}", file=sys.stderr)
+
+    monkeypatch.setattr(warnings, "showwarning", to_terminal)  # and put back after the test
+    quiet_libraries()
+    quiet_libraries()  # a second command in the same process routes once
+    run_log(tmp_path)
+    lib = "/x/lib/python3.11/site-packages/transformers/generation/utils.py"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning("`past_key_values` is deprecated", FutureWarning, lib, 12)
+        warnings.showwarning("a library's UserWarning", UserWarning, lib, 13)
+        warnings.showwarning("driftlab's own warning", UserWarning, "/src/driftlab/eval/hf_backend.py", 307)
+    err = capsys.readouterr().err
+    log = (tmp_path / "log.txt").read_text()
+    assert "past_key_values" in log and "a library's UserWarning" in log and "driftlab's own" not in log
+    assert "driftlab's own warning" in err and "past_key_values" not in err and "library's" not in err
+
+
 # --- every command that reads a config takes --config/-c and --set/-s -------------------------------------------
 
 def test_every_command_that_reads_a_config_takes_config_and_set():
