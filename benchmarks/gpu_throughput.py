@@ -1,8 +1,11 @@
 """GPU benchmark: the Qwen3-4B architecture with random weights (throughput and memory do not depend on the weights,
 and no weights can be carried to the GPU machine), bf16, LoRA r16 on all linear layers, sequence length 1024.
 
-Training: `driftlab train` against TRL's `SFTTrainer` at its defaults, the same random checkpoint, data, LoRA,
-batch and steps, each in its own process: real tokens/s, peak VRAM (torch.cuda.max_memory_allocated) and MFU =
+Training: `driftlab train` (its defaults, and its memory-saving setting train.gradient_checkpointing: true) against
+TRL's `SFTTrainer` at its defaults and at the best configuration measured on an H200 (checkpointing off + Liger,
+issue 21), the same random checkpoint, data, LoRA, batch and steps, each in its own process: tokens/s over the
+whole run (wall, warm-up included) and in the steady state (steps after --warmup, from each step's end time and
+tokens seen), the settings each side ran with, peak VRAM (torch.cuda.max_memory_allocated) and MFU (steady) =
 model FLOPs per token × tokens/s ÷ the H100's dense bf16 peak (989 TFLOP/s). Model FLOPs of a LoRA step per token:
 forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weights' gradients (2·N), i.e. 4·N + 12·L·T·d
 (recomputation under gradient checkpointing is not counted: it is overhead, not model work; N includes the LM head,
@@ -69,7 +72,19 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
     return rows
 
 
-def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) -> dict:
+RUNS = ("driftlab", "driftlab_low_memory", "trl_defaults", "trl_best")
+
+
+def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
+    """(step, end time, tokens seen) per step -> tokens/s from the end of step `warmup` to the last step."""
+    first = next((m for m in marks if m[0] == warmup), None)
+    last = marks[-1] if marks else None
+    if first is None or last is None or last[0] <= warmup or last[1] <= first[1]:
+        return None
+    return (last[2] - first[2]) / (last[1] - first[1])
+
+
+def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, warmup: int) -> dict:
     import torch
 
     from driftlab.config import ModelConfig, TrainConfig
@@ -83,30 +98,47 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int) 
                       warmup_ratio=0.0)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    if name == "driftlab":
+    if name.startswith("driftlab"):
+        if name == "driftlab_low_memory":
+            cfg = cfg.model_copy(update={"gradient_checkpointing": True})
         s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
                                        ModelConfig()), cfg, data, out, seed=0)
-        tokens, wall, checkpointing = s["tokens"], s["wall_s"], s["gradient_checkpointing"]
-    else:  # TRL at its defaults, the same LoRA, batch, steps and data
+        tokens, wall = s["tokens"], s["wall_s"]
+        settings = {"gradient_checkpointing": s["gradient_checkpointing"], "liger": s.get("liger")}
+        rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
+    else:  # TRL at its defaults, or its best configuration seen; the same LoRA, batch, steps and data
         from datasets import Dataset
         from peft import LoraConfig
+        from transformers import TrainerCallback
         from trl import SFTConfig, SFTTrainer
 
         from driftlab.train.sft import to_conversation
 
+        best = {"gradient_checkpointing": False, "use_liger_kernel": _importable("liger_kernel")}
         args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch, logging_steps=1,
                          save_strategy="no", report_to=[], max_length=seq_len + 64, seed=0, disable_tqdm=True,
-                         include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available())
+                         include_num_input_tokens_seen="non_padding", use_cpu=not torch.cuda.is_available(),
+                         **(best if name == "trl_best" else {}))
         lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-        trainer = SFTTrainer(model=str(model_dir), args=args, peft_config=lora,
+        marks = []
+
+        class Marks(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                marks.append((state.global_step, time.time(), state.num_input_tokens_seen))
+
+        trainer = SFTTrainer(model=str(model_dir), args=args, peft_config=lora, callbacks=[Marks()],
                              train_dataset=Dataset.from_list([to_conversation(it) for it in data]))
         t0 = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t0
-        tokens, checkpointing = trainer.state.num_input_tokens_seen, bool(args.activation_checkpointing)
+        tokens = trainer.state.num_input_tokens_seen
+        settings = {"gradient_checkpointing": bool(args.activation_checkpointing), "liger": bool(args.use_liger_kernel)}
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    steady = steady_tokens_per_s(marks, warmup)
     return {"run": name, "tokens": int(tokens), "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
-            "peak_vram_gib": round(peak, 2) if peak is not None else None, "gradient_checkpointing": checkpointing}
+            "steady_tokens_per_s": round(steady, 1) if steady else None, "steady_from_step": warmup,
+            "peak_vram_gib": round(peak, 2) if peak is not None else None, "settings": settings}
 
 
 def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int) -> dict:
@@ -139,7 +171,8 @@ def lora_flops_per_token(cfg: dict, seq_len: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="2-layer model: a smoke test of the script, not a measurement")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--warmup", type=int, default=8, help="steps before the steady state (compilation, allocator)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--eval-items", type=int, default=256)
@@ -149,7 +182,7 @@ def main() -> None:
     args = p.parse_args()
     if args.one:
         kind, name = args.one.split(":")
-        result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len) if kind == "train"
+        result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len, args.warmup) if kind == "train"
                   else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens))
         print("\n" + json.dumps(result))
         return
@@ -159,15 +192,16 @@ def main() -> None:
     if not torch.cuda.is_available() and not args.tiny:
         sys.exit("gpu_throughput: no CUDA device here; run it on a GPU machine, or with --tiny to check the script")
     model_dir = build_model(Path(tempfile.mkdtemp(prefix="qwen3-random-")) / "model", args.tiny)
-    common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--batch", str(args.batch), "--seq-len",
+    common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch",
+              str(args.batch), "--seq-len",
               str(args.seq_len), "--eval-items", str(args.eval_items), "--max-new-tokens", str(args.max_new_tokens)]
     train = {}
-    for name in ("driftlab", "trl_defaults"):
+    for name in RUNS:
         print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
         train[name] = run_child(Path(__file__), ["--one", f"train:{name}", *common])
     per_token = lora_flops_per_token(TINY if args.tiny else QWEN3_4B, args.seq_len)
     for r in train.values():
-        r["mfu"] = round(per_token * r["tokens_per_s"] / H100_BF16_PEAK, 4)
+        r["mfu"] = round(per_token * (r["steady_tokens_per_s"] or r["tokens_per_s"]) / H100_BF16_PEAK, 4)
     evals = {}
     for name in ("hf", "vllm"):
         if name == "vllm" and not _importable("vllm"):
@@ -175,15 +209,22 @@ def main() -> None:
             continue
         print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
         evals[name] = run_child(Path(__file__), ["--one", f"eval:{name}", *common])
-    d, trl = train["driftlab"], train["trl_defaults"]
+    d, low, trl, best = (train[n] for n in RUNS)
+
+    def ratio(a, b, key):
+        return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None
+
     result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny,
               "command": "python benchmarks/gpu_throughput.py" + (" --tiny" if args.tiny else ""),
-              "settings": {"steps": args.steps, "batch": args.batch, "seq_len": args.seq_len, "lora_r": 16,
-                           "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens},
+              "settings": {"steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
+                           "lora_r": 16, "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens},
               "train": train, "eval": evals,
-              "ratios": {"tokens_per_s_vs_trl_defaults": round(d["tokens_per_s"] / trl["tokens_per_s"], 2),
-                         "vram_vs_trl_defaults": (round(d["peak_vram_gib"] / trl["peak_vram_gib"], 2)
-                                                  if d["peak_vram_gib"] and trl["peak_vram_gib"] else None),
+              "ratios": {"steady_tokens_per_s_vs_trl_defaults": ratio(d, trl, "steady_tokens_per_s"),
+                         "steady_tokens_per_s_vs_trl_best": ratio(d, best, "steady_tokens_per_s"),
+                         "tokens_per_s_vs_trl_defaults": ratio(d, trl, "tokens_per_s"),
+                         "vram_vs_trl_defaults": ratio(d, trl, "peak_vram_gib"),
+                         "low_memory_vram_vs_trl_defaults": ratio(low, trl, "peak_vram_gib"),
+                         "low_memory_steady_tokens_per_s_vs_trl_defaults": ratio(low, trl, "steady_tokens_per_s"),
                          "vllm_vs_hf_items_per_s": (round(evals["vllm"]["items_per_s"] / evals["hf"]["items_per_s"], 2)
                                                     if "items_per_s" in evals["vllm"] else None)}}
     print(json.dumps(result["ratios"]), file=sys.stderr)

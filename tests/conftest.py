@@ -16,6 +16,15 @@ CHAT_TEMPLATE = (
 )
 
 
+def logits_of(model, ids):
+    """The model's logits for token ids, computed on the model's device and returned in float32 on the CPU: a test
+    passes on a CUDA machine, where load_model puts the model on the GPU, as on the CPU."""
+    import torch
+
+    with torch.no_grad():
+        return model(torch.as_tensor(ids).to(model.device)).logits.float().cpu()
+
+
 def build_tiny_model(path: Path, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

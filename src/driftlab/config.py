@@ -406,9 +406,12 @@ class TrainConfig(WithOptions):
     bf16: bool | None = Field(None, description="None = on where the hardware has bf16 (CUDA bf16, or a CPU with "
                               "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
-        None, description="None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs), on on GPU."
+        None, description="Recompute activations in backward to save memory (true: the memory-saving setting). "
+        "None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when the step "
+        "would not fit in 85% of the free memory without it (train/memory.py; the choice and why are printed)."
     )
-    liger: bool | None = Field(None, description="Liger kernels; None = on when on GPU and liger-kernel is installed.")
+    liger: bool | None = Field(None, description="Liger's fused kernels; None = on a GPU, on when liger-kernel is "
+                               "installed and checkpointing is off (measured: they slowed checkpointed steps).")
     attention: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="Attention kernel for training; auto = eager on CPU under bf16 autocast when the longest "
         "training sequence is at most 160 tokens (faster there, measured), else the model's default (SDPA).")

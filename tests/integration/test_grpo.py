@@ -142,8 +142,9 @@ def test_completions_are_sampled_from_a_synced_plain_copy_of_the_policy(tiny_mod
     x = torch.tensor([[5, 9, 12, 40, 7, 30]])
 
     def logits(model):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.args.bf16):
-            return model(input_ids=x).logits.float()
+        device = next(model.parameters()).device
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=trainer.args.bf16):
+            return model(input_ids=x.to(device)).logits.float().cpu()
 
     tol = 0.1 if trainer.args.bf16 else 1e-4
     before = logits(copy)

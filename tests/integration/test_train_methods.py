@@ -13,7 +13,7 @@ from driftlab.errors import ConfigError, DriftlabError
 from driftlab.models import ModelUnderTest, load_model, resolve_model
 from driftlab.train.sft import resume_training, train_model
 from driftlab.train.methods import layer_range
-from tests.conftest import dies_at_step
+from tests.conftest import dies_at_step, logits_of
 
 ITEMS = [{"id": f"t{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1),
           "prompt": f"What is {i} + {i + 1}?", "completion": f"Answer: {2 * i + 1}"} for i in range(32)]
@@ -86,7 +86,7 @@ def test_adapter_dtype_float32_keeps_training_precision_and_float16_loads_alike(
     assert all(torch.equal(w16[k], w32[k].to(w16[k].dtype)) for k in w16)  # the same training, stored smaller
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
-        a, b = (load_model(_model(tiny_model_dir), dtype="float32", artifact=s["artifact"])[0](x).logits
+        a, b = (logits_of(load_model(_model(tiny_model_dir), dtype="float32", artifact=s["artifact"])[0], x)
                 for s in (half, full))
     assert torch.allclose(a, b, atol=1e-3), (a - b).abs().max()
     from transformers import AutoModelForCausalLM
@@ -198,7 +198,7 @@ def test_svf_experts_combine_at_inference(tiny_model_dir, tmp_path):
     logits = {}
     for key, adapter in [("base", None), ("a", a["artifact"]), ("b", b["artifact"]), ("ab", mixed)]:
         with torch.no_grad():
-            logits[key] = load_model(_model(tiny_model_dir), artifact=adapter)[0](x).logits
+            logits[key] = logits_of(load_model(_model(tiny_model_dir), artifact=adapter)[0], x)
     for other in ("base", "a", "b"):
         assert not torch.allclose(logits["ab"], logits[other], atol=1e-5), other
 
@@ -211,7 +211,7 @@ def test_svf_with_unit_scales_is_the_base_model(tiny_model_dir):
     apply_svf(wrapped, ["model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj"])
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
-        assert torch.allclose(base(x).logits, wrapped(x).logits, atol=1e-4)
+        assert torch.allclose(logits_of(base, x), logits_of(wrapped, x), atol=1e-4)
 
 
 class ReplyBackend:
@@ -338,8 +338,8 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".merged")) == []  # its temp dir is gone
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
-        merged = load_model(resolve_model(str(out)))[0](x).logits
-        applied = load_model(_model(tiny_model_dir), artifact=s["artifact"])[0](x).logits
+        merged = logits_of(load_model(resolve_model(str(out)))[0], x)
+        applied = logits_of(load_model(_model(tiny_model_dir), artifact=s["artifact"])[0], x)
     assert torch.allclose(merged, applied, atol=1e-5)
     assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
 
@@ -349,9 +349,10 @@ def test_scaling_reaches_base_at_zero_and_the_fine_tune_at_one(tiny_model_dir, t
     s = _train(tiny_model_dir, tmp_path / method, method=method, learning_rate=2e-2, max_steps=3)
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
-        base = load_model(_model(tiny_model_dir), "float32")[0](x).logits
-        tuned = load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"])[0](x).logits
-        zero, one, half = (load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"], scale=a)[0](x).logits
+        base = logits_of(load_model(_model(tiny_model_dir), "float32")[0], x)
+        tuned = logits_of(load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"])[0], x)
+        zero, one, half = (logits_of(load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"], scale=a)[0],
+                                     x)
                            for a in (0.0, 1.0, 0.5))
     assert torch.allclose(zero, base, atol=1e-4) and torch.allclose(one, tuned, atol=1e-4)
     assert not torch.allclose(half, base, atol=1e-4) and not torch.allclose(half, tuned, atol=1e-4)

@@ -6,6 +6,7 @@ import torch
 
 from driftlab.eval.hf_backend import HFBackend
 from driftlab.models import ResolvedModel, load_model
+from tests.conftest import logits_of
 
 
 def _backend(tiny_model_dir, batch_size, dtype="float32"):
@@ -21,7 +22,7 @@ def test_loglik_matches_manual_computation(tiny_model_dir):
     ctx = tok(backend.chat(prompts[1]), add_special_tokens=False).input_ids
     cont = tok("Rome", add_special_tokens=False).input_ids
     with torch.no_grad():
-        logp = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+        logp = logits_of(model, [ctx + cont])[0].log_softmax(-1)
     manual = sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
     assert abs(scores[1][1] - manual) < 1e-4
     assert [len(s) for s in scores] == [3, 2]
@@ -31,7 +32,7 @@ def _manual_loglik(backend, model, tok, prompt, choice):
     ctx = tok(backend.chat(prompt), add_special_tokens=False).input_ids
     cont = tok(choice, add_special_tokens=False).input_ids
     with torch.no_grad():
-        logp = model(torch.tensor([ctx + cont])).logits[0].float().log_softmax(-1)
+        logp = logits_of(model, [ctx + cont])[0].log_softmax(-1)
     return sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(cont))
 
 

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
+
 from driftlab.config import EvalConfig, ModelConfig, SuiteConfig, TargetConfig, TrainConfig
 from driftlab.errors import DriftlabError
 from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
@@ -25,7 +27,9 @@ from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, Prog
                                       checkpoints_newest_first, is_complete, last_good_checkpoint)
 from driftlab.train.grpo import reward_summary
 from driftlab.train.lm_head import completion_tokens_only
-from driftlab.train.methods import METHODS
+from driftlab.train.methods import METHODS, selected_linears
+
+console = Console(stderr=True)
 
 
 def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict], out_dir: Path, seed: int = 0,
@@ -51,16 +55,16 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
     # Every rank builds the same training set (deterministic for the seed); rank 0 writes it down.
     train_set, mix_report = build_training_set(items, train_cfg, start.base_only(), seed, exclude_prompts or set(),
                                                eval_cfg, scorer)
+    device = pick_device(model_cfg.device)
+    choices = _machine_choices(train_cfg, device, model, model_cfg, train_set)
     if is_main_process():
         write_jsonl(out_dir / "train_set.jsonl", train_set)
         write_json(out_dir / "train_config.json", {
             "model": {"name": model.name, "path": model.path, "fingerprint": model.fingerprint},
             "model_config": model_cfg.model_dump(mode="json"), "train": train_cfg.model_dump(mode="json"),
-            "seed": seed, "mix": mix_report,
+            "seed": seed, "mix": mix_report, "choices": choices,  # what --resume reuses
             "target": target.model_dump(mode="json") if target is not None else None})
     key = None
-    device = pick_device(model_cfg.device)
-    choices = _machine_choices(train_cfg, device, model, model_cfg, train_set)
     if train_cfg.cache and world_size() == 1:
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
                         seed, device, choices)
@@ -96,7 +100,8 @@ def resume_training(out_dir: Path) -> dict:
         raise DriftlabError(f"{out_dir}: the base model's weights changed since this run began; cannot resume")
     model_cfg, cfg = ModelConfig.model_validate(meta["model_config"]), TrainConfig.model_validate(meta["train"])
     train_set = read_jsonl(out_dir / "train_set.jsonl")
-    choices = _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
+    # the first run's machine choices (another free-memory reading could pick others mid-run); older runs: anew
+    choices = meta.get("choices") or _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
     target = TargetConfig.model_validate(meta["target"]) if meta.get("target") else None
     start = _resume_point(out_dir / "checkpoints")
     return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start,
@@ -120,7 +125,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, cfg)
 
     bf16 = choices["bf16"]
-    checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else on_gpu
+    checkpointing = choices["gradient_checkpointing"]
     common = dict(  # TrainingArguments shared by SFT and GRPO
         output_dir=str(out_dir / "checkpoints"),
         gradient_accumulation_steps=cfg.grad_accum,
@@ -227,7 +232,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "device": device,
         "bf16": bf16,
         "attention": lm.config._attn_implementation,
-        "gradient_checkpointing": bool(trainer.args.activation_checkpointing),
+        "gradient_checkpointing": bool(trainer.args.activation_checkpointing), "liger": bool(choices["liger"]),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total,
@@ -272,8 +277,46 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
     if cfg.attention == "auto" and device == "cpu" and bf16 and train_set:
         if _longest_tokens(model, model_cfg, train_set) <= EAGER_MAX_TOKENS:
             attention = "eager"
-    return {"bf16": bf16, "attention": attention,
-            "liger": cfg.liger if cfg.liger is not None else (device == "cuda" and _importable("liger_kernel"))}
+    if device != "cuda":  # CPU: memory is plentiful and recompute costs ~1/3 more FLOPs; no Liger kernels
+        return {"bf16": bf16, "attention": attention, "liger": bool(cfg.liger),
+                "gradient_checkpointing": bool(cfg.gradient_checkpointing)}
+    plan = _gpu_plan(cfg, model, model_cfg, train_set)
+    if is_main_process():
+        console.print(f"[dim]GPU settings: {plan.reason}[/]")
+    return {"bf16": bf16, "attention": attention, "liger": plan.liger,
+            "gradient_checkpointing": plan.gradient_checkpointing}
+
+
+def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict]):
+    """train/memory.py's plan for this run: the model's shape and trainable parameters counted on the meta device
+    (no weights loaded), the longest row's tokens, the free memory of this GPU now."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from driftlab.train.memory import Shape, gpu_plan
+
+    config = AutoConfig.from_pretrained(model.path)
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in meta.parameters())
+    method = METHODS.get(cfg.method)
+    if method.artifact == "adapter":
+        modules = dict(meta.named_modules())
+        trainable = sum(cfg.method_options.lora_r * (modules[n].in_features + modules[n].out_features)
+                        for n in selected_linears(meta, cfg))
+    elif method.artifact == "expert":  # SVF: one scale per singular value
+        modules = dict(meta.named_modules())
+        trainable = sum(min(modules[n].in_features, modules[n].out_features) for n in selected_linears(meta, cfg))
+    else:
+        trainable = params
+    if cfg.objective == "grpo":
+        tokens = cfg.grpo.group * cfg.grpo.prompts_per_step * (cfg.max_length + cfg.grpo.max_completion_length)
+    else:
+        longest = _longest_tokens(model, model_cfg, train_set) if train_set else cfg.max_length
+        tokens = cfg.batch_size * min(longest, cfg.max_length)
+    free, _ = torch.cuda.mem_get_info()
+    return gpu_plan(Shape.from_config(config, params), tokens, trainable, free, _importable("liger_kernel"),
+                    cfg.gradient_checkpointing, cfg.liger, bytes_per_param=0.5 if cfg.method == "qlora" else 2)
 
 
 def _longest_tokens(model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict]) -> int:

@@ -1,0 +1,64 @@
+"""GPU training settings from what fits (train/memory.py), on the CPU: the estimate against the peaks measured on an
+H200 (issue 21), and the plan's choices and reasons."""
+
+import pytest
+
+from driftlab.train.memory import GIB, Shape, gpu_plan, peak_bytes
+
+QWEN3_4B = Shape(params=4_022_468_096, hidden=2560, layers=36, intermediate=9728, vocab=151936)
+LORA_R16 = 33_030_144  # LoRA r16 on every linear layer of Qwen3-4B
+TOKENS = 4 * 1024  # batch 4 × 1,024 tokens
+
+
+@pytest.mark.parametrize("checkpointing, liger, measured_gib", [(False, False, 28.71), (True, False, 9.73),
+                                                                (True, True, 9.54)])
+def test_the_estimate_is_within_20_percent_of_the_measured_peaks(checkpointing, liger, measured_gib):
+    estimate = peak_bytes(QWEN3_4B, TOKENS, LORA_R16, checkpointing, liger) / GIB
+    assert abs(estimate - measured_gib) <= 0.2 * measured_gib, estimate
+
+
+def test_checkpointing_only_when_the_step_would_not_fit():
+    big = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True)
+    assert not big.gradient_checkpointing and big.liger  # the fast pair measured on the H200
+    assert "checkpointing off" in big.reason and "Liger on" in big.reason
+    small = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True)
+    assert small.gradient_checkpointing and not small.liger  # Liger slowed checkpointed steps
+    assert "over 85% of the 24.0 GiB free" in small.reason
+    no_liger = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=30 * GIB, liger_available=False)
+    assert no_liger.gradient_checkpointing and "not installed" in no_liger.reason  # 26.8 GiB > 85% of 30
+    assert not gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=34 * GIB, liger_available=False).gradient_checkpointing
+
+
+def test_the_users_settings_win_and_say_so():
+    plan = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True, checkpointing=True)
+    assert plan.gradient_checkpointing and not plan.liger and "train.gradient_checkpointing" in plan.reason
+    plan = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True, liger=False)
+    assert not plan.gradient_checkpointing and not plan.liger and "train.liger" in plan.reason
+
+
+def test_shape_reads_a_transformers_config():
+    from transformers import Qwen3Config
+
+    cfg = Qwen3Config(hidden_size=64, num_hidden_layers=2, intermediate_size=128, vocab_size=1000)
+    assert Shape.from_config(cfg, params=123) == Shape(123, 64, 2, 128, 1000)
+
+
+def test_a_gpu_run_takes_the_plan_and_a_cpu_run_does_not(tiny_model_dir, monkeypatch):
+    """_machine_choices on 'cuda' without a GPU: the free memory and Liger's presence mocked, the model's shape and
+    trainable parameters counted on the meta device."""
+    import torch
+
+    from driftlab.config import ModelConfig, TrainConfig
+    from driftlab.models import resolve_model
+    from driftlab.train import sft
+
+    model, cfg = resolve_model(str(tiny_model_dir)), TrainConfig(batch_size=4, max_length=64)
+    monkeypatch.setattr(sft, "_importable", lambda name: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (80 * GIB, 80 * GIB))
+    roomy = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
+    assert roomy["gradient_checkpointing"] is False and roomy["liger"] is True
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1024, 80 * GIB))  # nothing fits
+    tight = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
+    assert tight["gradient_checkpointing"] is True and tight["liger"] is False
+    cpu = sft._machine_choices(cfg, "cpu", model, ModelConfig(), [])
+    assert cpu["gradient_checkpointing"] is False and cpu["liger"] is False
