@@ -99,6 +99,16 @@ def test_adapter_dtype_float32_keeps_training_precision_and_float16_loads_alike(
     assert trained and {p.dtype for p in trained} == {torch.float32}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA's 4-bit kernels need a CUDA GPU")
+def test_qlora_on_a_gpu_lowers_the_loss(tiny_model_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    summary = _train(tiny_model_dir, tmp_path / "q", method="qlora")
+    losses = _losses(tmp_path / "q")
+    assert sum(losses[-2:]) / 2 < losses[0], losses
+    model, _ = load_model(_model(tiny_model_dir), artifact=summary["artifact"])  # what eval will load
+    assert logits_of(model, [[5, 9, 12, 40, 7]]).isfinite().all()
+
+
 def test_qlora_without_cuda_is_one_clear_error(tiny_model_dir, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: qlora runs there (benchmarks/)")
