@@ -415,9 +415,10 @@ class TrainConfig(WithOptions):
     attention: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="Attention kernel for training; auto = eager on CPU under bf16 autocast when the longest "
         "training sequence is at most 160 tokens (faster there, measured), else the model's default (SDPA).")
-    padding_free: bool = Field(
-        False, description="TRL padding-free batches (needs flash-attention on a GPU; sequences are then not "
-        "truncated to max_length).")
+    padding_free: bool | None = Field(
+        None, description="TRL padding-free batches: rows concatenated, no pad tokens computed (needs "
+        "flash-attention on a GPU; sequences are then not truncated to max_length). None = on for SFT on a bf16 GPU "
+        "where flash-attn is installed (attention then flash_attention_2), off elsewhere.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
     logging_steps: int = Field(1, ge=1, description="Log a train_log.jsonl row every N steps.")
@@ -448,7 +449,7 @@ class TrainConfig(WithOptions):
         if self.objective == "grpo":
             sft_only = {"chains.source": self.chains.source != "none", "mix": bool(self.mix),
                         "eval_fraction": self.eval_fraction > 0, "early_stopping_patience": bool(
-                            self.early_stopping_patience), "padding_free": self.padding_free}
+                            self.early_stopping_patience), "padding_free": bool(self.padding_free)}
             bad = [k for k, on in sft_only.items() if on]
             if bad:
                 raise ValueError(f"objective grpo trains on the target's prompts with its reward; "

@@ -52,13 +52,16 @@ def test_a_gpu_run_takes_the_plan_and_a_cpu_run_does_not(tiny_model_dir, monkeyp
     from driftlab.models import resolve_model
     from driftlab.train import sft
 
-    model, cfg = resolve_model(str(tiny_model_dir)), TrainConfig(batch_size=4, max_length=64)
+    model, cfg = resolve_model(str(tiny_model_dir)), TrainConfig(batch_size=4, max_length=64, bf16=True)
     monkeypatch.setattr(sft, "_importable", lambda name: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (80 * GIB, 80 * GIB))
     roomy = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
     assert roomy["gradient_checkpointing"] is False and roomy["liger"] is True
+    assert roomy["padding_free"] is True and roomy["attention"] == "flash_attention_2"  # flash-attn "installed"
+    off = sft._machine_choices(cfg.model_copy(update={"padding_free": False}), "cuda", model, ModelConfig(), [])
+    assert off["padding_free"] is False and off["attention"] is None
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1024, 80 * GIB))  # nothing fits
     tight = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
     assert tight["gradient_checkpointing"] is True and tight["liger"] is False
     cpu = sft._machine_choices(cfg, "cpu", model, ModelConfig(), [])
-    assert cpu["gradient_checkpointing"] is False and cpu["liger"] is False
+    assert cpu["gradient_checkpointing"] is False and cpu["liger"] is False and cpu["padding_free"] is False

@@ -177,9 +177,9 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         args = SFTConfig(
             **common,
             per_device_train_batch_size=cfg.batch_size,
-            max_length=None if cfg.padding_free else cfg.max_length,  # padding-free without packing truncates nothing
+            max_length=None if choices.get("padding_free") else cfg.max_length,  # padding-free, unpacked: nothing cut
             use_liger_kernel=choices["liger"],
-            padding_free=cfg.padding_free,
+            padding_free=bool(choices.get("padding_free")),
             completion_only_loss=True,
             eval_strategy="steps" if eval_ds is not None else "no",
             eval_steps=cfg.save_steps,
@@ -279,12 +279,19 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
             attention = "eager"
     if device != "cuda":  # CPU: memory is plentiful and recompute costs ~1/3 more FLOPs; no Liger kernels
         return {"bf16": bf16, "attention": attention, "liger": bool(cfg.liger),
-                "gradient_checkpointing": bool(cfg.gradient_checkpointing)}
+                "gradient_checkpointing": bool(cfg.gradient_checkpointing), "padding_free": bool(cfg.padding_free)}
     plan = _gpu_plan(cfg, model, model_cfg, train_set)
+    padding_free = cfg.padding_free
+    if padding_free is None:  # no pad token computed; TRL needs a varlen attention kernel for it
+        padding_free = cfg.objective == "sft" and bf16 and cfg.attention == "auto" and _importable("flash_attn")
+    if padding_free and cfg.attention == "auto":
+        attention = "flash_attention_2"
     if is_main_process():
-        console.print(f"[dim]GPU settings: {plan.reason}[/]")
+        console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}"
+                      + (" (flash-attn not installed)" if cfg.padding_free is None and not padding_free
+                         and not _importable("flash_attn") else "") + "[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
-            "gradient_checkpointing": plan.gradient_checkpointing}
+            "gradient_checkpointing": plan.gradient_checkpointing, "padding_free": bool(padding_free)}
 
 
 def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict]):
