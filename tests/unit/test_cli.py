@@ -175,15 +175,9 @@ def test_export_takes_the_base_model_from_the_config_unless_model_names_one(tmp_
 
 # --- compare: points, whole suite names at 80 columns, the verdicts at the end ---------------------------------
 
+from tests.unit.test_compare_results import _eval_dir  # noqa: E402  (an eval dir from right/wrong outcomes)
+
 LONG_SUITE = "multistep_3@self_consistency"
-
-
-def _eval_dir(path, correct: dict[str, list[int]], chance: float = 0.25):
-    path.mkdir(parents=True)
-    (path / "eval.json").write_text(json.dumps({"suites": {s: {"chance": chance} for s in correct}}))
-    for suite, outcomes in correct.items():
-        rows = [{"id": f"{suite}-{i}", "prompt": f"q{i}", "gold": "1", "correct": bool(c)} for i, c in enumerate(outcomes)]
-        (path / f"{suite}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def test_compare_at_80_columns_prints_whole_suite_names_and_ends_with_changes_in_points(tmp_path):
