@@ -109,6 +109,7 @@ def quiet_libraries() -> None:
     from driftlab.runs import LIBRARY_LOG
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # TRL's "Tokenizing train dataset" bars
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logger = logging.getLogger(LIBRARY_LOG)
     logger.propagate = False  # never the terminal: without a handler, logging's last resort would print it

@@ -171,7 +171,7 @@ def test_kill_9_mid_eval_then_the_rerun_computes_only_what_is_missing(tmp_path, 
     kept = _stored(store)
     assert 8 <= kept < 24
     output = _cli("eval", "-c", cfg, "--out", str(tmp_path / "rerun"))
-    assert f"results store: {kept} cached, {24 - kept} to compute" in output
+    assert f": {kept} results from the results store, {24 + 10 - kept} computed" in output
     assert _replies(tmp_path / "rerun") == fresh
     assert _stored(store) == 24 + 10  # generated items + log-likelihood items, each once
 
@@ -193,7 +193,7 @@ def test_concurrent_evaluations_on_one_store_lose_and_duplicate_nothing(tmp_path
     for k in range(3):
         assert _replies(tmp_path / f"w{k}") == fresh
     assert _stored(store) == 24 + 10
-    assert "results store: 24 cached, 0 to compute" in _cli("eval", "-c", cfg, "--out", str(tmp_path / "after"))
+    assert "34 results from the results store, 0 computed" in _cli("eval", "-c", cfg, "--out", str(tmp_path / "after"))
 
 
 @pytest.mark.parametrize("damage", ["garbage", "torn"])

@@ -98,13 +98,14 @@ def test_config_schema_documents_every_key_and_docs_config_md_is_current():
 def test_library_noise_is_off_unless_verbose(monkeypatch):
     import os
 
-    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
         monkeypatch.setenv(var, "x")  # recorded, so both are put back as they were after the test
         monkeypatch.delenv(var)
     assert CliRunner().invoke(app, ["-v", "config", "schema"]).exit_code == 0
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ  # -v: the libraries as they are
     assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+    assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
     monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # a user's own setting wins
     assert CliRunner().invoke(app, ["config", "schema"]).exit_code == 0 and os.environ["TRANSFORMERS_VERBOSITY"] == "info"
 

@@ -50,14 +50,17 @@ def evaluate_model(model: ModelUnderTest, suites: dict[str, list[dict]], suite_c
         print(f"skipping {s['strategy']} on {s['suite']}: {s['why']}")
     with _progress() as progress:
         task = progress.add_task(f"eval {label}", total=total)
-        with open_backend(model, eval_cfg, on_progress=lambda n: progress.advance(task, n),
-                          log=progress.console.print) as backend:
+        # the store's per-request counts are summed into one line per model below, not printed per request
+        with open_backend(model, eval_cfg, on_progress=lambda n: progress.advance(task, n)) as backend:
             metrics = {}
             for name, strategy, items in plan:
                 key = str(ResultKey(name, strategy.name))
                 records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
                                                        shots.get(name, []))
                 write_jsonl(out_dir / f"{key}.jsonl", records)
+        if backend.store is not None and backend.hits:
+            progress.console.print(f"eval {label}: {backend.hits:,} results from the results store, "
+                                   f"{backend.misses:,} computed")
     summary = {"model": model.base.name, "fingerprint": backend.fingerprint,
                "artifact": str(model.artifact) if model.artifact else None,
                **({"scale": model.scale} if model.scale != 1.0 else {}),
