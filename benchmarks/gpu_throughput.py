@@ -104,7 +104,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
                                        ModelConfig()), cfg, data, out, seed=0)
         tokens, wall = s["tokens"], s["wall_s"]
-        settings = {"gradient_checkpointing": s["gradient_checkpointing"], "liger": s.get("liger")}
+        settings = {k: s.get(k) for k in ("gradient_checkpointing", "liger", "padding_free", "attention")}
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
     else:  # TRL at its defaults, or its best configuration seen; the same LoRA, batch, steps and data
@@ -123,9 +123,10 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
         marks = []
 
-        class Marks(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                marks.append((state.global_step, time.time(), state.num_input_tokens_seen))
+        class Marks(TrainerCallback):  # stamped where driftlab's log stamps its rows: on_log, after the loss sync
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    marks.append((state.global_step, time.time(), state.num_input_tokens_seen))
 
         trainer = SFTTrainer(model=str(model_dir), args=args, peft_config=lora, callbacks=[Marks()],
                              train_dataset=Dataset.from_list([to_conversation(it) for it in data]))
@@ -133,7 +134,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         trainer.train()
         wall = time.perf_counter() - t0
         tokens = trainer.state.num_input_tokens_seen
-        settings = {"gradient_checkpointing": bool(args.activation_checkpointing), "liger": bool(args.use_liger_kernel)}
+        settings = {"gradient_checkpointing": bool(args.activation_checkpointing), "liger": bool(args.use_liger_kernel),
+                    "padding_free": bool(args.padding_free), "attention": "model default"}
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     steady = steady_tokens_per_s(marks, warmup)
     return {"run": name, "tokens": int(tokens), "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
@@ -210,6 +212,8 @@ def main() -> None:
         print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
         evals[name] = run_child(Path(__file__), ["--one", f"eval:{name}", *common])
     d, low, trl, best = (train[n] for n in RUNS)
+    if not best["settings"]["liger"]:  # not TRL's best seen then, only its checkpointing-off run
+        best["note"] = "liger-kernel not installed: checkpointing off without Liger"
 
     def ratio(a, b, key):
         return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None

@@ -111,16 +111,28 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # TRL's "Tokenizing train dataset" bars
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import logging.handlers
+
+    import driftlab
+
     logger = logging.getLogger(LIBRARY_LOG)
     logger.propagate = False  # never the terminal: without a handler, logging's last resort would print it
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    logger.addHandler(logging.handlers.MemoryHandler(10_000, flushLevel=logging.CRITICAL + 1))  # until a run dir
+    for name in ("trl", "peft", "accelerate", "datasets"):  # their own loggers' warnings: the same place
+        lib = logging.getLogger(name)
+        lib.propagate = False
+        if not any(isinstance(h, _ToLibraryLog) for h in lib.handlers):
+            lib.addHandler(_ToLibraryLog())
     terminal = warnings.showwarning
     if getattr(terminal, "driftlab", False):  # already routed (a second command in one process)
         return
+    own = Path(driftlab.__file__).resolve().parent
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        library = "site-packages" in filename and "driftlab" not in Path(filename).parts
+        path = Path(filename).resolve()
+        library = own not in path.parents and ({"site-packages", "dist-packages"} & set(path.parts))
         if library or issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
             logging.getLogger(LIBRARY_LOG).warning(warnings.formatwarning(message, category, filename, lineno,
                                                                           line).rstrip())
@@ -129,6 +141,15 @@ def quiet_libraries() -> None:
 
     showwarning.driftlab = True
     warnings.showwarning = showwarning
+
+
+class _ToLibraryLog(logging.Handler):
+    """Hands a library logger's records to driftlab's library log (the run's log.txt)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from driftlab.runs import LIBRARY_LOG
+
+        logging.getLogger(LIBRARY_LOG).handle(record)
 
 
 @config_app.command("show")

@@ -418,7 +418,8 @@ class TrainConfig(WithOptions):
     padding_free: bool | None = Field(
         None, description="TRL padding-free batches: rows concatenated, no pad tokens computed (needs "
         "flash-attention on a GPU; sequences are then not truncated to max_length). None = on for SFT on a bf16 GPU "
-        "where flash-attn is installed (attention then flash_attention_2), off elsewhere.")
+        "where flash-attention 2 is usable and no row is longer than max_length (attention then "
+        "flash_attention_2), off elsewhere.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["tensorboard"], description="Loggers besides the run dir's train_log.jsonl.")
     logging_steps: int = Field(1, ge=1, description="Log a train_log.jsonl row every N steps.")

@@ -29,17 +29,22 @@ LIBRARY_LOG = "driftlab.libraries"  # where cli.quiet_libraries sends the librar
 
 
 def run_log(run_dir: Path) -> None:
-    """From now on, the libraries' warnings (cli.quiet_libraries) go to `run_dir/log.txt`, created at the first one;
-    the previous run's file, if any, is closed. Nothing reaches the terminal through this logger."""
+    """From now on, the libraries' warnings (cli.quiet_libraries) go to `run_dir/log.txt`, created at the first one,
+    with those held back since the command began; the previous run's file, if any, is closed. Nothing reaches the
+    terminal through this logger."""
     import logging
+    import logging.handlers
 
     logger = logging.getLogger(LIBRARY_LOG)
     logger.propagate = False
+    handler = logging.FileHandler(Path(run_dir) / "log.txt", delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     for h in list(logger.handlers):
         logger.removeHandler(h)
+        if isinstance(h, logging.handlers.MemoryHandler):  # what came before the run dir existed
+            h.setTarget(handler)
+            h.flush()
         h.close()
-    handler = logging.FileHandler(Path(run_dir) / "log.txt", delay=True, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger.addHandler(handler)
 
 

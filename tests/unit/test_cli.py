@@ -122,19 +122,27 @@ def test_library_warnings_go_to_the_runs_log_not_the_terminal(monkeypatch, tmp_p
         print(f"{category.__name__}: {message}", file=sys.stderr)
 
     monkeypatch.setattr(warnings, "showwarning", to_terminal)  # and put back after the test
+    import logging
+    from pathlib import Path
+
+    import driftlab
+
     quiet_libraries()
     quiet_libraries()  # a second command in the same process routes once
+    lib = "/x/driftlab/.venv/lib/python3.11/site-packages/transformers/generation/utils.py"  # a clone named driftlab
+    ours = str(Path(driftlab.__file__).parent / "eval" / "hf_backend.py")
+    warnings.showwarning("raised before the run dir existed", FutureWarning, lib, 11)
     run_log(tmp_path)
-    lib = "/x/lib/python3.11/site-packages/transformers/generation/utils.py"
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning("`past_key_values` is deprecated", FutureWarning, lib, 12)
-        warnings.showwarning("a library's UserWarning", UserWarning, lib, 13)
-        warnings.showwarning("driftlab's own warning", UserWarning, "/src/driftlab/eval/hf_backend.py", 307)
+    warnings.showwarning("`past_key_values` is deprecated", FutureWarning, lib, 12)
+    warnings.showwarning("a library's UserWarning", UserWarning, lib, 13)
+    warnings.showwarning("driftlab's own warning", UserWarning, ours, 307)
+    logging.getLogger("trl.trainer").warning("TRL's own logger speaking")
     err = capsys.readouterr().err
     log = (tmp_path / "log.txt").read_text()
-    assert "past_key_values" in log and "a library's UserWarning" in log and "driftlab's own" not in log
+    assert "raised before the run dir" in log and "past_key_values" in log and "a library's UserWarning" in log
+    assert "TRL's own logger" in log and "driftlab's own" not in log
     assert "driftlab's own warning" in err and "past_key_values" not in err and "library's" not in err
+    assert "TRL's own" not in err
 
 
 # --- every command that reads a config takes --config/-c and --set/-s -------------------------------------------

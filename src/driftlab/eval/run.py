@@ -58,7 +58,7 @@ def evaluate_model(model: ModelUnderTest, suites: dict[str, list[dict]], suite_c
                 records, metrics[key] = evaluate_suite(backend, items, suite_cfgs[name], eval_cfg, strategy,
                                                        shots.get(name, []))
                 write_jsonl(out_dir / f"{key}.jsonl", records)
-        if backend.store is not None and backend.hits:
+        if backend.store is not None:
             progress.console.print(f"eval {label}: {backend.hits:,} results from the results store, "
                                    f"{backend.misses:,} computed")
     summary = {"model": model.base.name, "fingerprint": backend.fingerprint,

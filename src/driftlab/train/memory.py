@@ -1,21 +1,23 @@
 """GPU training settings chosen from what fits: activation checkpointing only when the step would not fit in free
-memory without it, Liger's fused kernels only where they pay. Pure functions of the model's shape, the batch and
-the free memory, so the choice is unit-tested on a CPU and printed with its reason.
+memory without it, Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
+memory, so the choice is unit-tested on a CPU and printed with its reason.
 
 What was measured (issue 21: one H200, Qwen3-4B shape, bf16, LoRA r16 on all linear layers, batch 4 × 1,024
-tokens): checkpointing off ran 1.6-2.0× faster than on; Liger's fused linear + cross-entropy sped the step up with
-checkpointing off (TRL 10,275 → 13,800 tokens/s) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so
-Liger goes with checkpointing off only. Peak memory there: 28.7 GiB without checkpointing or Liger, 9.7 GiB with
-checkpointing alone, 9.5 GiB with both; `peak_bytes` gives 26.8, 11.5 and 9.1 (within 20%; tests/unit/test_memory.py).
+tokens): checkpointing off ran 1.6-2.0× faster than on; Liger's kernels (TRL's SFTTrainer patches the layers' norm,
+SwiGLU and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (TRL 10,275 → 13,800
+tokens/s) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with checkpointing off only.
+Peak memory there: 28.7 GiB without checkpointing or Liger, 9.7 GiB with checkpointing alone, 9.5 GiB with both;
+`peak_bytes` gives 24.4, 9.1 and 9.1 (within 20%; tests/unit/test_memory.py).
 
 The estimate (bytes, bf16 activations, an attention kernel that does not keep the score matrix):
-  weights         params × bytes per parameter (2 in bf16, 0.5 for QLoRA's 4-bit weights)
+  weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
+                  (what a method adds: SVF's fp32 singular vectors, GRPO's synced copy of the policy)
   trainable       trainable params × 16 (fp32 master copy, gradient and two AdamW moments)
   activations     per token and layer, the tensors backward needs: ~12·hidden (attention: norms, q/k/v/o inputs
                   and outputs) + 3·intermediate (SwiGLU: gate, up, their product), 2 bytes each (Korthikanti et al.
                   2022 count 34·hidden bytes for a 4·hidden GeLU MLP; this is that count for SwiGLU); with
                   checkpointing, one layer's input per layer plus one layer's activations during recompute
-  logits          tokens × vocab × 4 bytes (the fp32 logits the loss reads), none with Liger's fused loss
+  logits          not counted: the loss is taken in chunks over the labelled (completion) positions only
 """
 
 from __future__ import annotations
@@ -37,21 +39,27 @@ class Shape:
 
     @classmethod
     def from_config(cls, config, params: int) -> Shape:
-        text = getattr(config, "text_config", None) or config
-        return cls(params=params, hidden=text.hidden_size, layers=text.num_hidden_layers,
-                   intermediate=text.intermediate_size, vocab=text.vocab_size)
+        """Reads the names transformers' configs use; an MLP width under another name falls back to 4·hidden (a
+        mixture of experts counts the experts a token is routed to)."""
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        hidden = getattr(text, "hidden_size", None) or getattr(text, "n_embd", None) or getattr(text, "d_model")
+        layers = (getattr(text, "num_hidden_layers", None) or getattr(text, "n_layer", None)
+                  or getattr(text, "num_layers"))
+        width = getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None) or 4 * hidden
+        if getattr(text, "moe_intermediate_size", None) and getattr(text, "num_experts_per_tok", None):
+            width = text.moe_intermediate_size * text.num_experts_per_tok
+        return cls(params=params, hidden=hidden, layers=layers, intermediate=width, vocab=text.vocab_size)
 
 
-def peak_bytes(shape: Shape, tokens: int, trainable: int, checkpointing: bool, fused_loss: bool,
-               bytes_per_param: float = 2) -> int:
+def peak_bytes(shape: Shape, tokens: int, trainable: int, checkpointing: bool, bytes_per_param: float = 2,
+               extra: int = 0) -> int:
     """The training step's peak memory, estimated (module docstring); `tokens` = batch × sequence length."""
     per_layer = 2 * tokens * (12 * shape.hidden + 3 * shape.intermediate)
     if checkpointing:
         activations = 2 * tokens * shape.hidden * shape.layers + per_layer
     else:
         activations = per_layer * shape.layers
-    logits = 0 if fused_loss else tokens * shape.vocab * 4
-    return int(shape.params * bytes_per_param) + trainable * 16 + activations + logits
+    return int(shape.params * bytes_per_param) + extra + trainable * 16 + activations
 
 
 @dataclass(frozen=True)
@@ -62,26 +70,35 @@ class Plan:
 
 
 def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_available: bool,
-             checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2) -> Plan:
+             checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2,
+             extra: int = 0) -> Plan:
     """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept; otherwise checkpointing
-    is off when the step fits in HEADROOM × `free` without it (with Liger's fused loss where it is installed, since
-    it goes with checkpointing off), and Liger is on exactly when checkpointing is off and it is installed."""
-    def need(ckpt: bool, fused: bool) -> int:
-        return peak_bytes(shape, tokens, trainable, ckpt, fused, bytes_per_param)
+    is off when the step fits in HEADROOM × `free` without it, and Liger is on exactly when checkpointing is off and
+    it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
+    def need(ckpt: bool) -> int:
+        return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra)
 
     budget = HEADROOM * free
     if checkpointing is None:
-        fused = liger if liger is not None else liger_available
-        checkpointing = need(False, fused) > budget
-        why = (f"checkpointing {'on' if checkpointing else 'off'}: the step needs ~{need(False, fused) / GIB:.1f} GiB "
+        checkpointing = need(False) > budget
+        why = (f"checkpointing {'on' if checkpointing else 'off'}: the step needs ~{need(False) / GIB:.1f} GiB "
                f"without it, {'over' if checkpointing else 'within'} {HEADROOM:.0%} of the {free / GIB:.1f} GiB free"
-               + (f" (~{need(True, fused) / GIB:.1f} GiB with it)" if checkpointing else ""))
+               + (f" (~{need(True) / GIB:.1f} GiB with it)" if checkpointing else ""))
     else:
         why = f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
     if liger is None:
         liger = liger_available and not checkpointing
-        why += ("; Liger on: fused kernels pay without checkpointing" if liger else
-                "; Liger off: " + ("not installed" if not liger_available else "it slowed checkpointed steps"))
+        why += ("; Liger on: its kernels pay without checkpointing" if liger else
+                "; Liger off: " + ("not installed or not taken here" if not liger_available else
+                                   "it slowed checkpointed steps"))
     else:
         why += f"; Liger {'on' if liger else 'off'}: train.liger"
     return Plan(checkpointing, liger, why)
+
+
+def fallback_plan(cfg_checkpointing: bool | None, cfg_liger: bool | None, why: str) -> Plan:
+    """Where no estimate can be made (an unusual config): checkpointing on and Liger off unless set, as before
+    plans existed; `why` says what failed."""
+    ckpt = True if cfg_checkpointing is None else cfg_checkpointing
+    return Plan(ckpt, bool(cfg_liger), f"checkpointing {'on' if ckpt else 'off'}, Liger "
+                f"{'on' if cfg_liger else 'off'}: no memory estimate ({why})")

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from driftlab.config import EvalConfig, ModelConfig, SuiteConfig, TargetConfig, TrainConfig
 from driftlab.errors import DriftlabError
-from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device
+from driftlab.models import ModelUnderTest, ResolvedModel, has_bf16, load_pretrained, pick_device, pick_dtype
 from driftlab.runs import is_main_process, read_jsonl, world_size, write_json, write_jsonl
 from driftlab.train.cache import cache_key, lookup, store
 from driftlab.train.callbacks import (JsonlLogCallback, NonFiniteLossGuard, ProgressBarCallback, SnapshotCallback,
@@ -66,8 +66,9 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
             "target": target.model_dump(mode="json") if target is not None else None})
     key = None
     if train_cfg.cache and world_size() == 1:
+        keyed = {k: v for k, v in choices.items() if k != "gradient_checkpointing"}  # recompute: the same weights
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
-                        seed, device, choices)
+                        seed, device, keyed)
         hit = lookup(key, method.artifact, out_dir)
         if hit is not None:
             hit["config"] = train_cfg.model_dump(mode="json")  # this run's (a starting adapter's path is its own)
@@ -102,6 +103,7 @@ def resume_training(out_dir: Path) -> dict:
     train_set = read_jsonl(out_dir / "train_set.jsonl")
     # the first run's machine choices (another free-memory reading could pick others mid-run); older runs: anew
     choices = meta.get("choices") or _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
+    choices.setdefault("padding_free", bool(cfg.padding_free))  # a run begun before padding-free was a choice
     target = TargetConfig.model_validate(meta["target"]) if meta.get("target") else None
     start = _resume_point(out_dir / "checkpoints")
     return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start,
@@ -122,7 +124,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     if choices["attention"] is not None:
         lm.set_attn_implementation(choices["attention"])
     base_params = _param_count(lm)  # before the method wraps or freezes anything
-    lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, cfg)
+    planned = cfg.model_copy(update={"gradient_checkpointing": choices["gradient_checkpointing"]})  # qlora reads it
+    lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, planned)
 
     bf16 = choices["bf16"]
     checkpointing = choices["gradient_checkpointing"]
@@ -233,6 +236,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "bf16": bf16,
         "attention": lm.config._attn_implementation,
         "gradient_checkpointing": bool(trainer.args.activation_checkpointing), "liger": bool(choices["liger"]),
+        "padding_free": bool(choices.get("padding_free")),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total,
@@ -280,50 +284,74 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
     if device != "cuda":  # CPU: memory is plentiful and recompute costs ~1/3 more FLOPs; no Liger kernels
         return {"bf16": bf16, "attention": attention, "liger": bool(cfg.liger),
                 "gradient_checkpointing": bool(cfg.gradient_checkpointing), "padding_free": bool(cfg.padding_free)}
-    plan = _gpu_plan(cfg, model, model_cfg, train_set)
-    padding_free = cfg.padding_free
-    if padding_free is None:  # no pad token computed; TRL needs a varlen attention kernel for it
-        padding_free = cfg.objective == "sft" and bf16 and cfg.attention == "auto" and _importable("flash_attn")
+    plan, padding_free = _gpu_plan(cfg, model, model_cfg, train_set, bf16)
     if padding_free and cfg.attention == "auto":
         attention = "flash_attention_2"
     if is_main_process():
-        console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}"
-                      + (" (flash-attn not installed)" if cfg.padding_free is None and not padding_free
-                         and not _importable("flash_attn") else "") + "[/]")
+        console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
-            "gradient_checkpointing": plan.gradient_checkpointing, "padding_free": bool(padding_free)}
+            "gradient_checkpointing": plan.gradient_checkpointing, "padding_free": padding_free}
 
 
-def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict]):
-    """train/memory.py's plan for this run: the model's shape and trainable parameters counted on the meta device
-    (no weights loaded), the longest row's tokens, the free memory of this GPU now."""
+def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict], bf16: bool):
+    """(train/memory.py's plan, padding-free) for this run: the model's shape and trainable parameters counted on
+    the meta device (no weights loaded), the longest row's tokens, the free memory of this process's GPU now.
+    Padding-free (None in the config) is on for SFT under bf16 where flash-attention 2 is usable by this model and
+    no row is longer than train.max_length (TRL's padding-free does not truncate: on, it would train on more).
+    Under a distributed launch every rank must choose alike: checkpointing on, Liger off, unless set."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import is_flash_attn_2_available
 
-    from driftlab.train.memory import Shape, gpu_plan
+    from driftlab.train.memory import Shape, fallback_plan, gpu_plan
 
-    config = AutoConfig.from_pretrained(model.path)
-    with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(config)
-    params = sum(p.numel() for p in meta.parameters())
-    method = METHODS.get(cfg.method)
-    if method.artifact == "adapter":
+    longest = _longest_tokens(model, model_cfg, train_set) if train_set else cfg.max_length
+    try:
+        config = AutoConfig.from_pretrained(model.path)
+        with torch.device("meta"):
+            meta = AutoModelForCausalLM.from_config(config)
+    except Exception as err:  # an estimate only: a config it cannot read keeps the cautious settings
+        return fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}"), \
+            bool(cfg.padding_free)
+    padding_free = cfg.padding_free
+    if padding_free is None:
+        padding_free = (cfg.objective == "sft" and bf16 and cfg.attention == "auto" and longest <= cfg.max_length
+                        and is_flash_attn_2_available() and getattr(meta, "_supports_flash_attn", False))
+    if world_size() > 1:
+        return fallback_plan(cfg.gradient_checkpointing, cfg.liger, "a distributed launch: ranks must agree"), \
+            bool(padding_free)
+    try:
+        params = sum(p.numel() for p in meta.parameters())
         modules = dict(meta.named_modules())
-        trainable = sum(cfg.method_options.lora_r * (modules[n].in_features + modules[n].out_features)
-                        for n in selected_linears(meta, cfg))
-    elif method.artifact == "expert":  # SVF: one scale per singular value
-        modules = dict(meta.named_modules())
-        trainable = sum(min(modules[n].in_features, modules[n].out_features) for n in selected_linears(meta, cfg))
-    else:
-        trainable = params
-    if cfg.objective == "grpo":
-        tokens = cfg.grpo.group * cfg.grpo.prompts_per_step * (cfg.max_length + cfg.grpo.max_completion_length)
-    else:
-        longest = _longest_tokens(model, model_cfg, train_set) if train_set else cfg.max_length
-        tokens = cfg.batch_size * min(longest, cfg.max_length)
-    free, _ = torch.cuda.mem_get_info()
-    return gpu_plan(Shape.from_config(config, params), tokens, trainable, free, _importable("liger_kernel"),
-                    cfg.gradient_checkpointing, cfg.liger, bytes_per_param=0.5 if cfg.method == "qlora" else 2)
+        linears = [modules[n] for n in selected_linears(meta, cfg)]
+        method = METHODS.get(cfg.method)
+        extra = 0
+        if method.artifact == "adapter":
+            trainable = sum(cfg.method_options.lora_r * (m.in_features + m.out_features) for m in linears)
+        elif method.artifact == "expert":  # SVF: one scale per singular value; fp32 U, V beside each weight
+            trainable = sum(min(m.in_features, m.out_features) for m in linears)
+            extra = sum(4 * min(m.in_features, m.out_features) * (m.in_features + m.out_features) for m in linears)
+        elif cfg.target_modules == "all-linear" and not cfg.layers:  # full fine-tuning: every weight
+            trainable = params
+        else:  # full fine-tuning of the selected modules
+            trainable = sum(m.in_features * m.out_features for m in linears)
+        per_param = 0.5 if cfg.method == "qlora" else torch.finfo(pick_dtype(model_cfg.dtype, "cuda")).bits / 8
+        if cfg.objective == "grpo":  # each completion of each prompt, prompt and budget; the synced bf16 copy
+            tokens = cfg.grpo.group * cfg.grpo.prompts_per_step * (longest + cfg.grpo.max_completion_length)
+            extra += params * 2
+        else:
+            tokens = cfg.batch_size * (longest if padding_free else min(longest, cfg.max_length))
+        torch.cuda.empty_cache()  # this process's cached blocks are free to the step too
+        device = int(os.environ.get("LOCAL_RANK", 0))
+        free, _ = torch.cuda.mem_get_info(device)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        # GRPOTrainer takes no Liger setting from driftlab: planned without it
+        liger_ok = _importable("liger_kernel") and cfg.objective == "sft"
+        plan = gpu_plan(Shape.from_config(config, params), tokens, trainable, free, liger_ok,
+                        cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra)
+    except Exception as err:
+        plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
+    return plan, bool(padding_free)
 
 
 def _longest_tokens(model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict]) -> int:
