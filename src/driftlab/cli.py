@@ -104,8 +104,8 @@ def quiet_libraries() -> None:
     """The libraries' noise off the terminal: transformers' and the hub's progress bars ("Loading weights" on every
     model load) and info logs; deprecation warnings, any warning raised inside an installed library and the records
     of TRL's, PEFT's, accelerate's and datasets' loggers go to the run's log.txt instead (runs.run_log; those raised
-    before the run dir exists are held back until it does). driftlab's own warnings stay on the terminal. Environment variables a user set win; set before those libraries are imported (driftlab imports them
-    lazily)."""
+    before the run dir exists are held back until it does). driftlab's own warnings stay on the terminal.
+    Environment variables a user set win; set before those libraries are imported (driftlab imports them lazily)."""
     from driftlab.runs import LIBRARY_LOG
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

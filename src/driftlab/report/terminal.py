@@ -18,7 +18,7 @@ from driftlab.schema import Comparison, GateCheck, Study, SweepPoint
 
 SHORT = {GAINED: ("gained", "green"), LOST: ("LOST", "bold red"), LOST_WITHIN: ("lost<margin", "red"),
          FLOOR: ("floor", "dim"), WITHIN: ("ok", ""), CANNOT_TELL: ("can't tell", "yellow"),
-         NO_CHANGE: ("no change", "")}
+         NO_CHANGE: ("not significant", "")}  # a target row whose CI straddles 0: not a certified null
 
 
 def summary_table(study: Study) -> Table:
@@ -57,8 +57,8 @@ def print_summary(study: Study, run_dir: Path, console: Console) -> None:
         style = "red" if v["gate"].startswith("FAILED") else "green"
         console.print(f"gate  {v['variant']}: [{style}]{v['gate']}[/]")
     console.print(f"[bold]recommended:[/] {recommend(study)['text']}")
-    console.print(f"report: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\nstudy:  {run_dir / 'study.json'}"
-                  f"\nrun directory: {dir_size(run_dir) / 1e6:.1f} MB")
+    console.print(f"report: {run_dir / 'report.html'}\n        {run_dir / 'report.md'}\n"
+                  f"study:  {run_dir / 'study.json'}\nrun directory: {dir_size(run_dir) / 1e6:.1f} MB")
 
 
 def points(diff: float, ci: list[float] | None) -> str:

@@ -459,8 +459,8 @@ def _after_existing_event_files(log_dir: Path) -> None:
     the one that carries it. A file is named `events.out.tfevents.<unix second>.<host>.<pid>.<counter>`, so a
     resumed run whose file starts in the same second as the killed run's can sort first (counter "10" < "9"); the
     killed run's steps then reappear after the purge. Waiting for the next second makes the new file sort last."""
-    seconds = [int(f.name.split(".")[3]) for f in log_dir.glob("events.out.tfevents.*")
-               if len(f.name.split(".")) > 3 and f.name.split(".")[3].isdigit()]
+    stamps = (f.name.split(".")[3:4] for f in log_dir.glob("events.out.tfevents.*"))
+    seconds = [int(s[0]) for s in stamps if s and s[0].isdigit()]
     if seconds:
         time.sleep(min(2.0, max(0.0, max(seconds) + 1 - time.time())))  # a file from a clock far ahead: no help
 
