@@ -1,7 +1,8 @@
 """GPU benchmark: the Qwen3-4B architecture with random weights (throughput and memory do not depend on the weights,
 and no weights can be carried to the GPU machine), bf16, LoRA r16 on all linear layers, sequence length 1024.
 
-Training: `driftlab train` (its defaults, and its memory-saving setting train.gradient_checkpointing: true) against
+Training: `driftlab train` (its defaults; its memory-saving setting train.gradient_checkpointing: true; and that
+with train.offload_activations: true, the checkpointed layer inputs held in CPU memory) against
 TRL's `SFTTrainer` at its defaults and at the best configuration measured on an H200 (checkpointing off + Liger,
 issue 21), the same random checkpoint, data, LoRA, batch and steps, each in its own process: tokens/s over the
 whole run (wall, warm-up included) and in the steady state (steps after --warmup, from each step's end time and
@@ -40,8 +41,9 @@ TINY = dict(QWEN3_4B, hidden_size=64, intermediate_size=128, num_hidden_layers=2
             num_key_value_heads=2, head_dim=16, vocab_size=49152)
 
 
-def build_model(out: Path, tiny: bool) -> Path:
-    """A random-weight checkpoint of the architecture, with the embedded model's tokenizer (its ids fit the vocab)."""
+def build_model(out: Path, tiny: bool, tokenizer: Path | None = None) -> Path:
+    """A random-weight checkpoint of the architecture, with the embedded model's tokenizer (its ids fit the vocab),
+    or the tokenizer files in `tokenizer` (a GPU machine gets those alone: the embedded model is too large to carry)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
 
@@ -52,7 +54,7 @@ def build_model(out: Path, tiny: bool) -> Path:
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(Qwen3Config(**(TINY if tiny else QWEN3_4B)), dtype=torch.bfloat16)
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(resolve_model("embedded").path).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tokenizer or resolve_model("embedded").path).save_pretrained(out)
     return out
 
 
@@ -72,7 +74,7 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
     return rows
 
 
-RUNS = ("driftlab", "driftlab_low_memory", "trl_defaults", "trl_best")
+RUNS = ("driftlab", "driftlab_low_memory", "driftlab_offload", "trl_defaults", "trl_best")
 
 
 def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
@@ -99,12 +101,14 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if name.startswith("driftlab"):
-        if name == "driftlab_low_memory":
-            cfg = cfg.model_copy(update={"gradient_checkpointing": True})
+        if name in ("driftlab_low_memory", "driftlab_offload"):
+            cfg = cfg.model_copy(update={"gradient_checkpointing": True,
+                                         "offload_activations": name == "driftlab_offload"})
         s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
                                        ModelConfig()), cfg, data, out, seed=0)
         tokens, wall = s["tokens"], s["wall_s"]
-        settings = {k: s.get(k) for k in ("gradient_checkpointing", "liger", "padding_free", "attention")}
+        settings = {k: s.get(k) for k in ("gradient_checkpointing", "liger", "padding_free", "attention",
+                                          "offload_activations")}
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
     else:  # TRL at its defaults, or its best configuration seen; the same LoRA, batch, steps and data
@@ -143,14 +147,14 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
             "peak_vram_gib": round(peak, 2) if peak is not None else None, "settings": settings}
 
 
-def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int) -> dict:
+def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int, batch_size: int = 64) -> dict:
     from driftlab.eval.hf_backend import HFBackend
     from driftlab.models import ResolvedModel, load_model
 
     prompts = [f"Question {i}: what is {i} + {i + 7}? Explain step by step." for i in range(n)]
     if name == "hf":
         backend = HFBackend(*load_model(ResolvedModel("qwen3-4b-random", str(model_dir), "x"), "bfloat16"),
-                            batch_size=64)
+                            batch_size=batch_size)
     else:
         from driftlab.eval.vllm_backend import VLLMBackend
 
@@ -159,7 +163,7 @@ def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int) -> dict:
     t0 = time.perf_counter()
     out = backend.generate(prompts, max_new_tokens)
     wall = time.perf_counter() - t0
-    return {"run": name, "items": n, "wall_s": round(wall, 2), "items_per_s": round(n / wall, 2),
+    return {"run": name, "batch_size": batch_size, "items": n, "wall_s": round(wall, 2), "items_per_s": round(n / wall, 2),
             "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
 
 
@@ -179,13 +183,14 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--eval-items", type=int, default=256)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--tokenizer", type=Path, help="tokenizer files to use (default: the embedded model's)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        kind, name = args.one.split(":")
+        kind, name, *batch = args.one.split(":")
         result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len, args.warmup) if kind == "train"
-                  else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens))
+                  else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens, *map(int, batch)))
         print("\n" + json.dumps(result))
         return
 
@@ -193,26 +198,29 @@ def main() -> None:
 
     if not torch.cuda.is_available() and not args.tiny:
         sys.exit("gpu_throughput: no CUDA device here; run it on a GPU machine, or with --tiny to check the script")
-    model_dir = build_model(Path(tempfile.mkdtemp(prefix="qwen3-random-")) / "model", args.tiny)
+    model_dir = build_model(Path(tempfile.mkdtemp(prefix="qwen3-random-")) / "model", args.tiny, args.tokenizer)
     common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch",
               str(args.batch), "--seq-len",
               str(args.seq_len), "--eval-items", str(args.eval_items), "--max-new-tokens", str(args.max_new_tokens)]
     train = {}
     for name in RUNS:
         print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
-        train[name] = run_child(Path(__file__), ["--one", f"train:{name}", *common])
+        train[name] = _child(name, ["--one", f"train:{name}", *common])
     per_token = lora_flops_per_token(TINY if args.tiny else QWEN3_4B, args.seq_len)
     for r in train.values():
+        if "error" in r:
+            continue
         r["mfu"] = round(per_token * (r["steady_tokens_per_s"] or r["tokens_per_s"]) / H100_BF16_PEAK, 4)
     evals = {}
-    for name in ("hf", "vllm"):
+    # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch
+    for name, spec in (("hf", "hf:64"), (f"hf_batch{args.eval_items}", f"hf:{args.eval_items}"), ("vllm", "vllm")):
         if name == "vllm" and not _importable("vllm"):
             evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
             continue
         print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
-        evals[name] = run_child(Path(__file__), ["--one", f"eval:{name}", *common])
-    d, low, trl, best = (train[n] for n in RUNS)
-    if not best["settings"]["liger"]:  # not TRL's best seen then, only its checkpointing-off run
+        evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common]), "run": name}
+    d, low, off, trl, best = (train[n] for n in RUNS)
+    if best.get("settings") and not best["settings"]["liger"]:  # not TRL's best seen then: checkpointing off alone
         best["note"] = "liger-kernel not installed: checkpointing off without Liger"
 
     def ratio(a, b, key):
@@ -229,10 +237,23 @@ def main() -> None:
                          "vram_vs_trl_defaults": ratio(d, trl, "peak_vram_gib"),
                          "low_memory_vram_vs_trl_defaults": ratio(low, trl, "peak_vram_gib"),
                          "low_memory_steady_tokens_per_s_vs_trl_defaults": ratio(low, trl, "steady_tokens_per_s"),
+                         "offload_vram_vs_trl_defaults": ratio(off, trl, "peak_vram_gib"),
+                         "offload_steady_tokens_per_s_vs_trl_defaults": ratio(off, trl, "steady_tokens_per_s"),
                          "vllm_vs_hf_items_per_s": (round(evals["vllm"]["items_per_s"] / evals["hf"]["items_per_s"], 2)
-                                                    if "items_per_s" in evals["vllm"] else None)}}
+                                                    if "items_per_s" in evals["vllm"]
+                                                    and "items_per_s" in evals["hf"] else None)}}
     print(json.dumps(result["ratios"]), file=sys.stderr)
     save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
+
+
+def _child(name: str, args: list[str]) -> dict:
+    """One run in its own process; a failed run is recorded (with the end of its stderr), the others still run."""
+    try:
+        result = run_child(Path(__file__), args)
+    except Exception as err:  # noqa: BLE001 - one run's failure is a result too (the lease is short)
+        result = {"run": name, "error": str(err)[-2000:]}
+    print(json.dumps(result), file=sys.stderr, flush=True)  # on record even if a later run is cut off
+    return result
 
 
 def _importable(name: str) -> bool:

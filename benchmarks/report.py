@@ -119,14 +119,18 @@ def gpu_section(r: dict | None) -> list[str]:
               "| run | tokens/s (steady) | tokens/s (wall) | peak VRAM (GiB) | MFU | checkpointing | Liger | "
               "padding-free |", "|---|---:|---:|---:|---:|---|---|---|"]
     for x in r["train"].values():
+        if "error" in x:
+            lines.append(f"| {x['run']} | failed: {x['error'].strip().splitlines()[-1][:160]} | | | | | | |")
+            continue
         st = x.get("settings", {"gradient_checkpointing": x.get("gradient_checkpointing")})
         lines.append(f"| {x['run']}{' (' + x['note'] + ')' if x.get('note') else ''} | "
                      f"{x.get('steady_tokens_per_s', 'n/a')} | {x['tokens_per_s']} | {x['peak_vram_gib']} | "
                      f"{x['mfu']:.1%} | {st.get('gradient_checkpointing')} | {st.get('liger')} | "
                      f"{st.get('padding_free')} |")
-    lines += ["", "| eval backend | items/s | generated tokens/s |", "|---|---:|---:|"]
-    lines += [f"| {x['run']} | {x.get('items_per_s', x.get('skipped'))} | {x.get('generated_tokens_per_s', '')} |"
-              for x in r["eval"].values()]
+    lines += ["", "| eval backend | batch | items/s | generated tokens/s |", "|---|---:|---:|---:|"]
+    lines += [f"| {x['run']} | {x.get('batch_size', '')} | "
+              f"{x.get('items_per_s', x.get('skipped') or 'failed: ' + x.get('error', '?').strip()[-160:])} | "
+              f"{x.get('generated_tokens_per_s', '')} |" for x in r["eval"].values()]
     q = r["ratios"]
     # issue 21's targets: steady tokens/s ≥ 2× TRL defaults' and ≥ 1× TRL's best seen, VRAM ≤ TRL defaults';
     # the memory-saving setting ≤ 0.5× their VRAM at ≥ 1× their tokens/s; HF generation ≥ 3× 795 tokens/s
@@ -136,14 +140,20 @@ def gpu_section(r: dict | None) -> list[str]:
                ("vram_vs_trl_defaults", "driftlab's peak VRAM vs TRL defaults'", 1, False),
                ("low_memory_vram_vs_trl_defaults", "memory-saving setting's VRAM vs TRL defaults'", 0.5, False),
                ("low_memory_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting vs TRL defaults, steady "
-                "tokens/s", 1, True)]
+                "tokens/s", 1, True),
+               ("offload_vram_vs_trl_defaults", "memory-saving setting + activation offloading, VRAM vs TRL "
+                "defaults'", 0.5, False),
+               ("offload_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting + activation offloading vs "
+                "TRL defaults, steady tokens/s", 1, True)]
     lines.append("")
     for key, what, target, higher in targets:
         if q.get(key) is not None:
             lines.append(f"- {what}: **{q[key]}×** — {_target(q[key], target, higher=higher)}")
-    hf = r["eval"].get("hf", {}).get("generated_tokens_per_s")
-    if hf:
-        lines.append(f"- HF backend generation: **{hf}** tokens/s — {_target(hf / 795, 3)} (× the 795 of a11c114)")
+    for x in r["eval"].values():
+        hf = x.get("generated_tokens_per_s") if x["run"].startswith("hf") else None
+        if hf:
+            lines.append(f"- HF backend generation at batch {x.get('batch_size', 64)}: **{hf}** tokens/s — "
+                         f"{_target(hf / 795, 3)} (× the 795 of a11c114, batch 64)")
     if q.get("vllm_vs_hf_items_per_s") is not None:
         lines.append(f"- vLLM vs HF backend: **{q['vllm_vs_hf_items_per_s']}×** items/s")
     return lines + [""]

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU (issue 21), within one `run` call of the device tool:
-#   run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=590)
-# Installs the carried wheels (scripts/device_wheels.sh made them here), then, each with its own time limit so one
-# overrun leaves the others' results: the GPU benchmark (driftlab defaults and memory-saving setting vs TRL defaults
-# and TRL's best seen; steady tokens/s, VRAM, MFU; the HF eval backend), and the test suite on CUDA. Everything
-# lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
+#   run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=595)
+# Installs the carried wheels (scripts/device_wheels.sh made them here; .whl/tokenizer holds the embedded model's
+# tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
+# leaves the others' results: the GPU benchmark (driftlab's defaults, its memory-saving setting with and without
+# activation offloading, TRL's defaults and TRL's best seen; steady tokens/s, VRAM, MFU; the HF eval backend), and
+# the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 1
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 DRIFTLAB_HOME=/tmp/driftlab-home
-nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -c "import torch, transformers, trl, peft; print(torch.__version__, transformers.__version__, trl.__version__,
-peft.__version__, torch.cuda.get_device_name())" >> "$OUT/gpu.txt" 2>&1
-timeout 330 python3 benchmarks/gpu_throughput.py --steps 24 --warmup 8 > "$OUT/bench.log" 2>&1
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 DRIFTLAB_HOME=/tmp/driftlab-home TOKENIZERS_PARALLELISM=false
+{ nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv; nproc; free -g | head -2
+  python3 -c "import torch, transformers, trl, peft, liger_kernel, importlib.metadata as m
+print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__, m.version('liger-kernel'),
+      torch.cuda.get_device_name())"; } > "$OUT/gpu.txt" 2>&1
+timeout 390 python3 benchmarks/gpu_throughput.py --steps 24 --warmup 8 --tokenizer .whl/tokenizer > "$OUT/bench.log" 2>&1
+echo "benchmark exit $?" >> "$OUT/bench.log"
 cp benchmarks/results/gpu_throughput.json "$OUT/" 2>/dev/null
-timeout 200 python3 -m pytest -q --timeout 120 -p no:cacheprovider tests/unit tests/integration/test_train_methods.py \
+# the rest of the call for the tests: 8 workers (tiny models; one GPU is plenty), each module's tests on one worker
+timeout 150 python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile tests/unit tests/integration \
   > "$OUT/pytest.log" 2>&1
-tail -3 "$OUT/bench.log" "$OUT/pytest.log"
+echo "pytest exit $?" >> "$OUT/pytest.log"
+tail -4 "$OUT/bench.log"; tail -25 "$OUT/pytest.log"

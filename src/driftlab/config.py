@@ -410,6 +410,10 @@ class TrainConfig(WithOptions):
         "None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when the step "
         "would not fit in 85% of the free memory without it (train/memory.py; the choice and why are printed)."
     )
+    offload_activations: bool = Field(
+        False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
+        "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "
+        "on CPU; SFT only.")
     liger: bool | None = Field(None, description="Liger's fused kernels; None = on a GPU, on when liger-kernel is "
                                "installed and checkpointing is off (measured: they slowed checkpointed steps).")
     attention: Literal["auto", "sdpa", "eager"] = Field(
@@ -450,7 +454,8 @@ class TrainConfig(WithOptions):
         if self.objective == "grpo":
             sft_only = {"chains.source": self.chains.source != "none", "mix": bool(self.mix),
                         "eval_fraction": self.eval_fraction > 0, "early_stopping_patience": bool(
-                            self.early_stopping_patience), "padding_free": bool(self.padding_free)}
+                            self.early_stopping_patience), "padding_free": bool(self.padding_free),
+                        "offload_activations": self.offload_activations}
             bad = [k for k, on in sft_only.items() if on]
             if bad:
                 raise ValueError(f"objective grpo trains on the target's prompts with its reward; "

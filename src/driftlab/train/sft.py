@@ -182,6 +182,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
             per_device_train_batch_size=cfg.batch_size,
             max_length=None if choices.get("padding_free") else cfg.max_length,  # padding-free, unpacked: nothing cut
             use_liger_kernel=choices["liger"],
+            activation_offloading=cfg.offload_activations and on_gpu,  # CUDA streams and pinned memory
             padding_free=bool(choices.get("padding_free")),
             completion_only_loss=True,
             eval_strategy="steps" if eval_ds is not None else "no",
@@ -237,6 +238,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "attention": lm.config._attn_implementation,
         "gradient_checkpointing": bool(trainer.args.activation_checkpointing), "liger": bool(choices["liger"]),
         "padding_free": bool(choices.get("padding_free")),
+        "offload_activations": bool(trainer.args.activation_offloading) if cfg.objective == "sft" else False,
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total,
