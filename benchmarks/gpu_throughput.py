@@ -75,6 +75,7 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
 
 
 RUNS = ("driftlab", "driftlab_low_memory", "driftlab_offload", "trl_defaults", "trl_best")
+EXTRA = ("driftlab_no_liger",)  # a diagnosis run (--runs): the default plan with Liger's kernels off
 
 
 def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
@@ -101,6 +102,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     if name.startswith("driftlab"):
+        if name == "driftlab_no_liger":
+            cfg = cfg.model_copy(update={"liger": False})
         if name in ("driftlab_low_memory", "driftlab_offload"):
             cfg = cfg.model_copy(update={"gradient_checkpointing": True,
                                          "offload_activations": name == "driftlab_offload"})
@@ -184,6 +187,8 @@ def main() -> None:
     p.add_argument("--eval-items", type=int, default=256)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--tokenizer", type=Path, help="tokenizer files to use (default: the embedded model's)")
+    p.add_argument("--runs", help=f"comma-separated training runs to time alone (of {', '.join(RUNS + EXTRA)}); "
+                   "no eval, and the result goes to gpu_throughput_partial.json")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -203,7 +208,7 @@ def main() -> None:
               str(args.batch), "--seq-len",
               str(args.seq_len), "--eval-items", str(args.eval_items), "--max-new-tokens", str(args.max_new_tokens)]
     train = {}
-    for name in RUNS:
+    for name in args.runs.split(",") if args.runs else RUNS:
         print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
         train[name] = _child(name, ["--one", f"train:{name}", *common])
     per_token = lora_flops_per_token(TINY if args.tiny else QWEN3_4B, args.seq_len)
@@ -211,6 +216,10 @@ def main() -> None:
         if "error" in r:
             continue
         r["mfu"] = round(per_token * (r["steady_tokens_per_s"] or r["tokens_per_s"]) / H100_BF16_PEAK, 4)
+    if args.runs:
+        save("gpu_throughput_partial", {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny,
+                                        "train": train})
+        return
     evals = {}
     # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch
     for name, spec in (("hf", "hf:64"), (f"hf_batch{args.eval_items}", f"hf:{args.eval_items}"), ("vllm", "vllm")):

@@ -55,8 +55,8 @@ def test_grpo_trains_an_adapter_and_logs_its_rewards(tiny_model_dir, tmp_path):
     for r in rows:
         assert {"rewards/_length/mean", "rewards/correct/mean", "frac_reward_zero_std", "completions/mean_length",
                 "completions/clipped_ratio", "loss", "grad_norm"} <= set(r)
-        assert r["rewards/correct/mean"] == 0.0  # the random model is never right
-        assert math.isclose(r["reward"], r["rewards/_length/mean"], abs_tol=1e-6)  # 1 x length + 2 x 0
+        assert 0 <= r["rewards/correct/mean"] <= 0.25  # the random model is rarely right (on a GPU, 1 of 8 once)
+        assert math.isclose(r["reward"], r["rewards/_length/mean"] + 2 * r["rewards/correct/mean"], abs_tol=1e-6)
         assert r["frac_reward_zero_std"] < 1  # lengths differ within groups: there is a signal
     grpo = summary["grpo"]
     assert grpo["steps"] == 4 and grpo["k"] == 2 and grpo["gain_ci95"][0] <= grpo["gain"] <= grpo["gain_ci95"][1]

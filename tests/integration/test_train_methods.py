@@ -348,8 +348,8 @@ def test_export_merges_into_one_checkpoint(tiny_model_dir, tmp_path, method):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".merged")) == []  # its temp dir is gone
     x = torch.tensor([[5, 9, 12, 40, 7]])
     with torch.no_grad():
-        merged = logits_of(load_model(resolve_model(str(out)))[0], x)
-        applied = logits_of(load_model(_model(tiny_model_dir), artifact=s["artifact"])[0], x)
+        merged = logits_of(load_model(resolve_model(str(out)), "float32")[0], x)  # float32: 'auto' is bf16 on a GPU
+        applied = logits_of(load_model(_model(tiny_model_dir), "float32", artifact=s["artifact"])[0], x)
     assert torch.allclose(merged, applied, atol=1e-5)
     assert not (out / "adapter_config.json").exists() and (out / "config.json").exists()
 
@@ -458,3 +458,20 @@ def test_chain_targets_train_and_report_their_yield(tiny_model_dir, tmp_path, mo
     asked = len(fake.asked)
     train_model(_start(tiny_model_dir), cfg, items, tmp_path / "s2", 0, scorer="numeric")
     assert len(fake.asked) == asked  # sampled once: the second run reads the results store
+
+
+def test_trainable_weights_are_float32_when_the_model_loads_in_bf16(tiny_model_dir, tmp_path):
+    """A GPU loads weights in bf16; AdamW updates on bf16 weights round away, so what is trained is float32 (the
+    frozen rest stays bf16). Forced here with model.dtype bfloat16 on the CPU."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    cfg = TrainConfig(method="full", target_modules=["down_proj"], batch_size=8, max_steps=2, learning_rate=1e-3,
+                      report_to=[], cache=False)
+    s = train_model(ModelUnderTest(_model(tiny_model_dir), ModelConfig(dtype="bfloat16")), cfg, ITEMS,
+                    tmp_path / "t", seed=0)
+    with safe_open(str(Path(s["artifact"]) / "model.safetensors"), "pt") as f:
+        dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
+    assert {d for k, d in dtypes.items() if "down_proj" in k} == {torch.float32}
+    assert {d for k, d in dtypes.items() if "down_proj" not in k} == {torch.bfloat16}

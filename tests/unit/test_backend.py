@@ -165,7 +165,7 @@ def test_gqa_attention_computes_what_eager_attention_does(tiny_model_dir):
     attention on the same weights: logits on padded rows, and greedy replies."""
     from driftlab.eval.attention import NAME
 
-    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32")
+    model, tok = load_model(ResolvedModel("tiny", str(tiny_model_dir), "x"), "float32", "cpu")  # a CPU kernel
     assert model.config._attn_implementation == NAME
     assert model.config.num_attention_heads != model.config.num_key_value_heads  # the grouped case is exercised
     backend = HFBackend(model, tok, batch_size=3)
@@ -215,7 +215,7 @@ def test_rows_leave_the_batch_when_they_stop_and_replies_equal_hf_generate(tiny_
             out = model.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=eos,
                                  pad_token_id=tok.pad_token_id, top_p=None, top_k=None, temperature=None,
                                  logits_processor=LogitsProcessorList(
-                                     [hb.GumbelSampler(1.5, [seeds[i] for i in order], "cpu")]))
+                                     [hb.GumbelSampler(1.5, [seeds[i] for i in order], model.device)]))
         return out[:, batch["input_ids"].shape[1]:].tolist()
 
     free = hf_generate([tok.pad_token_id])

@@ -126,6 +126,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     base_params = _param_count(lm)  # before the method wraps or freezes anything
     planned = cfg.model_copy(update={"gradient_checkpointing": choices["gradient_checkpointing"]})  # qlora reads it
     lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, planned)
+    _float32_master(lm)
 
     bf16 = choices["bf16"]
     checkpointing = choices["gradient_checkpointing"]
@@ -272,6 +273,18 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
 # flash backward is slow on short bf16 sequences; float32 shows no difference). The measurements behind the number
 # are in benchmarks/NOTES.md ("Eager attention on short sequences").
 EAGER_MAX_TOKENS = 160
+
+
+def _float32_master(lm) -> None:
+    """Trainable weights in float32 under bf16 autocast, whatever the load dtype (bf16 on a GPU): AdamW's updates
+    on bf16 weights round away (a weight of 0.02 has a bf16 spacing of 1.2e-4, an update at lr 1e-5 is smaller),
+    so full and module fine-tunes would not train. PEFT does the same for adapters (autocast_adapter_dtype); this
+    covers the rest. Frozen weights stay as loaded."""
+    import torch
+
+    for p in lm.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_cfg: ModelConfig,
