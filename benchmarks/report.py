@@ -156,6 +156,28 @@ def gpu_section(r: dict | None) -> list[str]:
                          f"{_target(hf / 795, 3)} (× the 795 of a11c114, batch 64)")
     if q.get("vllm_vs_hf_items_per_s") is not None:
         lines.append(f"- vLLM vs HF backend: **{q['vllm_vs_hf_items_per_s']}×** items/s")
+    return lines + [""] + diagnosis_section(_load("gpu_throughput_diagnosis"), r)
+
+
+def diagnosis_section(d: dict | None, full: dict) -> list[str]:
+    """A later, shorter run on the same kind of machine (its runs in the order they ran), and its ratios against
+    the full run's TRL rows: across two runs, so not the issue's one-run ratio."""
+    if d is None:
+        return []
+    lines = [f"### Diagnosis run ({d['commit']}; {d['machine']['date']})", "", f"Why: {d['why']}.  ",
+             f"Command: `{d['command']}`.", "", "| order | run | tokens/s (steady) | peak VRAM (GiB) | Liger |",
+             "|---:|---|---:|---:|---|"]
+    for k, x in enumerate(d["train"], 1):
+        lines.append(f"| {k} | {x['run']} | {x['steady_tokens_per_s']} | {x['peak_vram_gib']} | "
+                     f"{x['settings']['liger']} |")
+    trl, best = full["train"].get("trl_defaults", {}), full["train"].get("trl_best", {})
+    ours = [x for x in d["train"] if x["run"] == "driftlab"]
+    if ours and trl.get("steady_tokens_per_s") and best.get("steady_tokens_per_s"):
+        t = ours[0]["steady_tokens_per_s"]
+        lines += ["", f"Against the full run's TRL rows (two runs, so not the one-run ratio the targets ask for): "
+                  f"{t / trl['steady_tokens_per_s']:.2f}× TRL defaults' steady tokens/s, "
+                  f"{t / best['steady_tokens_per_s']:.2f}× TRL's best, "
+                  f"{ours[0]['peak_vram_gib'] / trl['peak_vram_gib']:.2f}× TRL defaults' VRAM."]
     return lines + [""]
 
 

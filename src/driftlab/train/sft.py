@@ -126,7 +126,6 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
     base_params = _param_count(lm)  # before the method wraps or freezes anything
     planned = cfg.model_copy(update={"gradient_checkpointing": choices["gradient_checkpointing"]})  # qlora reads it
     lm, peft_config = _start_adapter(lm, cfg.init_from, method) if cfg.init_from else method.prepare(lm, planned)
-    _float32_master(lm)
 
     bf16 = choices["bf16"]
     checkpointing = choices["gradient_checkpointing"]
@@ -196,6 +195,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     if snapshots:
         snapshots.save = lambda path: method.save(trainer, tokenizer, cfg, path, model)
+    _float32_master(trainer.model)  # after TRL wrapped the adapter: only then is what is frozen frozen
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the rich bar and train_log.jsonl suffice
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = base_params
