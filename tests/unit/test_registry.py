@@ -167,8 +167,6 @@ NORMS_METHOD = """
 
 
 def test_a_training_method_is_one_new_module(tmp_path, monkeypatch, tiny_model_dir):
-    import torch
-
     from driftlab.config import ModelConfig, TrainConfig
     from driftlab.models import ModelUnderTest, load_model, resolve_model
     from driftlab.train.methods import METHODS
