@@ -39,6 +39,15 @@ def machine() -> dict:
             info[mod] = __import__(mod).__version__
         except ImportError:
             pass
+    try:
+        from importlib.metadata import version
+
+        info["liger_kernel"] = version("liger-kernel")
+    except Exception:  # noqa: BLE001 - not installed (no CUDA here)
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    if commit.returncode == 0:  # a GPU machine may get the working tree without .git
+        info["commit"] = commit.stdout.strip()
     return info
 
 

@@ -166,8 +166,8 @@ def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int, batch_size
     t0 = time.perf_counter()
     out = backend.generate(prompts, max_new_tokens)
     wall = time.perf_counter() - t0
-    return {"run": name, "batch_size": batch_size, "items": n, "wall_s": round(wall, 2), "items_per_s": round(n / wall, 2),
-            "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
+    return {"run": name, "batch_size": batch_size, "items": n, "wall_s": round(wall, 2),
+            "items_per_s": round(n / wall, 2), "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
 
 
 def lora_flops_per_token(cfg: dict, seq_len: int) -> float:
@@ -187,8 +187,9 @@ def main() -> None:
     p.add_argument("--eval-items", type=int, default=256)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--tokenizer", type=Path, help="tokenizer files to use (default: the embedded model's)")
-    p.add_argument("--runs", help=f"comma-separated training runs to time alone (of {', '.join(RUNS + EXTRA)}); "
-                   "no eval, and the result goes to gpu_throughput_partial.json")
+    p.add_argument("--runs", help=f"comma-separated training runs to time in this order, repeats allowed (of "
+                   f"{', '.join(RUNS + EXTRA)}); no eval; written to gpu_throughput_diagnosis.json after each run")
+    p.add_argument("--note", help="why a --runs diagnosis was run (kept in its result)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -201,31 +202,34 @@ def main() -> None:
 
     import torch
 
+    command = " ".join(["python", "benchmarks/gpu_throughput.py", *sys.argv[1:]])
+    if args.runs and (bad := set(args.runs.split(",")) - set(RUNS + EXTRA)):
+        sys.exit(f"gpu_throughput: unknown run(s) {', '.join(sorted(bad))}; runs: {', '.join(RUNS + EXTRA)}")
     if not torch.cuda.is_available() and not args.tiny:
         sys.exit("gpu_throughput: no CUDA device here; run it on a GPU machine, or with --tiny to check the script")
     model_dir = build_model(Path(tempfile.mkdtemp(prefix="qwen3-random-")) / "model", args.tiny, args.tokenizer)
     common = ["--model-dir", str(model_dir), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch",
               str(args.batch), "--seq-len",
               str(args.seq_len), "--eval-items", str(args.eval_items), "--max-new-tokens", str(args.max_new_tokens)]
-    # An untimed run first: on a fresh H200 the first training process ran ~40% slower than the same run later
-    # (6,966 vs 12,610 tokens/s, 24805cc and 9d01a31; CUDA libraries and the new checkpoint cold in the page cache)
+    # An untimed run first: on a fresh H200 the first training process ran ~45% slower than the same run later
+    # (6,966 vs 12,610 tokens/s, 24805cc and 9d01a31; likely CUDA libraries and the new checkpoint cold on disk)
     warm = [*common]
     warm[warm.index("--steps") + 1] = "4"
     print("gpu_throughput: warm-up (untimed) ...", file=sys.stderr, flush=True)
     _child("warm-up", ["--one", "train:driftlab", *warm])
-    train = {}
-    for name in args.runs.split(",") if args.runs else RUNS:
-        print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
-        train[name] = _child(name, ["--one", f"train:{name}", *common])
     per_token = lora_flops_per_token(TINY if args.tiny else QWEN3_4B, args.seq_len)
-    for r in train.values():
-        if "error" in r:
-            continue
-        r["mfu"] = round(per_token * (r["steady_tokens_per_s"] or r["tokens_per_s"]) / H100_BF16_PEAK, 4)
-    if args.runs:
-        save("gpu_throughput_partial", {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny,
-                                        "train": train})
+    if args.runs:  # a diagnosis: the runs in the order given (repeats kept), saved after each one
+        done = []
+        for name in args.runs.split(","):
+            done.append(_mfu(_child(name, ["--one", f"train:{name}", *common]), per_token))
+            save("gpu_throughput_diagnosis" + ("_tiny" if args.tiny else ""),
+                 {"benchmark": "gpu_throughput_diagnosis", "machine": machine(), "command": command, "why": args.note,
+                  "train": done})
         return
+    train = {}
+    for name in RUNS:
+        print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
+        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common]), per_token)
     evals = {}
     # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch
     for name, spec in (("hf", "hf:64"), (f"hf_batch{args.eval_items}", f"hf:{args.eval_items}"), ("vllm", "vllm")):
@@ -241,8 +245,7 @@ def main() -> None:
     def ratio(a, b, key):
         return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None
 
-    result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny,
-              "command": "python benchmarks/gpu_throughput.py" + (" --tiny" if args.tiny else ""),
+    result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny, "command": command,
               "settings": {"steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
                            "lora_r": 16, "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens},
               "train": train, "eval": evals,
@@ -259,6 +262,12 @@ def main() -> None:
                                                     and "items_per_s" in evals["hf"] else None)}}
     print(json.dumps(result["ratios"]), file=sys.stderr)
     save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
+
+
+def _mfu(r: dict, per_token: float) -> dict:
+    if "error" not in r:
+        r["mfu"] = round(per_token * (r["steady_tokens_per_s"] or r["tokens_per_s"]) / H100_BF16_PEAK, 4)
+    return r
 
 
 def _child(name: str, args: list[str]) -> dict:

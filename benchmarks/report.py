@@ -152,8 +152,8 @@ def gpu_section(r: dict | None) -> list[str]:
     for x in r["eval"].values():
         hf = x.get("generated_tokens_per_s") if x["run"].startswith("hf") else None
         if hf:
-            lines.append(f"- HF backend generation at batch {x.get('batch_size', 64)}: **{hf}** tokens/s — "
-                         f"{_target(hf / 795, 3)} (× the 795 of a11c114, batch 64)")
+            lines.append(f"- HF backend generation at batch {x.get('batch_size', 64)}: {hf} tokens/s = "
+                         f"**{hf / 795:.2f}×** the 795 of a11c114 (batch 64) — {_target(hf / 795, 3)}")
     if q.get("vllm_vs_hf_items_per_s") is not None:
         lines.append(f"- vLLM vs HF backend: **{q['vllm_vs_hf_items_per_s']}×** items/s")
     return lines + [""] + diagnosis_section(_load("gpu_throughput_diagnosis"), r)
@@ -164,7 +164,8 @@ def diagnosis_section(d: dict | None, full: dict) -> list[str]:
     the full run's TRL rows: across two runs, so not the issue's one-run ratio."""
     if d is None:
         return []
-    lines = [f"### Diagnosis run ({d['commit']}; {d['machine']['date']})", "", f"Why: {d['why']}.  ",
+    commit = d.get("commit") or d["machine"].get("commit", "commit not recorded")
+    lines = [f"### Diagnosis run ({commit}; {d['machine']['date']})", "", f"Why: {d.get('why') or 'not given'}.  ",
              f"Command: `{d['command']}`.", "", "| order | run | tokens/s (steady) | peak VRAM (GiB) | Liger |",
              "|---:|---|---:|---:|---|"]
     for k, x in enumerate(d["train"], 1):

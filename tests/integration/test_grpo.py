@@ -89,6 +89,7 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path):
     ({"method": "grpo", "chains": {"source": "gold"}}, r"objective grpo .* chains.source apply to objective sft"),
     ({"objective": "grpo", "mix": [{"name": "replay", "source": "self_replay", "ratio": 0.5}]},
      r"mix apply to objective sft"),
+    ({"objective": "grpo", "offload_activations": True}, r"offload_activations apply to objective sft"),
 ])
 def test_bad_grpo_configuration_is_one_error_before_training(tmp_path, tiny_model_dir, train, message):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)

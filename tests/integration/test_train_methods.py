@@ -461,17 +461,18 @@ def test_chain_targets_train_and_report_their_yield(tiny_model_dir, tmp_path, mo
 
 
 def test_trainable_weights_are_float32_when_the_model_loads_in_bf16(tiny_model_dir, tmp_path):
-    """A GPU loads weights in bf16; AdamW updates on bf16 weights round away, so what is trained is float32 (the
-    frozen rest stays bf16). Forced here with model.dtype bfloat16 on the CPU."""
+    """A GPU loads weights in bf16; AdamW updates on bf16 weights round away, so under bf16 autocast what is
+    trained is float32 (the frozen rest stays bf16). Forced here with model.dtype bfloat16 on the CPU."""
     from pathlib import Path
 
     from safetensors import safe_open
 
     cfg = TrainConfig(method="full", target_modules=["down_proj"], batch_size=8, max_steps=2, learning_rate=1e-3,
-                      report_to=[], cache=False)
+                      report_to=[], cache=False, bf16=True, offload_activations=True)  # offloading: GPU only
     s = train_model(ModelUnderTest(_model(tiny_model_dir), ModelConfig(dtype="bfloat16")), cfg, ITEMS,
                     tmp_path / "t", seed=0)
     with safe_open(str(Path(s["artifact"]) / "model.safetensors"), "pt") as f:
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
     assert {d for k, d in dtypes.items() if "down_proj" in k} == {torch.float32}
     assert {d for k, d in dtypes.items() if "down_proj" not in k} == {torch.bfloat16}
+    assert s["offload_activations"] is False  # asked for, ignored on a CPU (CUDA streams, pinned memory)

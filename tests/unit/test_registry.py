@@ -183,7 +183,7 @@ def test_a_training_method_is_one_new_module(tmp_path, monkeypatch, tiny_model_d
     assert summary["method"] == "norms" and summary["artifact"] == str(tmp_path / "run" / "model")
     tuned, _ = load_model(start.base, "float32", artifact=tmp_path / "run" / "model")
     base, _ = load_model(start.base, "float32")
-    # beyond bf16 rounding (a GPU trains and saves bf16 weights; the norms start at 1.0, which bf16 holds exactly)
+    # beyond bf16 rounding (a GPU loads the frozen weights in bf16 and saves them so; the norms start at 1.0)
     changed = {n for (n, p), (_, q) in zip(tuned.named_parameters(), base.named_parameters())
                if (p - q).abs().max() > 1e-3}
     assert changed and all("norm" in n for n in changed)

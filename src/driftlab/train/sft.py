@@ -195,7 +195,10 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     if snapshots:
         snapshots.save = lambda path: method.save(trainer, tokenizer, cfg, path, model)
-    _float32_master(trainer.model)  # after TRL wrapped the adapter: only then is what is frozen frozen
+    if bf16 and quant is None and not trainer.is_deepspeed_enabled:  # after TRL wrapped the adapter: only then
+        _float32_master(trainer.model)  # is what is frozen frozen (QLoRA, ZeRO-3: TRL's own dtypes, kept)
+        if getattr(trainer.args, "activation_offloading", False):  # it noted the parameters' storages at build
+            trainer.maybe_activation_offload_context.update_model_params(trainer.model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the rich bar and train_log.jsonl suffice
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = base_params
@@ -279,7 +282,9 @@ def _float32_master(lm) -> None:
     """Trainable weights in float32 under bf16 autocast, whatever the load dtype (bf16 on a GPU): AdamW's updates
     on bf16 weights round away (a weight of 0.02 has a bf16 spacing of 1.2e-4, an update at lr 1e-5 is smaller),
     so full and module fine-tunes would not train. PEFT does the same for adapters (autocast_adapter_dtype); this
-    covers the rest. Frozen weights stay as loaded."""
+    covers the rest. Frozen weights stay as loaded. Only under autocast (a float32 layer fed bf16 inputs fails
+    without it), and not where TRL sets the adapters' dtype on purpose: QLoRA's bf16 adapters, DeepSpeed's own
+    float32 master copies (ZeRO-3 with float32 adapters fails, TRL issue #6089)."""
     import torch
 
     for p in lm.parameters():
@@ -414,7 +419,8 @@ def _keyed(cfg: TrainConfig, target: SuiteConfig | None) -> dict:
     from driftlab.artifacts import find_artifact
     from driftlab.models import fingerprint_dir
 
-    keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints"})  # what is kept on disk, not what is trained
+    # what is kept on disk, and how memory is saved (recompute, offload: the same arithmetic), not what is trained
+    keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints", "gradient_checkpointing", "offload_activations"})
     if cfg.init_from:
         keyed["init_from"] = fingerprint_dir(find_artifact(Path(cfg.init_from)))
     if cfg.objective == "grpo" and target is not None:
