@@ -408,7 +408,8 @@ class TrainConfig(WithOptions):
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations in backward to save memory (true: the memory-saving setting). "
         "None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when the step "
-        "would not fit in 85% of the free memory without it (train/memory.py; the choice and why are printed)."
+        "would not fit in 85% of the free memory without it, and then for the fewest decoder layers that fit "
+        "(transformers' every_n_layers; train/memory.py; the choice and why are printed). true: every layer."
     )
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "

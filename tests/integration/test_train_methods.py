@@ -476,3 +476,16 @@ def test_trainable_weights_are_float32_when_the_model_loads_in_bf16(tiny_model_d
     assert {d for k, d in dtypes.items() if "down_proj" in k} == {torch.float32}
     assert {d for k, d in dtypes.items() if "down_proj" not in k} == {torch.bfloat16}
     assert s["offload_activations"] is False  # asked for, ignored on a CPU (CUDA streams, pinned memory)
+
+
+@pytest.mark.parametrize("every, expected", [(1, 2), (2, 1)])
+def test_the_plans_layer_count_reaches_the_trainer(tiny_model_dir, tmp_path, monkeypatch, every, expected):
+    """A GPU plan that checkpoints one layer in n (train/memory.py) reaches transformers' every_n_layers: here
+    forced on the CPU, on the tiny model's 2 layers."""
+    from driftlab.train import sft
+
+    real = sft._machine_choices
+    monkeypatch.setattr(sft, "_machine_choices", lambda *a, **k: {
+        **real(*a, **k), "gradient_checkpointing": True, "every_n_layers": every})
+    s = _train(tiny_model_dir, tmp_path / "t", max_steps=1, cache=False)
+    assert s["gradient_checkpointing"] is True and s["checkpointed_layers"] == expected

@@ -103,3 +103,18 @@ def test_no_estimate_or_a_distributed_launch_keeps_the_cautious_settings(tiny_mo
     monkeypatch.setattr("transformers.AutoConfig.from_pretrained", unreadable)
     odd = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
     assert odd["gradient_checkpointing"] is True and odd["liger"] is False and odd["padding_free"] is False
+
+
+def test_checkpointing_as_few_layers_as_fit():
+    """Where the step does not fit without checkpointing, one layer in n is recomputed, n as large as fits."""
+    none, full = (peak_bytes(QWEN3_4B, TOKENS, LORA_R16, ckpt) for ckpt in (False, True))
+    third = peak_bytes(QWEN3_4B, TOKENS, LORA_R16, True, every_n_layers=3)  # 12 of 36 layers
+    assert full < third < none
+    plan = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True)
+    assert plan.gradient_checkpointing and plan.every_n_layers == 3 and not plan.liger
+    assert "checkpointing 12 of 36 layers" in plan.reason and peak_bytes(
+        QWEN3_4B, TOKENS, LORA_R16, True, every_n_layers=4) > 0.85 * 24 * GIB  # one layer fewer would not fit
+    assert gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=12 * GIB, liger_available=True).every_n_layers == 1  # all
+    assert gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True).every_n_layers == 1
+    user = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True, checkpointing=True)
+    assert user.every_n_layers == 1  # the memory-saving setting: every layer

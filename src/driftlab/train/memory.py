@@ -1,5 +1,6 @@
 """GPU training settings chosen from what fits: activation checkpointing only when the step would not fit in free
-memory without it, Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
+memory without it, and then on as few decoder layers as fit (transformers' `every_n_layers`: one layer in n
+recomputed), Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
 memory, so the choice is unit-tested on a CPU and printed with its reason.
 
 What was measured (issue 21: one H200, Qwen3-4B shape, bf16, LoRA r16 on all linear layers, batch 4 × 1,024
@@ -15,8 +16,8 @@ The estimate (bytes, bf16 activations, an attention kernel that does not keep th
   trainable       trainable params × 16 (fp32 master copy, gradient and two AdamW moments)
   activations     per token and layer, the tensors backward needs: ~12·hidden (attention: norms, q/k/v/o inputs
                   and outputs) + 3·intermediate (SwiGLU: gate, up, their product), 2 bytes each (Korthikanti et al.
-                  2022 count 34·hidden bytes for a 4·hidden GeLU MLP; this is that count for SwiGLU); with
-                  checkpointing, one layer's input per layer plus one layer's activations during recompute
+                  2022 count 34·hidden bytes for a 4·hidden GeLU MLP; this is that count for SwiGLU); a checkpointed
+                  layer keeps its input only, plus one layer's activations while it is recomputed
   logits          not counted: the loss is taken in chunks over the labelled (completion) positions only
 """
 
@@ -52,14 +53,20 @@ class Shape:
 
 
 def peak_bytes(shape: Shape, tokens: int, trainable: int, checkpointing: bool, bytes_per_param: float = 2,
-               extra: int = 0) -> int:
-    """The training step's peak memory, estimated (module docstring); `tokens` = batch × sequence length."""
+               extra: int = 0, every_n_layers: int = 1) -> int:
+    """The training step's peak memory, estimated (module docstring); `tokens` = batch × sequence length. With
+    checkpointing, one decoder layer in `every_n_layers` is recomputed (1: all)."""
     per_layer = 2 * tokens * (12 * shape.hidden + 3 * shape.intermediate)
-    if checkpointing:
-        activations = 2 * tokens * shape.hidden * shape.layers + per_layer
-    else:
-        activations = per_layer * shape.layers
+    recomputed = checkpointed_layers(shape.layers, every_n_layers) if checkpointing else 0
+    activations = per_layer * (shape.layers - recomputed)
+    if recomputed:
+        activations += 2 * tokens * shape.hidden * recomputed + per_layer
     return int(shape.params * bytes_per_param) + extra + trainable * 16 + activations
+
+
+def checkpointed_layers(layers: int, every_n_layers: int) -> int:
+    """How many of `layers` transformers checkpoints at `every_n_layers` (layer i when i % n == 0)."""
+    return -(-layers // every_n_layers)
 
 
 @dataclass(frozen=True)
@@ -67,23 +74,30 @@ class Plan:
     gradient_checkpointing: bool
     liger: bool
     reason: str
+    every_n_layers: int = 1  # with checkpointing: one decoder layer in n recomputed
 
 
 def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_available: bool,
              checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2,
              extra: int = 0) -> Plan:
-    """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept; otherwise checkpointing
-    is off when the step fits in HEADROOM × `free` without it, and Liger is on exactly when checkpointing is off and
-    it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
-    def need(ckpt: bool) -> int:
-        return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra)
+    """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept (checkpointing: every
+    layer); otherwise checkpointing is off when the step fits in HEADROOM × `free` without it, else on for the
+    fewest layers that fit (the largest `every_n_layers`; all when none fits), and Liger is on exactly when
+    checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
+    def need(ckpt: bool, n: int = 1) -> int:
+        return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra, n)
 
     budget = HEADROOM * free
+    every = 1
     if checkpointing is None:
         checkpointing = need(False) > budget
-        why = (f"checkpointing {'on' if checkpointing else 'off'}: the step needs ~{need(False) / GIB:.1f} GiB "
-               f"without it, {'over' if checkpointing else 'within'} {HEADROOM:.0%} of the {free / GIB:.1f} GiB free"
-               + (f" (~{need(True) / GIB:.1f} GiB with it)" if checkpointing else ""))
+        if checkpointing:  # the largest n that fits: the fewest layers recomputed
+            every = next((n for n in range(shape.layers, 1, -1) if need(True, n) <= budget), 1)
+        k = checkpointed_layers(shape.layers, every)
+        why = (f"checkpointing {'off' if not checkpointing else f'{k} of {shape.layers} layers'}: the step needs "
+               f"~{need(False) / GIB:.1f} GiB without it, {'over' if checkpointing else 'within'} {HEADROOM:.0%} of "
+               f"the {free / GIB:.1f} GiB free" + (f" (~{need(True, every) / GIB:.1f} GiB with it)"
+                                                     if checkpointing else ""))
     else:
         why = f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
     if liger is None:
@@ -93,7 +107,7 @@ def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_availab
                                    "it slowed checkpointed steps"))
     else:
         why += f"; Liger {'on' if liger else 'off'}: train.liger"
-    return Plan(checkpointing, liger, why)
+    return Plan(checkpointing, liger, why, every)
 
 
 def fallback_plan(cfg_checkpointing: bool | None, cfg_liger: bool | None, why: str) -> Plan:

@@ -66,7 +66,8 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
             "target": target.model_dump(mode="json") if target is not None else None})
     key = None
     if train_cfg.cache and world_size() == 1:
-        keyed = {k: v for k, v in choices.items() if k != "gradient_checkpointing"}  # recompute: the same weights
+        # recomputed layers: the same weights
+        keyed = {k: v for k, v in choices.items() if k not in ("gradient_checkpointing", "every_n_layers")}
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
                         seed, device, keyed)
         hit = lookup(key, method.artifact, out_dir)
@@ -104,6 +105,7 @@ def resume_training(out_dir: Path) -> dict:
     # the first run's machine choices (another free-memory reading could pick others mid-run); older runs: anew
     choices = meta.get("choices") or _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
     choices.setdefault("padding_free", bool(cfg.padding_free))  # a run begun before padding-free was a choice
+    choices.setdefault("every_n_layers", 1)  # or before checkpointing could skip layers
     target = TargetConfig.model_validate(meta["target"]) if meta.get("target") else None
     start = _resume_point(out_dir / "checkpoints")
     return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start,
@@ -143,6 +145,9 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         bf16=bf16,
         fp16=False,
         activation_checkpointing=checkpointing,
+        # one decoder layer in n recomputed (train/memory.py: the fewest that fit); transformers pops the key
+        activation_checkpointing_kwargs={"use_reentrant": False, "every_n_layers": choices["every_n_layers"]}
+        if checkpointing and choices.get("every_n_layers", 1) > 1 else None,
         use_cpu=not on_gpu,
         ddp_broadcast_buffers=method.broadcast_buffers,
         logging_steps=cfg.logging_steps,
@@ -241,6 +246,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "bf16": bf16,
         "attention": lm.config._attn_implementation,
         "gradient_checkpointing": bool(trainer.args.activation_checkpointing), "liger": bool(choices["liger"]),
+        "checkpointed_layers": _checkpointed(trainer.model) if trainer.args.activation_checkpointing else 0,
         "padding_free": bool(choices.get("padding_free")),
         "offload_activations": bool(trainer.args.activation_offloading) if cfg.objective == "sft" else False,
         "trainable_params": trainable,
@@ -278,6 +284,13 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
 EAGER_MAX_TOKENS = 160
 
 
+def _checkpointed(model) -> int:
+    """Decoder layers that recompute their activations in backward (transformers' GradientCheckpointingLayer)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return sum(bool(m.gradient_checkpointing) for m in model.modules() if isinstance(m, GradientCheckpointingLayer))
+
+
 def _float32_master(lm) -> None:
     """Trainable weights in float32 under bf16 autocast, whatever the load dtype (bf16 on a GPU): AdamW's updates
     on bf16 weights round away (a weight of 0.02 has a bf16 spacing of 1.2e-4, an update at lr 1e-5 is smaller),
@@ -303,14 +316,16 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
             attention = "eager"
     if device != "cuda":  # CPU: memory is plentiful and recompute costs ~1/3 more FLOPs; no Liger kernels
         return {"bf16": bf16, "attention": attention, "liger": bool(cfg.liger),
-                "gradient_checkpointing": bool(cfg.gradient_checkpointing), "padding_free": bool(cfg.padding_free)}
+                "gradient_checkpointing": bool(cfg.gradient_checkpointing), "every_n_layers": 1,
+                "padding_free": bool(cfg.padding_free)}
     plan, padding_free = _gpu_plan(cfg, model, model_cfg, train_set, bf16)
     if padding_free and cfg.attention == "auto":
         attention = "flash_attention_2"
     if is_main_process():
         console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
-            "gradient_checkpointing": plan.gradient_checkpointing, "padding_free": padding_free}
+            "gradient_checkpointing": plan.gradient_checkpointing, "every_n_layers": plan.every_n_layers,
+            "padding_free": padding_free}
 
 
 def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict], bf16: bool):
