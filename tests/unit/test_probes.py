@@ -105,6 +105,7 @@ def test_varied_samples_are_more_diverse():
                                                                   "bare_number"}
 
 
+@pytest.mark.integration  # a real bundled model (83 MB): more than a GPU machine's call carries
 def test_real_embedder_separates_meanings():
     from driftlab.probes.embed import Embedder
 
