@@ -118,3 +118,5 @@ def test_checkpointing_as_few_layers_as_fit():
     assert gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True).every_n_layers == 1
     user = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True, checkpointing=True)
     assert user.every_n_layers == 1  # the memory-saving setting: every layer
+    grpo = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=False, partial=False)
+    assert grpo.gradient_checkpointing and grpo.every_n_layers == 1 and "36 of 36 layers" in grpo.reason

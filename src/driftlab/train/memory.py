@@ -79,11 +79,12 @@ class Plan:
 
 def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_available: bool,
              checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2,
-             extra: int = 0) -> Plan:
+             extra: int = 0, partial: bool = True) -> Plan:
     """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept (checkpointing: every
     layer); otherwise checkpointing is off when the step fits in HEADROOM × `free` without it, else on for the
-    fewest layers that fit (the largest `every_n_layers`; all when none fits), and Liger is on exactly when
-    checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
+    fewest layers that fit (the largest `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO
+    re-enables checkpointing around generation without every_n_layers, so there it is every layer), and Liger is on
+    exactly when checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
     def need(ckpt: bool, n: int = 1) -> int:
         return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra, n)
 
@@ -91,7 +92,7 @@ def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_availab
     every = 1
     if checkpointing is None:
         checkpointing = need(False) > budget
-        if checkpointing:  # the largest n that fits: the fewest layers recomputed
+        if checkpointing and partial:  # the largest n that fits: the fewest layers recomputed
             every = next((n for n in range(shape.layers, 1, -1) if need(True, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
         why = (f"checkpointing {'off' if not checkpointing else f'{k} of {shape.layers} layers'}: the step needs "

@@ -383,7 +383,8 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
         # GRPOTrainer takes no Liger setting from driftlab: planned without it
         liger_ok = _importable("liger_kernel") and cfg.objective == "sft"
         plan = gpu_plan(Shape.from_config(config, params), tokens, trainable, free, liger_ok,
-                        cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra)
+                        cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra,
+                        partial=cfg.objective == "sft")
     except Exception as err:
         plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
     return plan, bool(padding_free)
