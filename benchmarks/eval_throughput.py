@@ -35,13 +35,13 @@ def _items(config: Path):
     return cfg, {n: bundle.suites[n] for n in SUITES}
 
 
-def measure_driftlab(config: Path, dtype: str) -> dict:
+def measure_driftlab(config: Path, dtype: str, decoding: str = "auto") -> dict:
     from driftlab.eval.open import open_backend
     from driftlab.eval.run import evaluate_suite
     from driftlab.models import ModelUnderTest, inference_dtype, resolve_model
 
     cfg, suites = _items(config)
-    eval_cfg = cfg.eval.model_copy(update={"cache": False})
+    eval_cfg = cfg.eval.model_copy(update={"cache": False, "decoding": decoding})
     model_cfg = cfg.model.model_copy(update={"dtype": dtype})
     with open_backend(ModelUnderTest(resolve_model(cfg.model.name_or_path), model_cfg), eval_cfg) as backend:
         backend.loaded  # the backend opens lazily: load the model here, outside the timer, as lm-eval's is
@@ -54,6 +54,7 @@ def measure_driftlab(config: Path, dtype: str) -> dict:
             tokens += sum(r["n_tokens"] for r in records)
         wall = time.perf_counter() - t0
     return {"batch_size": eval_cfg.batch_size, "dtype": str(inference_dtype(dtype, "cpu")).replace("torch.", ""),
+            "decoding": decoding,
             "items": sum(map(len, outputs.values())), "wall_s": round(wall, 2), "tokens": tokens, "outputs": outputs,
             "peak_rss_mb": round(peak_rss_mb())}
 
@@ -98,9 +99,12 @@ def measure_lm_eval(config: Path, batch_size: int, dtype: str) -> dict:
 
 
 # name: (tool, batch size, dtype, the driftlab run it must agree with); batch None = driftlab's eval.batch_size
-# (until 2026-11-30 the lm-eval runs were at batch 32 while driftlab's default had become 64)
+# (until 2026-11-30 the lm-eval runs were at batch 32 while driftlab's default had become 64). The *_static runs
+# are driftlab's GPU decoding (eval.decoding=static: refilled slots on a static KV cache, uncompiled on the CPU).
 RUNS = {"driftlab": ("driftlab", None, "auto", "driftlab"),
         "driftlab_fp32": ("driftlab", None, "float32", "driftlab_fp32"),
+        "driftlab_static": ("driftlab", None, "auto", "driftlab"),
+        "driftlab_static_fp32": ("driftlab", None, "float32", "driftlab_fp32"),
         "lm_eval_defaults": ("lm_eval", 1, "auto", "driftlab_fp32"),
         "lm_eval_same_batch_bf16": ("lm_eval", None, "bfloat16", "driftlab"),
         "lm_eval_same_batch_fp32": ("lm_eval", None, "float32", "driftlab_fp32")}
@@ -125,7 +129,9 @@ def main() -> None:
     args = p.parse_args()
     if args.one:
         tool, batch, dtype, _ = RUNS[args.one]
-        r = measure_driftlab(args.config, dtype) if tool == "driftlab" else measure_lm_eval(args.config, batch, dtype)
+        decoding = "static" if args.one.startswith("driftlab_static") else "dynamic"
+        r = (measure_driftlab(args.config, dtype, decoding) if tool == "driftlab"
+             else measure_lm_eval(args.config, batch, dtype))
         print("\n" + json.dumps({"run": args.one, **r}))
         return
     runs = {}

@@ -75,7 +75,9 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
 
 
 RUNS = ("driftlab", "driftlab_low_memory", "driftlab_offload", "trl_defaults", "trl_best")
-EXTRA = ("driftlab_no_liger",)  # a diagnosis run (--runs): the default plan with Liger's kernels off
+# diagnosis runs (--runs): the default plan with Liger's kernels off; the plan under train.gpu_memory_gib = --cap-gib
+# (the full benchmark runs driftlab_capped after TRL's defaults, capped at the peak they reached in the same run)
+EXTRA = ("driftlab_no_liger", "driftlab_capped")
 
 
 def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
@@ -87,7 +89,8 @@ def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> flo
     return (last[2] - first[2]) / (last[1] - first[1])
 
 
-def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, warmup: int) -> dict:
+def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, warmup: int,
+              cap_gib: float | None = None) -> dict:
     import torch
 
     from driftlab.config import ModelConfig, TrainConfig
@@ -104,14 +107,17 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
     if name.startswith("driftlab"):
         if name == "driftlab_no_liger":
             cfg = cfg.model_copy(update={"liger": False})
+        if name == "driftlab_capped":  # the plan within a memory cap: the fewest checkpointed layers that fit
+            cfg = cfg.model_copy(update={"gpu_memory_gib": cap_gib})
         if name in ("driftlab_low_memory", "driftlab_offload"):
             cfg = cfg.model_copy(update={"gradient_checkpointing": True,
                                          "offload_activations": name == "driftlab_offload"})
         s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
                                        ModelConfig()), cfg, data, out, seed=0)
         tokens, wall = s["tokens"], s["wall_s"]
-        settings = {k: s.get(k) for k in ("gradient_checkpointing", "liger", "padding_free", "attention",
-                                          "offload_activations")}
+        settings = {k: s.get(k) for k in ("gradient_checkpointing", "checkpointed_layers", "liger", "padding_free",
+                                          "attention", "offload_activations")}
+        settings["gpu_memory_gib"] = cfg.gpu_memory_gib
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
     else:  # TRL at its defaults, or its best configuration seen; the same LoRA, batch, steps and data
@@ -150,24 +156,38 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
             "peak_vram_gib": round(peak, 2) if peak is not None else None, "settings": settings}
 
 
-def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int, batch_size: int = 64) -> dict:
+def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int, batch_size: int = 64,
+             decoding: str = "dynamic") -> dict:
+    """One eval backend's generation: HF with dynamic batches (driftlab's CPU path, and the GPU's before
+    eval.decoding existed), HF with static slots compiled (the GPU default: eval/slots.py), or vLLM."""
     from driftlab.eval.hf_backend import HFBackend
     from driftlab.models import ResolvedModel, load_model
 
     prompts = [f"Question {i}: what is {i} + {i + 7}? Explain step by step." for i in range(n)]
-    if name == "hf":
+    if name.startswith("hf"):
+        static = decoding == "static"
         backend = HFBackend(*load_model(ResolvedModel("qwen3-4b-random", str(model_dir), "x"), "bfloat16"),
-                            batch_size=batch_size)
+                            batch_size=batch_size, decoding=decoding, compiled=static and _cuda())
+        # warm-up outside the timer: kernels; for the compiled step its one shape (all slots, the cache length the
+        # timed prompts need), so the compile and the CUDA graph capture are not timed
+        backend.generate(prompts[:batch_size] if static else prompts[:4], max_new_tokens if static else 8)
     else:
         from driftlab.eval.vllm_backend import VLLMBackend
 
         backend = VLLMBackend(str(model_dir), "bfloat16")
-    backend.generate(prompts[:4], 8)  # warm-up outside the timer (CUDA graphs, kernels)
+        backend.generate(prompts[:4], 8)
     t0 = time.perf_counter()
     out = backend.generate(prompts, max_new_tokens)
     wall = time.perf_counter() - t0
-    return {"run": name, "batch_size": batch_size, "items": n, "wall_s": round(wall, 2),
-            "items_per_s": round(n / wall, 2), "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
+    return {"run": name, "batch_size": batch_size, "decoding": decoding if name.startswith("hf") else "vllm",
+            "items": n, "wall_s": round(wall, 2), "items_per_s": round(n / wall, 2),
+            "generated_tokens_per_s": round(sum(g.n_tokens for g in out) / wall, 1)}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def lora_flops_per_token(cfg: dict, seq_len: int) -> float:
@@ -190,13 +210,17 @@ def main() -> None:
     p.add_argument("--runs", help=f"comma-separated training runs to time in this order, repeats allowed (of "
                    f"{', '.join(RUNS + EXTRA)}); no eval; written to gpu_throughput_diagnosis.json after each run")
     p.add_argument("--note", help="why a --runs diagnosis was run (kept in its result)")
+    p.add_argument("--cap-gib", type=float, default=18.06, help="driftlab_capped's train.gpu_memory_gib in --runs "
+                   "(default: TRL defaults' peak at 24805cc; the full benchmark uses the peak of its own TRL run)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         kind, name, *batch = args.one.split(":")
-        result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len, args.warmup) if kind == "train"
-                  else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens, *map(int, batch)))
+        result = (train_one(name, args.model_dir, args.steps, args.batch, args.seq_len, args.warmup, args.cap_gib)
+                  if kind == "train"
+                  else eval_one(name, args.model_dir, args.eval_items, args.max_new_tokens,
+                                *[int(b) if b.isdigit() else b for b in batch]))
         print("\n" + json.dumps(result))
         return
 
@@ -221,47 +245,71 @@ def main() -> None:
     if args.runs:  # a diagnosis: the runs in the order given (repeats kept), saved after each one
         done = []
         for name in args.runs.split(","):
-            done.append(_mfu(_child(name, ["--one", f"train:{name}", *common]), per_token))
+            done.append(_mfu(_child(name, ["--one", f"train:{name}", *common, "--cap-gib", str(args.cap_gib)]),
+                             per_token))
             save("gpu_throughput_diagnosis" + ("_tiny" if args.tiny else ""),
                  {"benchmark": "gpu_throughput_diagnosis", "machine": machine(), "command": command, "why": args.note,
                   "train": done})
         return
-    train = {}
+    train, evals = {}, {}
+    settings = {"steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
+                "lora_r": 16, "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens}
+
+    def write(final: bool) -> None:  # after every run: a call cut short by its time limit still leaves what ran
+        result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny, "command": command,
+                  "settings": settings, "complete": final, "train": train, "eval": evals,
+                  "ratios": ratios(train, evals)}
+        if final:
+            print(json.dumps(result["ratios"]), file=sys.stderr)
+        save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
+
     for name in RUNS:
         print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
         train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common]), per_token)
-    evals = {}
-    # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch
-    for name, spec in (("hf", "hf:64"), (f"hf_batch{args.eval_items}", f"hf:{args.eval_items}"), ("vllm", "vllm")):
+        write(False)
+    cap = train["trl_defaults"].get("peak_vram_gib")
+    if cap:  # driftlab's plan held to TRL defaults' memory: issue 21's VRAM target with the plan's speed
+        print(f"gpu_throughput: train driftlab_capped ({cap} GiB) ...", file=sys.stderr, flush=True)
+        train["driftlab_capped"] = _mfu(_child("driftlab_capped", ["--one", "train:driftlab_capped", *common,
+                                                                    "--cap-gib", str(cap)]), per_token)
+        write(False)
+    # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch, on
+    # static slots compiled (eval.decoding's GPU default since) and on dynamic batches (as then)
+    n = args.eval_items
+    for name, spec in (("hf_static", "hf_static:64:static"), ("hf", "hf:64"),
+                       (f"hf_static_batch{n}", f"hf_static:{n}:static"), (f"hf_batch{n}", f"hf:{n}"),
+                       ("vllm", "vllm")):
         if name == "vllm" and not _importable("vllm"):
             evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
             continue
         print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
         evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common]), "run": name}
-    d, low, off, trl, best = (train[n] for n in RUNS)
+        write(False)
+    write(True)
+
+
+def ratios(train: dict, evals: dict) -> dict:
+    """Issue 21's ratios, each None until both of its runs are in."""
+    d, low, off, trl, best, capped = (train.get(n, {}) for n in (*RUNS, "driftlab_capped"))
     if best.get("settings") and not best["settings"]["liger"]:  # not TRL's best seen then: checkpointing off alone
         best["note"] = "liger-kernel not installed: checkpointing off without Liger"
 
     def ratio(a, b, key):
         return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None
 
-    result = {"benchmark": "gpu_throughput", "machine": machine(), "tiny": args.tiny, "command": command,
-              "settings": {"steps": args.steps, "warmup": args.warmup, "batch": args.batch, "seq_len": args.seq_len,
-                           "lora_r": 16, "eval_items": args.eval_items, "max_new_tokens": args.max_new_tokens},
-              "train": train, "eval": evals,
-              "ratios": {"steady_tokens_per_s_vs_trl_defaults": ratio(d, trl, "steady_tokens_per_s"),
-                         "steady_tokens_per_s_vs_trl_best": ratio(d, best, "steady_tokens_per_s"),
-                         "tokens_per_s_vs_trl_defaults": ratio(d, trl, "tokens_per_s"),
-                         "vram_vs_trl_defaults": ratio(d, trl, "peak_vram_gib"),
-                         "low_memory_vram_vs_trl_defaults": ratio(low, trl, "peak_vram_gib"),
-                         "low_memory_steady_tokens_per_s_vs_trl_defaults": ratio(low, trl, "steady_tokens_per_s"),
-                         "offload_vram_vs_trl_defaults": ratio(off, trl, "peak_vram_gib"),
-                         "offload_steady_tokens_per_s_vs_trl_defaults": ratio(off, trl, "steady_tokens_per_s"),
-                         "vllm_vs_hf_items_per_s": (round(evals["vllm"]["items_per_s"] / evals["hf"]["items_per_s"], 2)
-                                                    if "items_per_s" in evals["vllm"]
-                                                    and "items_per_s" in evals["hf"] else None)}}
-    print(json.dumps(result["ratios"]), file=sys.stderr)
-    save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
+    return {"steady_tokens_per_s_vs_trl_defaults": ratio(d, trl, "steady_tokens_per_s"),
+            "steady_tokens_per_s_vs_trl_best": ratio(d, best, "steady_tokens_per_s"),
+            "tokens_per_s_vs_trl_defaults": ratio(d, trl, "tokens_per_s"),
+            "vram_vs_trl_defaults": ratio(d, trl, "peak_vram_gib"),
+            "low_memory_vram_vs_trl_defaults": ratio(low, trl, "peak_vram_gib"),
+            "low_memory_steady_tokens_per_s_vs_trl_defaults": ratio(low, trl, "steady_tokens_per_s"),
+            "offload_vram_vs_trl_defaults": ratio(off, trl, "peak_vram_gib"),
+            "offload_steady_tokens_per_s_vs_trl_defaults": ratio(off, trl, "steady_tokens_per_s"),
+            "capped_vram_vs_trl_defaults": ratio(capped, trl, "peak_vram_gib"),
+            "capped_steady_tokens_per_s_vs_trl_defaults": ratio(capped, trl, "steady_tokens_per_s"),
+            "hf_static_vs_hf_tokens_per_s": ratio(evals.get("hf_static", {}), evals.get("hf", {}),
+                                                  "generated_tokens_per_s"),
+            "vllm_vs_hf_items_per_s": ratio(evals.get("vllm", {}), evals.get("hf", {}), "items_per_s")}
 
 
 def _mfu(r: dict, per_token: float) -> dict:

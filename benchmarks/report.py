@@ -75,11 +75,12 @@ def eval_section(r: dict | None) -> list[str]:
         return ["## Evaluation throughput", "", "Not measured yet: `python benchmarks/eval_throughput.py`.", ""]
     lines = ["## Evaluation throughput", "", f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`.  ",
              f"Items: the default study's zero-shot suites {', '.join(r['suites'])}, chat template, greedy.", "",
-             "| run | batch | dtype | items | wall (s) | items/s | generated tokens/s | identical replies to |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+             "| run | batch | dtype | decoding | items | wall (s) | items/s | generated tokens/s | identical replies to |",
+             "|---|---:|---|---|---:|---:|---:|---:|---|"]
     for name, x in r["runs"].items():
         same = "—" if x["compared_with"] == name else f"{x['identical_to_driftlab']:.1%} of {x['compared_with']}"
-        lines.append(f"| {name} | {x['batch_size']} | {x['dtype']} | {x['items']} | {x['wall_s']} | "
+        decoding = x.get("decoding", "dynamic" if name.startswith("driftlab") else "lm-eval (HF generate)")
+        lines.append(f"| {name} | {x['batch_size']} | {x['dtype']} | {decoding} | {x['items']} | {x['wall_s']} | "
                      f"{x['items_per_s']} | {x['tokens_per_s']} | {same} |")
     lines.append("")
     for k, v in r["ratios"].items():
@@ -115,7 +116,9 @@ def gpu_section(r: dict | None) -> list[str]:
                         "TRL's defaults and its best configuration seen: steady and wall tokens/s, peak VRAM, MFU; HF "
                         "vs vLLM eval backend); `--tiny` checks the script on a CPU; `scripts/device_check.sh` runs "
                         "it on a lent GPU.", ""]
-    lines += [f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`; settings {r['settings']}.", "",
+    cut = ("" if r.get("complete", True) else
+           " **Incomplete**: the call's time limit stopped it; the runs below are those that finished.")
+    lines += [f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`; settings {r['settings']}.{cut}", "",
               "| run | tokens/s (steady) | tokens/s (wall) | peak VRAM (GiB) | MFU | checkpointing | Liger | "
               "padding-free |", "|---|---:|---:|---:|---:|---|---|---|"]
     for x in r["train"].values():
@@ -127,8 +130,8 @@ def gpu_section(r: dict | None) -> list[str]:
                      f"{x.get('steady_tokens_per_s', 'n/a')} | {x['tokens_per_s']} | {x['peak_vram_gib']} | "
                      f"{x['mfu']:.1%} | {st.get('gradient_checkpointing')} | {st.get('liger')} | "
                      f"{st.get('padding_free')} |")
-    lines += ["", "| eval backend | batch | items/s | generated tokens/s |", "|---|---:|---:|---:|"]
-    lines += [f"| {x['run']} | {x.get('batch_size', '')} | "
+    lines += ["", "| eval backend | batch | decoding | items/s | generated tokens/s |", "|---|---:|---|---:|---:|"]
+    lines += [f"| {x['run']} | {x.get('batch_size', '')} | {x.get('decoding', 'dynamic' if x['run'] != 'vllm' else '')} | "
               f"{x.get('items_per_s', x.get('skipped') or 'failed: ' + x.get('error', '?').strip()[-160:])} | "
               f"{x.get('generated_tokens_per_s', '')} |" for x in r["eval"].values()]
     q = r["ratios"]
@@ -144,7 +147,10 @@ def gpu_section(r: dict | None) -> list[str]:
                ("offload_vram_vs_trl_defaults", "memory-saving setting + activation offloading, VRAM vs TRL "
                 "defaults'", 0.5, False),
                ("offload_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting + activation offloading vs "
-                "TRL defaults, steady tokens/s", 1, True)]
+                "TRL defaults, steady tokens/s", 1, True),
+               ("capped_vram_vs_trl_defaults", "driftlab's plan capped at TRL defaults' peak (train.gpu_memory_gib), "
+                "VRAM vs TRL defaults'", 1, False),
+               ("capped_steady_tokens_per_s_vs_trl_defaults", "the same, steady tokens/s vs TRL defaults", 2, True)]
     lines.append("")
     for key, what, target, higher in targets:
         if q.get(key) is not None:
@@ -152,8 +158,12 @@ def gpu_section(r: dict | None) -> list[str]:
     for x in r["eval"].values():
         hf = x.get("generated_tokens_per_s") if x["run"].startswith("hf") else None
         if hf:
-            lines.append(f"- HF backend generation at batch {x.get('batch_size', 64)}: {hf} tokens/s = "
+            lines.append(f"- HF backend generation ({x.get('decoding', 'dynamic')}) at batch {x.get('batch_size', 64)}: "
+                         f"{hf} tokens/s = "
                          f"**{hf / 795:.2f}×** the 795 of a11c114 (batch 64) — {_target(hf / 795, 3)}")
+    if q.get("hf_static_vs_hf_tokens_per_s") is not None:
+        lines.append(f"- HF backend, static slots compiled vs dynamic batches (batch 64): "
+                     f"**{q['hf_static_vs_hf_tokens_per_s']}×** generated tokens/s")
     if q.get("vllm_vs_hf_items_per_s") is not None:
         lines.append(f"- vLLM vs HF backend: **{q['vllm_vs_hf_items_per_s']}×** items/s")
     return lines + [""] + diagnosis_section(_load("gpu_throughput_diagnosis"), r)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU (issue 21), within one `run` call of the device tool:
 #   run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=595)
+# or the two halves in two calls, each with the whole call's time: `... device_check.sh bench` (the benchmark, 560 s)
+# and `... device_check.sh tests`. The benchmark writes its JSON after every run, so a cut-short call keeps what ran.
 # Installs the carried wheels (scripts/device_wheels.sh made them here; .whl/tokenizer holds the embedded model's
 # tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
 # leaves the others' results: the GPU benchmark (driftlab's defaults, its memory-saving setting with and without
 # activation offloading, TRL's defaults and TRL's best seen; steady tokens/s, VRAM, MFU; the HF eval backend), and
 # the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
 set -uo pipefail
+MODE=${1:-both}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -16,20 +19,24 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 DRIFTLAB_HOME=/tmp/drift
   python3 -c "import torch, transformers, trl, peft, liger_kernel, importlib.metadata as m
 print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__, m.version('liger-kernel'),
       torch.cuda.get_device_name())"; } > "$OUT/gpu.txt" 2>&1
-timeout 390 python3 benchmarks/gpu_throughput.py --steps 24 --warmup 8 --tokenizer .whl/tokenizer \
-  > "$OUT/bench.log" 2>&1
-echo "benchmark exit $?" >> "$OUT/bench.log"
-cp benchmarks/results/gpu_throughput.json "$OUT/" 2>/dev/null
+if [ "$MODE" != tests ]; then
+  timeout $([ "$MODE" = bench ] && echo 560 || echo 390) python3 benchmarks/gpu_throughput.py --steps 24 --warmup 8 \
+    --tokenizer .whl/tokenizer > "$OUT/bench.log" 2>&1
+  echo "benchmark exit $?" >> "$OUT/bench.log"
+  cp benchmarks/results/gpu_throughput.json "$OUT/" 2>/dev/null
+  tail -4 "$OUT/bench.log"
+  [ "$MODE" = bench ] && exit 0
+fi
 # the rest of the call for the tests: 8 workers (tiny models; one GPU is plenty), each module's tests on one worker;
 # not the `integration` ones: they need the real bundled models (the embedded LM's 98 MB GGUF, the embedder's 83 MB),
 # more than a call carries — `make test` (.ci/run) runs them on the CPU; so are the studies that run the diversity
 # probe, which needs the embedder (deselected by name)
 t=tests/integration
-timeout 150 python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile -m "not integration" \
+timeout $([ "$MODE" = tests ] && echo 560 || echo 150) python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile -m "not integration" \
   --deselect $t/test_offline.py::test_a_study_opens_no_socket \
   --deselect $t/test_tiny_study.py::test_tiny_study_end_to_end \
   --deselect $t/test_tiny_study.py::test_warm_rerun_loads_no_weights \
   --deselect $t/test_tiny_study.py::test_probe_command_on_a_model tests/unit tests/integration \
   > "$OUT/pytest.log" 2>&1
 echo "pytest exit $?" >> "$OUT/pytest.log"
-tail -4 "$OUT/bench.log"; tail -25 "$OUT/pytest.log"
+tail -25 "$OUT/pytest.log"

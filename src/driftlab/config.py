@@ -411,6 +411,10 @@ class TrainConfig(WithOptions):
         "would not fit in 85% of the free memory without it, and then for the fewest decoder layers that fit "
         "(transformers' every_n_layers; train/memory.py; the choice and why are printed). true: every layer."
     )
+    gpu_memory_gib: float | None = Field(
+        None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill; default 85% of what is free. A cap "
+        "for a shared GPU, or to trade speed for memory: checkpointing stays off when the step fits in it, else the "
+        "fewest decoder layers that fit are recomputed. Ignored when train.gradient_checkpointing is set, and on CPU.")
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
         "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "
@@ -511,7 +515,18 @@ class EvalConfig(Strict):
     """How every model is evaluated: backend, batches, reply budget, strategies, results store."""
     backend: Literal["hf", "vllm"] = Field(
         "hf", description="hf: transformers generate (default, CPU or GPU); vllm: the optional extra, CUDA only.")
-    batch_size: int = Field(32, ge=1, description="Prompts per generation batch.")
+    batch_size: int = Field(32, ge=1, description="Prompts per generation batch (with decoding 'static': the slots "
+                            "that decode at once).")
+    decoding: Literal["auto", "dynamic", "static"] = Field(
+        "auto", description="HF backend generation. dynamic: batches of rows on a growing KV cache, a row leaving its "
+        "batch when it stops; static: `batch_size` slots on transformers' static KV cache, a stopped row's slot "
+        "refilled from the queue (4 batches of rows per chunk), every step the same shapes (eval/slots.py); auto: "
+        "static on a GPU (where the model's cache allows it), dynamic on the CPU. The two give the same replies in "
+        "float32; they round differently in bf16, so the results store keeps them apart.")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="Run the static decoding step compiled (torch.compile through transformers' "
+        "`get_compiled_call`: CUDA graphs on a GPU). auto: on with decoding 'static' on a GPU; a compile takes "
+        "seconds to minutes once per shape.")
     max_new_tokens: int = Field(32, ge=1, description="Reply budget of a suite without its own max_new_tokens.")
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig(name="zero_shot")],

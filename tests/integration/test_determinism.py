@@ -26,11 +26,13 @@ def _eval(cfg_path, out, *extra) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-def test_results_do_not_depend_on_the_store(tmp_path, dtype):
-    """On the embedded model (a random tiny model's replies do not flip with the last bits of its logits)."""
+@pytest.mark.parametrize("dtype,decoding", [("bfloat16", "dynamic"), ("float32", "dynamic"), ("bfloat16", "static")])
+def test_results_do_not_depend_on_the_store(tmp_path, dtype, decoding):
+    """On the embedded model (a random tiny model's replies do not flip with the last bits of its logits); static:
+    the GPU's slot decoding (refilled slots), run here on the CPU."""
     cfg = tiny_study_config(tmp_path, "embedded")
     cfg["model"]["dtype"] = dtype
+    cfg["eval"]["decoding"] = decoding
     cfg["data"]["target"].update(size=24, max_new_tokens=16)
     cfg["data"]["heldout"] = [{"name": "capitals", "source": "jsonl", "path": "capitals.jsonl", "mode": "loglik",
                                "size": 24}]

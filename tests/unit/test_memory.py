@@ -75,6 +75,8 @@ def test_a_gpu_run_takes_the_plan_and_a_cpu_run_does_not(tiny_model_dir, monkeyp
     assert sft._machine_choices(cfg, "cuda", model, ModelConfig(), rows)["padding_free"] is False
     off = sft._machine_choices(cfg.model_copy(update={"padding_free": False}), "cuda", model, ModelConfig(), [])
     assert off["padding_free"] is False and off["attention"] is None
+    capped = sft._machine_choices(cfg.model_copy(update={"gpu_memory_gib": 1e-6}), "cuda", model, ModelConfig(), [])
+    assert capped["gradient_checkpointing"] is True  # train.gpu_memory_gib reaches the plan: 80 GiB free, ~1 KiB cap
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1024, 80 * GIB))  # nothing fits
     tight = sft._machine_choices(cfg, "cuda", model, ModelConfig(), [])
     assert tight["gradient_checkpointing"] is True and tight["liger"] is False
@@ -120,3 +122,14 @@ def test_checkpointing_as_few_layers_as_fit():
     assert user.every_n_layers == 1  # the memory-saving setting: every layer
     grpo = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=False, partial=False)
     assert grpo.gradient_checkpointing and grpo.every_n_layers == 1 and "36 of 36 layers" in grpo.reason
+
+
+def test_a_memory_cap_bounds_the_plan():
+    """train.gpu_memory_gib: on a card with room to spare, a cap at TRL defaults' measured peak (18.06 GiB) makes the
+    plan recompute the fewest layers under it; a cap above what is free changes nothing."""
+    capped = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=139 * GIB, liger_available=True, cap=int(18.06 * GIB))
+    assert capped.gradient_checkpointing and 1 < capped.every_n_layers < QWEN3_4B.layers
+    assert peak_bytes(QWEN3_4B, TOKENS, LORA_R16, True, every_n_layers=capped.every_n_layers) <= 18.06 * GIB
+    assert "the 18.1 GiB of train.gpu_memory_gib" in capped.reason
+    loose = gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True, cap=100 * GIB)
+    assert loose == gpu_plan(QWEN3_4B, TOKENS, LORA_R16, free=24 * GIB, liger_available=True)

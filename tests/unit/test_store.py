@@ -136,3 +136,45 @@ def test_a_scaled_fine_tune_has_its_own_fingerprint(tmp_path):
     fps = [result_fingerprint(base.tuned(adapter, scale), EvalConfig()) for scale in (1.0, 0.5, 0.25, 0.0)]
     assert len(set(fps)) == 4 and fps[0] == result_fingerprint(base.tuned(adapter), EvalConfig())
     assert result_fingerprint(base, EvalConfig()) not in fps
+
+
+def test_generation_chunks_hold_the_refill_queue(tmp_path):
+    """With slot decoding the store hands the backend chunks of several batches (the queue that refills the
+    slots), still a function of the items alone; loglik keeps its own chunking."""
+    calls = []
+
+    class Recording(CountingBackend):
+        def generate(self, prompts, *args, **kwargs):
+            calls.append(len(prompts))
+            return super().generate(prompts, *args, **kwargs)
+
+    prompts = [f"q{i}" for i in range(30)]
+    for store in (None, ResultStore(tmp_path / "r.sqlite")):
+        calls.clear()
+        CachedBackend(Recording(), store, "fp", batch_size=3, log=lambda m: None, refill_batches=4).generate(prompts, 8)
+        assert calls == [12, 12, 6]
+
+
+def test_decoding_mode_is_resolved_and_keys_the_store(tiny_model_dir, monkeypatch):
+    """auto: dynamic batches on the CPU, static slots compiled on a GPU; an explicit choice holds on either; the
+    two never share stored results; compiling the dynamic path is refused by its config key."""
+    from driftlab.config import EvalConfig, ModelConfig
+    from driftlab.errors import ConfigError
+    from driftlab.eval import open as open_module
+    from driftlab.models import ModelUnderTest, ResolvedModel
+
+    model = ModelUnderTest(ResolvedModel("tiny", str(tiny_model_dir), "fp"), ModelConfig(device="cpu"))
+    assert open_module.hf_decoding(model, EvalConfig()) == ("dynamic", False)
+    assert open_module.hf_decoding(model, EvalConfig(decoding="static")) == ("static", False)
+    assert open_module.hf_decoding(model, EvalConfig(decoding="static", compile="on")) == ("static", True)
+    with pytest.raises(ConfigError, match="eval.compile"):
+        open_module.hf_decoding(model, EvalConfig(compile="on"))
+    fps = {open_module.result_fingerprint(model, EvalConfig(decoding=d, compile=c))
+           for d, c in (("dynamic", "off"), ("static", "off"), ("static", "on"))}
+    assert len(fps) == 3
+    assert open_module.result_fingerprint(model, EvalConfig()) == open_module.result_fingerprint(
+        model, EvalConfig(decoding="dynamic"))  # auto on the CPU keeps the stored results of before
+    monkeypatch.setattr(open_module, "pick_device", lambda device: "cuda")
+    assert open_module.hf_decoding(model, EvalConfig()) == ("static", True)
+    assert open_module.hf_decoding(model, EvalConfig(compile="off")) == ("static", False)
+    assert open_module.hf_decoding(model, EvalConfig(decoding="dynamic")) == ("dynamic", False)

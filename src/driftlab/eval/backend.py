@@ -13,7 +13,8 @@ from typing import Protocol
 # store (it is part of the key). Bump it when the HF backend's numbers change: attention kernel, batch layout, dtype.
 HF_NUMERICS = "hf5"  # 3: loglik in one pass (tree mask), chat prefix cached in generation, GQA eager on CPU;
 # 4: a stopped row leaves its generation batch (the remaining rows run in a smaller batch); 5: generation caches the
-# suite's shared prompt text too
+# suite's shared prompt text too. Static slot decoding (eval/slots.py) adds "+static" (and "+compiled").
+REFILL_BATCHES = 4  # slot decoding: rows per request chunk, in batches — the queue that refills the slots
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The HF backend: batched greedy decoding, per-row seeded sampling and log-likelihood scoring with a transformers
-causal LM (the default; CPU or GPU)."""
+causal LM (the default; CPU or GPU). Generation runs on dynamic batches here, or on refilled static slots
+(eval/slots.py: `eval.decoding`, the GPU's default)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ class HFBackend:
     """Batched greedy decoding and log-likelihood scoring with a transformers causal LM."""
 
     def __init__(self, model, tokenizer, batch_size: int = 32, system_prompt: str | None = None,
-                 enable_thinking: bool | None = None, on_progress=None):
+                 enable_thinking: bool | None = None, on_progress=None, decoding: str = "dynamic",
+                 compiled: bool = False):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
         self.system_prompt, self.enable_thinking = system_prompt, enable_thinking
         self.on_progress = on_progress or (lambda n: None)
@@ -25,6 +27,11 @@ class HFBackend:
         # transformers renamed `past_key_values` to `cache` (5.2x: the old name warns, and goes in 5.40)
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         _warn_ignored_generation_config(model)
+        self.slots = None  # decoding "static": eval/slots.py (fixed slots on a static KV cache, refilled)
+        if decoding == "static":
+            from driftlab.eval.slots import SlotDecoder
+
+            self.slots = SlotDecoder(model, self.cache_arg, batch_size, compiled)
 
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
@@ -72,6 +79,10 @@ class HFBackend:
         # Rows on different prefixes (or none: raw text, another template) never share a batch.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         groups = [[i for i in order if which[i] == k] for k in sorted(set(which))]
+        if self.slots is not None:
+            for idx in groups:
+                self._decode_slots(idx, encoded, prefixes, which, caches, max_new_tokens, eos, stop, sampler, results)
+            return results  # type: ignore[return-value]
         batches = [g[k : k + self.batch_size] for g in groups for k in range(0, len(g), self.batch_size)]
         for idx in batches:
             cache, p, k = None, 0, which[idx[0]]
@@ -89,6 +100,25 @@ class HFBackend:
                 results[i] = self._decode(row, eos, dt, stop)
             self.on_progress(len(idx))
         return results  # type: ignore[return-value]
+
+    def _decode_slots(self, idx: list[int], encoded, prefixes, which, caches, max_new_tokens: int, eos: list[int],
+                      stop: list[str], sampler, results: list) -> None:
+        """Decode rows `idx` (one prefix group, longest first) on the slot decoder (eval/slots.py)."""
+        k = which[idx[0]]
+        prefix = prefixes[k] if k >= 0 else []
+        window = 2 * max(map(len, stop), default=0) + 4
+
+        def finished(r: int, tokens: list[int]) -> bool:  # a stop string at the end of the reply
+            return bool(stop) and any(s in self.tok.decode(tokens[-window:], skip_special_tokens=True) for s in stop)
+
+        done_ids = set(eos) | {self.tok.pad_token_id}
+        pick = (sampler[0], [sampler[1][i] for i in idx]) if sampler else None
+        t0 = time.perf_counter()
+        rows = self.slots.run([encoded[i][len(prefix):] for i in idx], prefix, caches.get(k), max_new_tokens,
+                              done_ids, finished, pick, self.tok.pad_token_id, on_done=lambda: self.on_progress(1))
+        dt = (time.perf_counter() - t0) / len(idx)
+        for row, i in zip(rows, idx):
+            results[i] = self._decode(row, eos, dt, stop)
 
     def _decode_batch(self, batch: dict, cache, p: int, max_new_tokens: int, eos: list[int], stop: list[str],
                       pick: GumbelSampler | None) -> list[list[int]]:

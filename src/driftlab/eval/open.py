@@ -12,7 +12,7 @@ from typing import Iterator
 
 from driftlab.config import EvalConfig
 from driftlab.errors import ConfigError
-from driftlab.eval.backend import HF_NUMERICS, Backend, render_chat
+from driftlab.eval.backend import HF_NUMERICS, REFILL_BATCHES, Backend, render_chat
 from driftlab.eval.store import CachedBackend, results_store
 from driftlab.models import ModelUnderTest, fingerprint_dir, inference_dtype, pick_device
 
@@ -25,8 +25,10 @@ def open_backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress=None,
     gets the store's "N cached, M to compute" lines. The handle's `.fingerprint` keys the store, `.store` is the
     store or None, and the backend's own attributes (`model`, `tok`) load the model on first use."""
     fingerprint = result_fingerprint(model, eval_cfg)
+    refill = REFILL_BATCHES if eval_cfg.backend == "hf" and hf_decoding(model, eval_cfg)[0] == "static" else 1
     with results_store(eval_cfg) as store:
-        yield CachedBackend(_backend(model, eval_cfg, on_progress), store, fingerprint, eval_cfg.batch_size, log=log)
+        yield CachedBackend(_backend(model, eval_cfg, on_progress), store, fingerprint, eval_cfg.batch_size, log=log,
+                            refill_batches=refill)
 
 
 def result_fingerprint(model: ModelUnderTest, eval_cfg: EvalConfig) -> str:
@@ -37,7 +39,38 @@ def result_fingerprint(model: ModelUnderTest, eval_cfg: EvalConfig) -> str:
     if eval_cfg.backend == "vllm":
         return fp + f"|vllm|{model.config.dtype}"
     device = pick_device(model.config.device)
-    return fp + f"|{inference_dtype(model.config.dtype, device)}|{device}|{HF_NUMERICS}"
+    decoding, compiled = hf_decoding(model, eval_cfg)
+    numerics = HF_NUMERICS + ("+static" if decoding == "static" else "") + ("+compiled" if compiled else "")
+    return fp + f"|{inference_dtype(model.config.dtype, device)}|{device}|{numerics}"
+
+
+def hf_decoding(model: ModelUnderTest, eval_cfg: EvalConfig) -> tuple[str, bool]:
+    """(decoding, compiled) of the HF backend: `eval.decoding` and `eval.compile` with 'auto' resolved — static
+    slots, compiled, on a GPU where the model's KV cache allows it (eval/slots.py); dynamic batches on the CPU."""
+    device = pick_device(model.config.device)
+    decoding = eval_cfg.decoding
+    if decoding == "auto":
+        decoding = "static" if device == "cuda" and _static_cache_supported(model) else "dynamic"
+    elif decoding == "static" and not _static_cache_supported(model):
+        raise ConfigError("config key 'eval.decoding' is 'static' but this model's KV cache has layers the slot "
+                          "decoder cannot lay out (sliding-window or other non-plain layers); use 'dynamic'")
+    compiled = eval_cfg.compile == "on" or (eval_cfg.compile == "auto" and decoding == "static" and device == "cuda")
+    if compiled and decoding != "static":
+        raise ConfigError("config key 'eval.compile' is 'on' but only the static decoding step is compiled: set "
+                          "eval.decoding to 'static' as well")
+    return decoding, compiled
+
+
+def _static_cache_supported(model: ModelUnderTest) -> bool:
+    from transformers import AutoConfig
+
+    from driftlab.eval.slots import static_cache_supported
+
+    try:
+        config = AutoConfig.from_pretrained(model.base.path)
+    except (OSError, ValueError):  # no readable config: the loaded model will tell; stay on the dynamic path
+        return False
+    return static_cache_supported(config)
 
 
 def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress) -> Backend:
@@ -55,7 +88,9 @@ def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress) -> Backen
         from driftlab.eval.hf_backend import HFBackend
 
         lm, tok = model.load()
-        return HFBackend(lm, tok, eval_cfg.batch_size, cfg.system_prompt, cfg.enable_thinking, on_progress=on_progress)
+        decoding, compiled = hf_decoding(model, eval_cfg)
+        return HFBackend(lm, tok, eval_cfg.batch_size, cfg.system_prompt, cfg.enable_thinking, on_progress=on_progress,
+                         decoding=decoding, compiled=compiled)
 
     return LazyBackend(load, model.tokenizer, cfg.system_prompt, cfg.enable_thinking, on_progress)
 

@@ -91,8 +91,10 @@ class CachedBackend:
     loses at most one chunk). With no store (`eval.cache: false`) every chunk goes straight to the backend, cut the
     same way. Other attributes (`model`, `tok`) are the backend's."""
 
-    def __init__(self, inner: Backend, store: ResultStore | None, fingerprint: str, batch_size: int, log=print):
+    def __init__(self, inner: Backend, store: ResultStore | None, fingerprint: str, batch_size: int, log=print,
+                 refill_batches: int = 1):
         self.inner, self.store, self.fingerprint, self.batch_size, self.log = inner, store, fingerprint, batch_size, log
+        self.refill = refill_batches  # generation chunks of this many batches (slot decoding refills from them)
         self.hits = self.misses = 0
 
     def __getattr__(self, name: str):
@@ -111,7 +113,7 @@ class CachedBackend:
         return self._cached(
             "generate", prompts, [params] * len(prompts),
             lambda idx: self.inner.generate([prompts[i] for i in idx], max_new_tokens, stop, shared_prefix),
-            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True))
+            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), batches_per_store=self.refill)
 
     def sample(self, prompts: list, max_new_tokens: int, n: int, temperature: float, seed: int,
                stop: list[str] | None = None, shared_prefix: str = "") -> list[list[Generation]]:
@@ -123,14 +125,16 @@ class CachedBackend:
             lambda idx: self.inner.sample([prompts[i] for i in idx], max_new_tokens, n, temperature, seed, stop,
                                           shared_prefix),
             encode=lambda gs: [_generation_dict(g) for g in gs],
-            decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n)
+            decode=lambda v: [Generation(**g, cached=True) for g in v], rows_per_item=n,
+            batches_per_store=self.refill)
 
     def complete(self, texts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[Generation]:
         params = {"max_new_tokens": max_new_tokens, "decoding": "greedy", "raw": True, **({"stop": stop} if stop else {})}
         return self._cached(
             "complete", texts, [params] * len(texts),
             lambda idx: self.inner.complete([texts[i] for i in idx], max_new_tokens, stop),
-            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t)
+            encode=_generation_dict, decode=lambda v: Generation(**v, cached=True), render=lambda t: t,
+            batches_per_store=self.refill)
 
     def loglik(self, prompts: list[str], choices: list[list[str]], shared_prefix: str = "") -> list[list[float]]:
         # Log-likelihood items are cheap and the backend batches them by padded shape, so they go to it 8 batches

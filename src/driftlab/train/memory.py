@@ -79,16 +79,19 @@ class Plan:
 
 def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_available: bool,
              checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2,
-             extra: int = 0, partial: bool = True) -> Plan:
+             extra: int = 0, partial: bool = True, cap: int | None = None) -> Plan:
     """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept (checkpointing: every
     layer); otherwise checkpointing is off when the step fits in HEADROOM × `free` without it, else on for the
     fewest layers that fit (the largest `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO
     re-enables checkpointing around generation without every_n_layers, so there it is every layer), and Liger is on
-    exactly when checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's)."""
+    exactly when checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's).
+    `cap` (bytes, train.gpu_memory_gib) bounds the budget below HEADROOM × `free`."""
     def need(ckpt: bool, n: int = 1) -> int:
         return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra, n)
 
-    budget = HEADROOM * free
+    budget = HEADROOM * free if cap is None else min(HEADROOM * free, cap)
+    room = (f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free" if budget < (cap or float("inf"))
+            else f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib")
     every = 1
     if checkpointing is None:
         checkpointing = need(False) > budget
@@ -96,9 +99,8 @@ def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_availab
             every = next((n for n in range(shape.layers, 1, -1) if need(True, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
         why = (f"checkpointing {'off' if not checkpointing else f'{k} of {shape.layers} layers'}: the step needs "
-               f"~{need(False) / GIB:.1f} GiB without it, {'over' if checkpointing else 'within'} {HEADROOM:.0%} of "
-               f"the {free / GIB:.1f} GiB free" + (f" (~{need(True, every) / GIB:.1f} GiB with it)"
-                                                     if checkpointing else ""))
+               f"~{need(False) / GIB:.1f} GiB without it, {'over' if checkpointing else 'within'} {room}"
+               + (f" (~{need(True, every) / GIB:.1f} GiB with it)" if checkpointing else ""))
     else:
         why = f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
     if liger is None:

@@ -384,7 +384,8 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
         liger_ok = _importable("liger_kernel") and cfg.objective == "sft"
         plan = gpu_plan(Shape.from_config(config, params), tokens, trainable, free, liger_ok,
                         cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra,
-                        partial=cfg.objective == "sft")
+                        partial=cfg.objective == "sft",
+                        cap=None if cfg.gpu_memory_gib is None else int(cfg.gpu_memory_gib * 2 ** 30))
     except Exception as err:
         plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
     return plan, bool(padding_free)
@@ -436,7 +437,8 @@ def _keyed(cfg: TrainConfig, target: SuiteConfig | None) -> dict:
     from driftlab.models import fingerprint_dir
 
     # what is kept on disk, and how memory is saved (recompute, offload: the same arithmetic), not what is trained
-    keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints", "gradient_checkpointing", "offload_activations"})
+    keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints", "gradient_checkpointing", "offload_activations",
+                                                 "gpu_memory_gib"})
     if cfg.init_from:
         keyed["init_from"] = fingerprint_dir(find_artifact(Path(cfg.init_from)))
     if cfg.objective == "grpo" and target is not None:
