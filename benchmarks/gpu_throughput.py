@@ -168,9 +168,10 @@ def eval_one(name: str, model_dir: Path, n: int, max_new_tokens: int, batch_size
         static = decoding == "static"
         backend = HFBackend(*load_model(ResolvedModel("qwen3-4b-random", str(model_dir), "x"), "bfloat16"),
                             batch_size=batch_size, decoding=decoding, compiled=static and _cuda())
-        # warm-up outside the timer: kernels; for the compiled step its one shape (all slots, the cache length the
-        # timed prompts need), so the compile and the CUDA graph capture are not timed
-        backend.generate(prompts[:batch_size] if static else prompts[:4], max_new_tokens if static else 8)
+        # warm-up outside the timer: kernels; for the compiled step the shape of the timed run (all slots, the cache
+        # length of its longest prompts), so the compile and the CUDA graph capture are not timed
+        longest = sorted(prompts, key=len, reverse=True)[:batch_size]
+        backend.generate(longest if static else prompts[:4], max_new_tokens if static else 8)
     else:
         from driftlab.eval.vllm_backend import VLLMBackend
 

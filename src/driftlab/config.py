@@ -412,9 +412,10 @@ class TrainConfig(WithOptions):
         "(transformers' every_n_layers; train/memory.py; the choice and why are printed). true: every layer."
     )
     gpu_memory_gib: float | None = Field(
-        None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill; default 85% of what is free. A cap "
-        "for a shared GPU, or to trade speed for memory: checkpointing stays off when the step fits in it, else the "
-        "fewest decoder layers that fit are recomputed. Ignored when train.gradient_checkpointing is set, and on CPU.")
+        None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill by its estimate (train/memory.py: "
+        "within 20% of the peaks measured; not an enforced limit); default 85% of what is free. For a shared GPU, or "
+        "to trade speed for memory: checkpointing stays off when the estimated step fits, else the fewest decoder "
+        "layers that fit are recomputed. Ignored when train.gradient_checkpointing is set, and on CPU.")
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
         "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "

@@ -73,22 +73,70 @@ def test_slot_decoding_on_a_shared_prefix(tiny):
     assert [[g.text for g in gs] for gs in static] == [[g.text for g in gs] for gs in dynamic]
 
 
-def test_compiled_step_traces_as_one_graph(tiny, monkeypatch):
-    """The decode step compiles without a graph break (fullgraph; the eager backend keeps the test quick — on a GPU
-    transformers' default config adds inductor and CUDA graphs) and gives the same replies."""
+def _eager_compile(monkeypatch):
+    """transformers' CompileConfig with dynamo's eager backend: traced, not built (quick on a CPU; on a GPU the
+    default adds inductor and CUDA graphs), fullgraph so that a graph break fails."""
     from transformers import CompileConfig
 
-    model, tok = tiny
-    monkeypatch.setattr("transformers.CompileConfig", lambda: CompileConfig(fullgraph=True, backend="eager",
-                                                                            mode=None))
+    monkeypatch.setattr("transformers.CompileConfig",
+                        lambda **kw: CompileConfig(**{**kw, "fullgraph": True, "backend": "eager", "mode": None}))
+
+
+def test_compiled_step_traces_as_one_graph(tiny, monkeypatch):
+    """The decode step compiles to one static graph per cache length, without a graph break, gives the same
+    replies, and is not compiled again for another request in the same length bucket."""
     from torch._dynamo.utils import counters
 
+    model, tok = tiny
+    _eager_compile(monkeypatch)
     compiled = HFBackend(model, tok, batch_size=3, decoding="static", compiled=True)
     counters.clear()
     replies = [(g.text, g.n_tokens) for g in _sample(compiled)]
-    assert counters["stats"]["unique_graphs"] >= 1  # the step did run through dynamo
+    assert counters["stats"]["unique_graphs"] == 1  # the step did run through dynamo, as one graph
     assert replies == [(g.text, g.n_tokens) for g in _sample(HFBackend(model, tok, batch_size=3, decoding="static"))]
+    compiled.sample(PROMPTS[:5], 30, n=1, temperature=1.0, seed=5)  # other rows, a shorter budget: same bucket
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["recompiles"]
     model.__dict__.pop("_compiled_call", None)  # the module-scoped model goes on uncompiled
+
+
+def test_idle_slots_sit_at_position_zero(tiny, monkeypatch):
+    """A compiled run keeps all its slots: with fewer rows than slots, and as rows stop, the idle slots feed
+    position 0 (a RoPE scaled by the batch's largest position must see the rows' positions only)."""
+    model, tok = tiny
+    _eager_compile(monkeypatch)
+    backend = HFBackend(model, tok, batch_size=6, decoding="static", compiled=True)
+    seen = []
+    step = backend.slots.step_fn
+
+    def recording(**inputs):
+        seen.append(inputs["position_ids"][:, 0].tolist())
+        return step(**inputs)
+
+    backend.slots.step_fn = recording
+    replies = backend.sample(PROMPTS[:2], 30, n=2, temperature=1.5, seed=3, stop=["a"])  # 4 rows on 6 slots
+    assert all(pos[4:] == [0, 0] for pos in seen)  # never filled
+    assert sum(g.n_tokens for gs in replies for g in gs) > 0
+    final = seen[-1]  # the last step decodes the last live row only
+    assert sum(1 for x in final[:4] if x) == 1
+    model.__dict__.pop("_compiled_call", None)
+
+
+def test_a_model_without_grouped_query_attention_fields(tmp_path):
+    """A GPT-2 config names no key/value heads: the static cache is sized from its attention heads."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.conftest import build_tiny_model
+
+    tok = load_model(ResolvedModel("tiny", str(build_tiny_model(tmp_path / "qwen")), "x"), "float32")[1]
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    model = GPT2LMHeadModel(config).eval()
+    model.generation_config.eos_token_id = tok.eos_token_id
+    static = _sample(HFBackend(model, tok, batch_size=3, decoding="static"))
+    dynamic = _sample(HFBackend(model, tok, batch_size=4))
+    assert [(g.text, g.n_tokens) for g in static] == [(g.text, g.n_tokens) for g in dynamic]
 
 
 def test_sliding_window_caches_are_refused():
@@ -109,10 +157,11 @@ def test_a_reused_cache_gives_the_same_replies(tiny):
     model, tok = tiny
     backend = HFBackend(model, tok, batch_size=3, decoding="static")
     first = _sample(backend)
-    cache = backend.slots._cache
+    caches = dict(backend.slots._caches)
+    assert len(caches) == 1
     backend.sample(PROMPTS[::-1], 40, n=2, temperature=1.0, seed=9, stop=["e"])  # other rows through the slots
     assert [(g.text, g.n_tokens) for g in _sample(backend)] == [(g.text, g.n_tokens) for g in first]
-    assert backend.slots._cache is cache  # it was reused, not rebuilt
+    assert backend.slots._caches == caches  # it was reused, not rebuilt (same objects, no other shape)
 
 
 def test_a_failing_compiled_step_names_the_setting(tiny):

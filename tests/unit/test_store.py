@@ -174,6 +174,14 @@ def test_decoding_mode_is_resolved_and_keys_the_store(tiny_model_dir, monkeypatc
     assert len(fps) == 3
     assert open_module.result_fingerprint(model, EvalConfig()) == open_module.result_fingerprint(
         model, EvalConfig(decoding="dynamic"))  # auto on the CPU keeps the stored results of before
+    calls = []
+    resolve = open_module.hf_decoding
+    monkeypatch.setattr(open_module, "hf_decoding", lambda *a: calls.append(1) or resolve(*a))
+    with open_module.open_backend(model, EvalConfig(cache=False, decoding="static")) as backend:
+        assert backend.refill == 4 and backend.fingerprint.endswith("+static")
+        assert backend.inner.loaded.slots is not None  # the backend decodes as the key says
+    assert len(calls) == 1  # resolved once: key, chunking and backend cannot disagree
+    monkeypatch.setattr(open_module, "hf_decoding", resolve)
     monkeypatch.setattr(open_module, "pick_device", lambda device: "cuda")
     assert open_module.hf_decoding(model, EvalConfig()) == ("static", True)
     assert open_module.hf_decoding(model, EvalConfig(compile="off")) == ("static", False)

@@ -24,22 +24,25 @@ def open_backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress=None,
     false`), closed on exit. `on_progress(n)` advances a bar by n generated rows (cached rows included); `log`
     gets the store's "N cached, M to compute" lines. The handle's `.fingerprint` keys the store, `.store` is the
     store or None, and the backend's own attributes (`model`, `tok`) load the model on first use."""
-    fingerprint = result_fingerprint(model, eval_cfg)
-    refill = REFILL_BATCHES if eval_cfg.backend == "hf" and hf_decoding(model, eval_cfg)[0] == "static" else 1
+    # resolved once: the store's key, the backend and the chunking must agree on it
+    decoding = hf_decoding(model, eval_cfg) if eval_cfg.backend == "hf" else ("dynamic", False)
+    fingerprint = result_fingerprint(model, eval_cfg, decoding)
+    refill = REFILL_BATCHES if decoding[0] == "static" else 1
     with results_store(eval_cfg) as store:
-        yield CachedBackend(_backend(model, eval_cfg, on_progress), store, fingerprint, eval_cfg.batch_size, log=log,
-                            refill_batches=refill)
+        yield CachedBackend(_backend(model, eval_cfg, on_progress, decoding), store, fingerprint, eval_cfg.batch_size,
+                            log=log, refill_batches=refill)
 
 
-def result_fingerprint(model: ModelUnderTest, eval_cfg: EvalConfig) -> str:
+def result_fingerprint(model: ModelUnderTest, eval_cfg: EvalConfig, decoding: tuple[str, bool] | None = None) -> str:
     """Base weights + artifact weights (a retrained adapter never reuses a stale result), the artifact's scale,
-    and what changes the numbers: backend and its numerics version, dtype, device."""
+    and what changes the numbers: backend and its numerics version (with the HF decoding, `decoding`: as
+    open_backend resolved it), dtype, device."""
     fp = (model.base.fingerprint + (":" + fingerprint_dir(model.artifact) if model.artifact else "")
           + (f"@{model.scale!r}" if model.scale != 1 else ""))
     if eval_cfg.backend == "vllm":
         return fp + f"|vllm|{model.config.dtype}"
     device = pick_device(model.config.device)
-    decoding, compiled = hf_decoding(model, eval_cfg)
+    decoding, compiled = decoding or hf_decoding(model, eval_cfg)
     numerics = HF_NUMERICS + ("+static" if decoding == "static" else "") + ("+compiled" if compiled else "")
     return fp + f"|{inference_dtype(model.config.dtype, device)}|{device}|{numerics}"
 
@@ -73,7 +76,7 @@ def _static_cache_supported(model: ModelUnderTest) -> bool:
     return static_cache_supported(config)
 
 
-def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress) -> Backend:
+def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress, decoding: tuple[str, bool]) -> Backend:
     cfg = model.config
     if eval_cfg.backend == "vllm":
         if model.scale != 1.0:
@@ -88,9 +91,8 @@ def _backend(model: ModelUnderTest, eval_cfg: EvalConfig, on_progress) -> Backen
         from driftlab.eval.hf_backend import HFBackend
 
         lm, tok = model.load()
-        decoding, compiled = hf_decoding(model, eval_cfg)
         return HFBackend(lm, tok, eval_cfg.batch_size, cfg.system_prompt, cfg.enable_thinking, on_progress=on_progress,
-                         decoding=decoding, compiled=compiled)
+                         decoding=decoding[0], compiled=decoding[1])
 
     return LazyBackend(load, model.tokenizer, cfg.system_prompt, cfg.enable_thinking, on_progress)
 

@@ -1,7 +1,8 @@
 """Slot decoding: the HF backend's GPU path. A fixed number of slots decode on transformers' static KV cache; a row
-that stops frees its slot and a waiting row is prefilled into it (refill), so the batch stays full until the queue
-is empty; every decode step has the same shapes, which is what lets it run as a compiled graph (torch.compile,
-CUDA graphs: transformers' `get_compiled_call`, the call `generate` uses for a static cache).
+that stops frees its slot, and once a quarter of the slots are free the waiting rows are prefilled into them in one
+pass (refill), so the batch stays at least three quarters full until the queue is empty; every decode step has the
+same shapes, which is what lets it run as a compiled graph (torch.compile, CUDA graphs: transformers'
+`get_compiled_call`, the call `generate` uses for a static cache).
 
 The static cache (transformers' StaticCache, its tensors updated in place) is laid out in columns:
 
@@ -12,8 +13,8 @@ row joining at column c is placed at [c - width, c): its prompt's keys and value
 on the prefix cache, are copied into its slot's rows; the columns of earlier rows of that slot are masked out. The
 positions a row sees are its own (explicit position ids), not the columns, so a gap of masked columns changes
 nothing but where the numbers lie. When c reaches the end of the cache, every slot is shifted left past the
-columns no live row uses (compaction); the cache holds 1.5 x (the widest prompt + the reply budget) so that
-happens rarely.
+columns no live row uses (compaction); the cache holds at least 1.5 x (the widest prompt + the reply budget) so
+that happens rarely.
 
 Why not transformers' continuous batching (`generate_batch`): it schedules from a background thread (which rows
 share a step depends on timing, and bf16 results depend on what shares a step), has no per-row stop strings or
@@ -28,12 +29,17 @@ from collections import deque
 
 import torch
 
+
 def static_cache_supported(config) -> bool:
     """Whether every layer of a model's static cache (from its config) is a plain full-attention StaticLayer: the
-    layout above assumes one write column for all rows, and sliding-window layers roll their columns."""
+    layout above assumes one write column for all rows, and sliding-window layers roll their columns. Attention
+    whose keys and values differ in width (multi-head latent attention) is not laid out here either."""
     from transformers import StaticCache
     from transformers.cache_utils import StaticLayer
 
+    text = config.get_text_config(decoder=True)
+    if getattr(text, "v_head_dim", None) or getattr(text, "qk_rope_head_dim", None):
+        return False
     try:
         cache = StaticCache(config=config, max_cache_len=8)
     except Exception:  # an architecture without a static cache
@@ -47,11 +53,12 @@ class SlotDecoder:
     def __init__(self, model, cache_arg: str, slots: int, compiled: bool):
         self.model, self.cache_arg, self.slots, self.compiled = model, cache_arg, slots, compiled
         self.device = next(model.parameters()).device
-        self.step_fn, self._cache, self._cache_shape = model, None, None
+        self.step_fn, self._caches = model, {}  # static caches by (slots, length), kept: see _static_cache
         if compiled:
             from transformers import CompileConfig
 
-            self.step_fn = model.get_compiled_call(CompileConfig())
+            # static shapes (dynamic=False): one graph per cache length, never a dynamic-shape one beside them
+            self.step_fn = model.get_compiled_call(CompileConfig(dynamic=False))
 
     @torch.inference_mode()
     def run(self, seqs: list[list[int]], prefix: list[int], prefix_cache, max_new_tokens: int, done_ids: set[int],
@@ -63,15 +70,17 @@ class SlotDecoder:
         (a progress bar)."""
         from driftlab.eval.hf_backend import GumbelSampler
 
-        # compiled: always all slots (one shape, one graph); else no more slots than rows
+        # compiled: always all slots, and cache lengths from a few buckets (powers of two): few shapes, each compiled
+        # once as a static graph; uncompiled: no more slots than rows, the length rounded to 64
         n, p, slots = len(seqs), len(prefix), self.slots if self.compiled else min(self.slots, len(seqs))
-        longest = max(map(len, seqs))
-        length = p + _round_up(math.ceil(1.5 * (longest + max_new_tokens)) + 1, 64)
+        need = p + math.ceil(1.5 * (max(map(len, seqs)) + max_new_tokens)) + 1
+        length = max(256, 1 << (need - 1).bit_length()) if self.compiled else _round_up(need, 64)
         cache = self._static_cache(length, slots, prefix_cache, p)
         mask = torch.zeros((slots, length), dtype=torch.long, device=self.device)
         mask[:, :p] = 1
         feed = torch.full((slots,), pad_id, dtype=torch.long, device=self.device)
         feed_pos = torch.zeros((slots,), dtype=torch.long, device=self.device)
+        moving = torch.zeros((slots,), dtype=torch.long, device=self.device)  # 1 where a slot decodes a row
         row_of: list[int | None] = [None] * slots  # which row each slot decodes
         start = [p] * slots  # first column of each slot's row
         sampler = GumbelSampler(pick[0], [0] * slots, self.device) if pick else None
@@ -85,7 +94,10 @@ class SlotDecoder:
                 r = row_of[s]
                 rows[r].append(t)
                 if t in done_ids or finished(r, rows[r]) or len(rows[r]) >= max_new_tokens:
+                    # an idle slot feeds padding at position 0 until refilled: a RoPE scaled by the batch's largest
+                    # position (dynamic NTK, longrope) sees the rows' positions only
                     row_of[s] = None
+                    feed[s], feed_pos[s], moving[s] = pad_id, 0, 0
                     on_done()
                 else:
                     feed[s] = t
@@ -96,7 +108,7 @@ class SlotDecoder:
             if queue and (len(free) >= refill_at or not alive):
                 admit = [queue.popleft() for _ in range(min(len(free), len(queue)))]
                 c = self._admit(cache, admit, free[: len(admit)], seqs, prefix, prefix_cache, c, length, mask, start,
-                                row_of, feed_pos, sampler, pick, take)
+                                row_of, feed_pos, moving, sampler, pick, take)
                 continue  # an admitted row may stop at its first token
             if not alive:
                 break
@@ -106,7 +118,7 @@ class SlotDecoder:
             out = self._step(input_ids=feed[:, None], attention_mask=mask, position_ids=feed_pos[:, None],
                              use_cache=True, logits_to_keep=1, **{self.cache_arg: cache})
             c += 1
-            feed_pos += 1
+            feed_pos += moving
             scores = out.logits[:, -1, :].float()
             nxt = (sampler(None, scores) if sampler else scores).argmax(-1).tolist()
             live = [s for s in range(slots) if row_of[s] is not None]
@@ -119,6 +131,8 @@ class SlotDecoder:
             return self.model(**inputs)
         try:
             return self.step_fn(**inputs)
+        except torch.OutOfMemoryError:
+            raise  # memory, not the compiler: eval.batch_size is the setting
         except Exception as err:
             from driftlab.errors import DriftlabError
 
@@ -127,27 +141,28 @@ class SlotDecoder:
 
     def _static_cache(self, length: int, slots: int, prefix_cache, p: int):
         """The static cache for `slots` rows of `length` columns, with the prefix in its first `p` columns. One of
-        the same shape is reused rather than allocated anew: a compiled step (CUDA graphs) is recorded on its
-        tensors' addresses. What it held before does not count: a row's attention weight on any column not written
+        each shape is kept and reused rather than allocated anew: a compiled step (CUDA graphs) is recorded on its
+        tensors' addresses (lengths come from a few buckets when compiled, so few are kept). What it held before does not count: a row's attention weight on any column not written
         for it is masked to exactly zero."""
         from transformers import StaticCache
 
-        if self._cache is None or self._cache_shape != (slots, length):
+        cache = self._caches.get((slots, length))
+        if cache is None:
             cfg = self.model.config.get_text_config(decoder=True)
+            heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
             head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-            self._cache = None  # the old one's memory first
-            self._cache = StaticCache(config=self.model.config, max_cache_len=length)
-            self._cache.early_initialization(slots, cfg.num_key_value_heads, head_dim, self.model.dtype, self.device)
-            self._cache_shape = (slots, length)
-        for layer, src in zip(self._cache.layers, prefix_cache.layers if p else []):
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+            cache.early_initialization(slots, heads, head_dim, self.model.dtype, self.device)
+            self._caches[(slots, length)] = cache
+        for layer, src in zip(cache.layers, prefix_cache.layers if p else []):
             layer.keys[:, :, :p] = src.keys[:, :, :p]
             layer.values[:, :, :p] = src.values[:, :, :p]
-        for layer in self._cache.layers:
+        for layer in cache.layers:
             layer.cumulative_length.fill_(p)
-        return self._cache
+        return cache
 
     def _admit(self, cache, admit, slot_ids, seqs, prefix, prefix_cache, c, length, mask, start, row_of, feed_pos,
-               sampler, pick, take) -> int:
+               moving, sampler, pick, take) -> int:
         """Prefill rows `admit` (left-padded together, on the prefix cache) into slots `slot_ids`; returns the
         write column (moved right when the prompts do not fit left of it)."""
         from driftlab.eval.hf_backend import _cache_rows
@@ -180,6 +195,7 @@ class SlotDecoder:
         mask[sel, p:] = 0
         mask[sel, c - width : c] = own_mask
         feed_pos[sel] = pos[:, -1] + 1
+        moving[sel] = 1
         for s, r in zip(slot_ids, admit):
             row_of[s], start[s] = r, c - width
             if sampler:
