@@ -11,8 +11,11 @@ model FLOPs per token × tokens/s ÷ the H100's dense bf16 peak (989 TFLOP/s). M
 forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weights' gradients (2·N), i.e. 4·N + 12·L·T·d
 (recomputation under gradient checkpointing is not counted: it is overhead, not model work; N includes the LM head,
 which both runs score only at completion positions — the same model-FLOPs convention as train_throughput).
-Evaluation: driftlab's HF backend against its vLLM backend (when vLLM is installed) on the same prompts, greedy, same
-max new tokens: items/s and generated tokens/s.
+Also driftlab's plan capped at TRL defaults' peak of the same run (train.gpu_memory_gib: the fewest checkpointed
+layers that fit), issue 21's VRAM target at the plan's speed.
+Evaluation: driftlab's HF backend on static slots compiled (eval.decoding's GPU default) and on dynamic batches, at
+batch 64 and with every prompt in one batch, against its vLLM backend (when vLLM is installed), on the same prompts,
+greedy, same max new tokens: items/s and generated tokens/s. The result file is written after every run.
 
     python benchmarks/gpu_throughput.py                 # on a CUDA machine (about 10 min on an H100)
     python benchmarks/gpu_throughput.py --tiny --steps 2  # anywhere: a 2-layer model, checks the script runs
@@ -264,6 +267,20 @@ def main() -> None:
             print(json.dumps(result["ratios"]), file=sys.stderr)
         save("gpu_throughput_tiny" if args.tiny else "gpu_throughput", result)
 
+    n = args.eval_items
+
+    def evaluate(name: str, spec: str) -> None:
+        if name == "vllm" and not _importable("vllm"):
+            evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
+            return
+        print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
+        evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common]), "run": name}
+        write(False)
+
+    # the HF backend at issue 21's shape (batch 64, as measured at a11c114), on static slots compiled (eval.decoding's
+    # GPU default since) and on dynamic batches (as then): first, as the runs not measured yet
+    evaluate("hf_static", "hf_static:64:static")
+    evaluate("hf", "hf:64")
     for name in RUNS:
         print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
         train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common]), per_token)
@@ -274,18 +291,10 @@ def main() -> None:
         train["driftlab_capped"] = _mfu(_child("driftlab_capped", ["--one", "train:driftlab_capped", *common,
                                                                     "--cap-gib", str(cap)]), per_token)
         write(False)
-    # the HF backend at issue 21's shape (batch 64, as measured at a11c114) and with every prompt in one batch, on
-    # static slots compiled (eval.decoding's GPU default since) and on dynamic batches (as then)
-    n = args.eval_items
-    for name, spec in (("hf_static", "hf_static:64:static"), ("hf", "hf:64"),
-                       (f"hf_static_batch{n}", f"hf_static:{n}:static"), (f"hf_batch{n}", f"hf:{n}"),
-                       ("vllm", "vllm")):
-        if name == "vllm" and not _importable("vllm"):
-            evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
-            continue
-        print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
-        evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common]), "run": name}
-        write(False)
+    # every prompt in one batch, then vLLM where installed
+    evaluate(f"hf_static_batch{n}", f"hf_static:{n}:static")
+    evaluate(f"hf_batch{n}", f"hf:{n}")
+    evaluate("vllm", "vllm")
     write(True)
 
 

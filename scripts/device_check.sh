@@ -5,8 +5,9 @@
 # and `... device_check.sh tests`. The benchmark writes its JSON after every run, so a cut-short call keeps what ran.
 # Installs the carried wheels (scripts/device_wheels.sh made them here; .whl/tokenizer holds the embedded model's
 # tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
-# leaves the others' results: the GPU benchmark (driftlab's defaults, its memory-saving setting with and without
-# activation offloading, TRL's defaults and TRL's best seen; steady tokens/s, VRAM, MFU; the HF eval backend), and
+# leaves the others' results: the GPU benchmark (the HF eval backend on static slots compiled and on dynamic
+# batches first; then driftlab's defaults, its memory-saving setting with and without activation offloading, TRL's
+# defaults and TRL's best seen, driftlab capped at TRL defaults' peak; steady tokens/s, VRAM, MFU), and
 # the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
 set -uo pipefail
 MODE=${1:-both}
