@@ -140,14 +140,17 @@ class SlotDecoder:
                                 "eval.compile: off (or eval.decoding: dynamic) to decode uncompiled") from err
 
     def _static_cache(self, length: int, slots: int, prefix_cache, p: int):
-        """The static cache for `slots` rows of `length` columns, with the prefix in its first `p` columns. One of
-        each shape is kept and reused rather than allocated anew: a compiled step (CUDA graphs) is recorded on its
-        tensors' addresses (lengths come from a few buckets when compiled, so few are kept). What it held before does not count: a row's attention weight on any column not written
-        for it is masked to exactly zero."""
+        """The static cache for `slots` rows of `length` columns, with the prefix in its first `p` columns. Compiled,
+        one of each shape is kept and reused rather than allocated anew: a CUDA graph is recorded on its tensors'
+        addresses (the lengths come from a few power-of-two buckets, so together they hold at most twice the
+        largest); uncompiled, only the last one is kept. What a cache held before does not count: a row's attention
+        weight on any column not written for it is masked to exactly zero."""
         from transformers import StaticCache
 
         cache = self._caches.get((slots, length))
         if cache is None:
+            if not self.compiled:
+                self._caches.clear()  # the old one's memory first
             cfg = self.model.config.get_text_config(decoder=True)
             heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
             head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
