@@ -281,16 +281,18 @@ def main() -> None:
     # GPU default since) and on dynamic batches (as then): first, as the runs not measured yet
     evaluate("hf_static", "hf_static:64:static")
     evaluate("hf", "hf:64")
-    for name in RUNS:
-        print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
-        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common]), per_token)
+    def run_train(name: str, *extra: str) -> None:
+        print(f"gpu_throughput: train {name} {' '.join(extra)}...", file=sys.stderr, flush=True)
+        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common, *extra]), per_token)
+        if name == "trl_best" and train[name].get("settings") and not train[name]["settings"]["liger"]:
+            train[name]["note"] = "liger-kernel not installed: checkpointing off without Liger"  # not its best seen
         write(False)
+
+    for name in RUNS:
+        run_train(name)
     cap = train["trl_defaults"].get("peak_vram_gib")
     if cap:  # driftlab's plan held to TRL defaults' memory: issue 21's VRAM target with the plan's speed
-        print(f"gpu_throughput: train driftlab_capped ({cap} GiB) ...", file=sys.stderr, flush=True)
-        train["driftlab_capped"] = _mfu(_child("driftlab_capped", ["--one", "train:driftlab_capped", *common,
-                                                                    "--cap-gib", str(cap)]), per_token)
-        write(False)
+        run_train("driftlab_capped", "--cap-gib", str(cap))
     # every prompt in one batch, then vLLM where installed
     evaluate(f"hf_static_batch{n}", f"hf_static:{n}:static")
     evaluate(f"hf_batch{n}", f"hf:{n}")
@@ -301,8 +303,6 @@ def main() -> None:
 def ratios(train: dict, evals: dict) -> dict:
     """Issue 21's ratios, each None until both of its runs are in."""
     d, low, off, trl, best, capped = (train.get(n, {}) for n in (*RUNS, "driftlab_capped"))
-    if best.get("settings") and not best["settings"]["liger"]:  # not TRL's best seen then: checkpointing off alone
-        best["note"] = "liger-kernel not installed: checkpointing off without Liger"
 
     def ratio(a, b, key):
         return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None

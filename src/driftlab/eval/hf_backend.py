@@ -31,7 +31,7 @@ class HFBackend:
         if decoding == "static":
             from driftlab.eval.slots import SlotDecoder
 
-            self.slots = SlotDecoder(model, self.cache_arg, batch_size, compiled)
+            self.slots = SlotDecoder(self, compiled)
 
     def chat(self, prompt: str | list[dict]) -> str:
         return render_chat(self.tok, prompt, self.system_prompt, self.enable_thinking)
@@ -106,16 +106,12 @@ class HFBackend:
         """Decode rows `idx` (one prefix group, longest first) on the slot decoder (eval/slots.py)."""
         k = which[idx[0]]
         prefix = prefixes[k] if k >= 0 else []
-        window = 2 * max(map(len, stop), default=0) + 4
-
-        def finished(r: int, tokens: list[int]) -> bool:  # a stop string at the end of the reply
-            return bool(stop) and any(s in self.tok.decode(tokens[-window:], skip_special_tokens=True) for s in stop)
-
         done_ids = set(eos) | {self.tok.pad_token_id}
         pick = (sampler[0], [sampler[1][i] for i in idx]) if sampler else None
         t0 = time.perf_counter()
         rows = self.slots.run([encoded[i][len(prefix):] for i in idx], prefix, caches.get(k), max_new_tokens,
-                              done_ids, finished, pick, self.tok.pad_token_id, on_done=lambda: self.on_progress(1))
+                              done_ids, lambda tokens: bool(stop) and self._ends_with_stop(tokens, stop), pick,
+                              on_done=lambda: self.on_progress(1))
         dt = (time.perf_counter() - t0) / len(idx)
         for row, i in zip(rows, idx):
             results[i] = self._decode(row, eos, dt, stop)
@@ -131,13 +127,10 @@ class HFBackend:
         the sampler's Gumbel noise added when sampling, argmax; positions from the attention mask's running count.
         A row's tokens end with the end-of-turn token that stopped it, if any (a stop string ends it without one)."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        pos = mask.long().cumsum(-1) - 1
-        pos.masked_fill_(mask == 0, 1)
+        pos = positions(mask)
         done_ids = torch.tensor(sorted(set(eos) | {self.tok.pad_token_id}), device=self.device)
         rows: list[list[int]] = [[] for _ in range(len(ids))]
         alive, done = list(range(len(ids))), set()
-        # a stop string first appears at the end of a reply: decode only a tail long enough to hold it
-        window = 2 * max(map(len, stop), default=0) + 4
         feed, feed_pos = ids[:, p:], pos[:, p:]
         for step in range(max_new_tokens):
             out = self.model(input_ids=feed, attention_mask=mask, position_ids=feed_pos, use_cache=True,
@@ -151,8 +144,7 @@ class HFBackend:
                     continue
                 rows[r].append(tok)
                 if stop and not stopped[k]:
-                    text = self.tok.decode(rows[r][-window:], skip_special_tokens=True)
-                    stopped[k] = any(s in text for s in stop)
+                    stopped[k] = self._ends_with_stop(rows[r], stop)
             done.update(r for r, s in zip(alive, stopped) if s)
             keep = [k for k, r in enumerate(alive) if r not in done]
             if not keep or step == max_new_tokens - 1:
@@ -168,6 +160,13 @@ class HFBackend:
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             feed, feed_pos = nxt[:, None], feed_pos[:, -1:] + 1
         return rows
+
+    def _ends_with_stop(self, tokens: list[int], stop: list[str]) -> bool:
+        """Whether one of the `stop` strings has appeared in a reply: it first appears at the end, so only a tail
+        of tokens long enough to hold it is decoded."""
+        window = 2 * max(map(len, stop)) + 4
+        text = self.tok.decode(tokens[-window:], skip_special_tokens=True)
+        return any(s in text for s in stop)
 
     def _decode(self, row: list[int], eos: list[int], latency: float, stop: list[str] = ()) -> Generation:
         n = next((k for k, t in enumerate(row) if t in eos or t == self.tok.pad_token_id), None)  # HF pads a
@@ -308,6 +307,13 @@ BUCKET = 4  # prompts' own lengths are rounded up to a multiple of this: padding
 def _which_prefix(seqs: list[list[int]], prefixes: list[list[int]]) -> list[int]:
     """For each token sequence, the index of the first of `prefixes` it starts with and runs past (-1: none)."""
     return [next((k for k, p in enumerate(prefixes) if len(s) > len(p) and s[: len(p)] == p), -1) for s in seqs]
+
+
+def positions(mask):
+    """Position ids of left-padded rows: each token's index among its row's real tokens (padding gets 1, a value
+    nothing reads: it is masked)."""
+    pos = mask.long().cumsum(-1) - 1
+    return pos.masked_fill_(mask == 0, 1)
 
 
 def _returned_cache(out):

@@ -29,6 +29,8 @@ from collections import deque
 
 import torch
 
+from driftlab.eval.hf_backend import GumbelSampler, _cache_rows, _returned_cache, positions
+
 
 def static_cache_supported(config) -> bool:
     """Whether every layer of a model's static cache (from its config) is a plain full-attention StaticLayer: the
@@ -50,26 +52,26 @@ def static_cache_supported(config) -> bool:
 class SlotDecoder:
     """Decode rows on `slots` slots of a static KV cache, refilling slots as rows stop."""
 
-    def __init__(self, model, cache_arg: str, slots: int, compiled: bool):
-        self.model, self.cache_arg, self.slots, self.compiled = model, cache_arg, slots, compiled
-        self.device = next(model.parameters()).device
-        self.step_fn, self._caches = model, {}  # static caches by (slots, length), kept: see _static_cache
+    def __init__(self, backend, compiled: bool):
+        """Slots for `backend` (an HFBackend: its model, batch size as the number of slots, and row layout)."""
+        self.backend, self.compiled = backend, compiled
+        self.model, self.cache_arg = backend.model, backend.cache_arg
+        self.slots, self.device, self.pad_id = backend.batch_size, backend.device, backend.tok.pad_token_id
+        self.step_fn, self._caches = self.model, {}  # static caches by (slots, length), kept: see _static_cache
         if compiled:
             from transformers import CompileConfig
 
             # static shapes (dynamic=False): one graph per cache length, never a dynamic-shape one beside them
-            self.step_fn = model.get_compiled_call(CompileConfig(dynamic=False))
+            self.step_fn = self.model.get_compiled_call(CompileConfig(dynamic=False))
 
     @torch.inference_mode()
     def run(self, seqs: list[list[int]], prefix: list[int], prefix_cache, max_new_tokens: int, done_ids: set[int],
-            finished, pick=None, pad_id: int = 0, on_done=lambda: None) -> list[list[int]]:
+            finished, pick=None, on_done=lambda: None) -> list[list[int]]:
         """New tokens of every row of `seqs` (each row's own tokens, after the shared `prefix`, whose one-row
-        cache is `prefix_cache`; none when `prefix` is empty), admitted in the order given. `finished(row, tokens)`
+        cache is `prefix_cache`; none when `prefix` is empty), admitted in the order given. `finished(tokens)`
         says whether a row's tokens end it (a stop string); a token in `done_ids` ends it too and is kept. `pick`:
         (temperature, one seed per row) for Gumbel-max sampling, or None for greedy. `on_done()` as each row ends
         (a progress bar)."""
-        from driftlab.eval.hf_backend import GumbelSampler
-
         # compiled: always all slots, and cache lengths from a few buckets (powers of two): few shapes, each compiled
         # once as a static graph; uncompiled: no more slots than rows, the length rounded to 64
         n, p, slots = len(seqs), len(prefix), self.slots if self.compiled else min(self.slots, len(seqs))
@@ -78,7 +80,7 @@ class SlotDecoder:
         cache = self._static_cache(length, slots, prefix_cache, p)
         mask = torch.zeros((slots, length), dtype=torch.long, device=self.device)
         mask[:, :p] = 1
-        feed = torch.full((slots,), pad_id, dtype=torch.long, device=self.device)
+        feed = torch.full((slots,), self.pad_id, dtype=torch.long, device=self.device)
         feed_pos = torch.zeros((slots,), dtype=torch.long, device=self.device)
         moving = torch.zeros((slots,), dtype=torch.long, device=self.device)  # 1 where a slot decodes a row
         row_of: list[int | None] = [None] * slots  # which row each slot decodes
@@ -93,11 +95,11 @@ class SlotDecoder:
             for s, t in zip(slot_ids, tokens):
                 r = row_of[s]
                 rows[r].append(t)
-                if t in done_ids or finished(r, rows[r]) or len(rows[r]) >= max_new_tokens:
+                if t in done_ids or finished(rows[r]) or len(rows[r]) >= max_new_tokens:
                     # an idle slot feeds padding at position 0 until refilled: a RoPE scaled by the batch's largest
                     # position (dynamic NTK, longrope) sees the rows' positions only
                     row_of[s] = None
-                    feed[s], feed_pos[s], moving[s] = pad_id, 0, 0
+                    feed[s], feed_pos[s], moving[s] = self.pad_id, 0, 0
                     on_done()
                 else:
                     feed[s] = t
@@ -168,23 +170,14 @@ class SlotDecoder:
                moving, sampler, pick, take) -> int:
         """Prefill rows `admit` (left-padded together, on the prefix cache) into slots `slot_ids`; returns the
         write column (moved right when the prompts do not fit left of it)."""
-        from driftlab.eval.hf_backend import _cache_rows
-
         p = len(prefix)
-        own = [seqs[r] for r in admit]
-        width = max(map(len, own))
-        ids = torch.full((len(own), width), 0, dtype=torch.long)
-        own_mask = torch.zeros_like(ids)
-        for k, s in enumerate(own):
-            ids[k, width - len(s):] = torch.tensor(s)
-            own_mask[k, width - len(s):] = 1
-        ids, own_mask = ids.to(self.device), own_mask.to(self.device)
-        full_mask = torch.cat([own_mask.new_ones((len(own), p)), own_mask], dim=1)
-        pos = (full_mask.cumsum(-1) - 1).clamp_min(0)[:, p:]
-        dyn = _cache_rows(prefix_cache, len(own)) if p else None
-        out = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                         **{self.cache_arg: dyn})
-        dyn = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        batch = self.backend._left_pad([seqs[r] for r in admit], prefix)  # the dynamic path's layout
+        full_mask, width = batch["attention_mask"], batch["input_ids"].shape[1] - p
+        own_mask, pos = full_mask[:, p:], positions(full_mask)[:, p:]
+        dyn = _cache_rows(prefix_cache, len(admit)) if p else None
+        out = self.model(input_ids=batch["input_ids"][:, p:], attention_mask=full_mask, position_ids=pos,
+                         use_cache=True, logits_to_keep=1, **{self.cache_arg: dyn})
+        dyn = _returned_cache(out)
         if c - width < p:  # the prompts need more columns left of the write column: move it (a masked gap)
             c = p + width
             if c >= length:

@@ -89,9 +89,10 @@ def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_availab
     def need(ckpt: bool, n: int = 1) -> int:
         return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra, n)
 
-    budget = HEADROOM * free if cap is None else min(HEADROOM * free, cap)
-    room = (f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free" if budget < (cap or float("inf"))
-            else f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib")
+    capped = cap is not None and cap <= HEADROOM * free
+    budget = cap if capped else HEADROOM * free
+    room = (f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib" if capped
+            else f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free")
     every = 1
     if checkpointing is None:
         checkpointing = need(False) > budget

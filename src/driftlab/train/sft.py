@@ -338,7 +338,7 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import is_flash_attn_2_available
 
-    from driftlab.train.memory import Shape, fallback_plan, gpu_plan
+    from driftlab.train.memory import GIB, Shape, fallback_plan, gpu_plan
 
     longest = _longest_tokens(model, model_cfg, train_set) if train_set else cfg.max_length
     try:
@@ -385,7 +385,7 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
         plan = gpu_plan(Shape.from_config(config, params), tokens, trainable, free, liger_ok,
                         cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra,
                         partial=cfg.objective == "sft",
-                        cap=None if cfg.gpu_memory_gib is None else int(cfg.gpu_memory_gib * 2 ** 30))
+                        cap=None if cfg.gpu_memory_gib is None else int(cfg.gpu_memory_gib * GIB))
     except Exception as err:
         plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
     return plan, bool(padding_free)
