@@ -11,8 +11,8 @@ model FLOPs per token × tokens/s ÷ the H100's dense bf16 peak (989 TFLOP/s). M
 forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weights' gradients (2·N), i.e. 4·N + 12·L·T·d
 (recomputation under gradient checkpointing is not counted: it is overhead, not model work; N includes the LM head,
 which both runs score only at completion positions — the same model-FLOPs convention as train_throughput).
-Also driftlab's plan capped at TRL defaults' peak of the same run (train.gpu_memory_gib: the fewest checkpointed
-layers that fit), issue 21's VRAM target at the plan's speed.
+Also driftlab's plan capped at TRL defaults' peak of the same run (train.gpu_memory_gib: the largest micro-batch
+that fits without checkpointing, else the fewest checkpointed layers), issue 21's VRAM target at the plan's speed.
 Evaluation: driftlab's HF backend on static slots compiled (eval.decoding's GPU default) and on dynamic batches, at
 batch 64 and with every prompt in one batch, against its vLLM backend (when vLLM is installed), on the same prompts,
 greedy, same max new tokens: items/s and generated tokens/s. The result file is written after every run.
@@ -110,7 +110,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
     if name.startswith("driftlab"):
         if name == "driftlab_no_liger":
             cfg = cfg.model_copy(update={"liger": False})
-        if name == "driftlab_capped":  # the plan within a memory cap: the fewest checkpointed layers that fit
+        if name == "driftlab_capped":  # the plan within a memory cap: micro-batches, then checkpointed layers
             cfg = cfg.model_copy(update={"gpu_memory_gib": cap_gib})
         if name in ("driftlab_low_memory", "driftlab_offload"):
             cfg = cfg.model_copy(update={"gradient_checkpointing": True,
@@ -118,8 +118,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         s = train_model(ModelUnderTest(ResolvedModel("qwen3-4b-random", str(model_dir), fingerprint_dir(model_dir)),
                                        ModelConfig()), cfg, data, out, seed=0)
         tokens, wall = s["tokens"], s["wall_s"]
-        settings = {k: s.get(k) for k in ("gradient_checkpointing", "checkpointed_layers", "liger", "padding_free",
-                                          "attention", "offload_activations")}
+        settings = {k: s.get(k) for k in ("gradient_checkpointing", "checkpointed_layers", "micro_batch", "liger",
+                                          "padding_free", "attention", "offload_activations")}
         settings["gpu_memory_gib"] = cfg.gpu_memory_gib
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
@@ -150,7 +150,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         trainer.train()
         wall = time.perf_counter() - t0
         tokens = trainer.state.num_input_tokens_seen
-        settings = {"gradient_checkpointing": bool(args.activation_checkpointing), "liger": bool(args.use_liger_kernel),
+        settings = {"gradient_checkpointing": bool(args.activation_checkpointing),
+                    "micro_batch": args.per_device_train_batch_size, "liger": bool(args.use_liger_kernel),
                     "padding_free": bool(args.padding_free), "attention": "model default"}
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     steady = steady_tokens_per_s(marks, warmup)

@@ -119,16 +119,17 @@ def gpu_section(r: dict | None) -> list[str]:
     cut = ("" if r.get("complete", True) else
            " **Incomplete**: the call's time limit stopped it; the runs below are those that finished.")
     lines += [f"Machine: {_machine(r['machine'])}.  ", f"Command: `{r['command']}`; settings {r['settings']}.{cut}", "",
-              "| run | tokens/s (steady) | tokens/s (wall) | peak VRAM (GiB) | MFU | checkpointing | Liger | "
-              "padding-free |", "|---|---:|---:|---:|---:|---|---|---|"]
+              "| run | tokens/s (steady) | tokens/s (wall) | peak VRAM (GiB) | MFU | checkpointing | micro-batch | "
+              "Liger | padding-free |", "|---|---:|---:|---:|---:|---|---:|---|---|"]
     for x in r["train"].values():
         if "error" in x:
-            lines.append(f"| {x['run']} | failed: {x['error'].strip().splitlines()[-1][:160]} | | | | | | |")
+            lines.append(f"| {x['run']} | failed: {x['error'].strip().splitlines()[-1][:160]} | | | | | | | |")
             continue
         st = x.get("settings", {"gradient_checkpointing": x.get("gradient_checkpointing")})
         lines.append(f"| {x['run']}{' (' + x['note'] + ')' if x.get('note') else ''} | "
                      f"{x.get('steady_tokens_per_s', 'n/a')} | {x['tokens_per_s']} | {x['peak_vram_gib']} | "
-                     f"{x['mfu']:.1%} | {st.get('gradient_checkpointing')} | {st.get('liger')} | "
+                     f"{x['mfu']:.1%} | {st.get('gradient_checkpointing')} | {st.get('micro_batch') or ''} | "
+                     f"{st.get('liger')} | "
                      f"{st.get('padding_free')} |")
     lines += ["", "| eval backend | batch | decoding | items/s | generated tokens/s |", "|---|---:|---|---:|---:|"]
     lines += [f"| {x['run']} | {x.get('batch_size', '')} | {x.get('decoding', 'dynamic' if x['run'] != 'vllm' else '')} | "

@@ -386,6 +386,11 @@ class TrainConfig(WithOptions):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps; -1 = use epochs.")
     batch_size: int = Field(16, ge=1, description="Rows per device per step (GRPO: set by train.grpo).")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps per optimizer step.")
+    micro_batch: int | None = Field(
+        None, ge=1, description="Rows per forward/backward pass, a divisor of batch_size: the batch's other rows are "
+        "accumulated into the same optimizer step (the same update, less activation memory). None = the whole batch, "
+        "except on a GPU where it does not fit without checkpointing: then the largest divisor that fits and holds "
+        "at least 2,048 tokens, and with gradient_checkpointing: true the smallest such (train/memory.py). SFT only.")
     max_length: int = Field(512, ge=16, description="Training sequences are cut to this many tokens.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
@@ -406,16 +411,17 @@ class TrainConfig(WithOptions):
     bf16: bool | None = Field(None, description="None = on where the hardware has bf16 (CUDA bf16, or a CPU with "
                               "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
-        None, description="Recompute activations in backward to save memory (true: the memory-saving setting). "
-        "None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when the step "
-        "would not fit in 85% of the free memory without it, and then for the fewest decoder layers that fit "
-        "(transformers' every_n_layers; train/memory.py; the choice and why are printed). true: every layer."
+        None, description="Recompute activations in backward to save memory (true: the memory-saving setting: "
+        "every layer, on micro-batches of the fewest rows holding 2,048 tokens unless micro_batch is set). None = off "
+        "on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when no micro-batch would "
+        "fit in 85% of the free memory without it, and then for the fewest decoder layers that fit (transformers' "
+        "every_n_layers; train/memory.py; the choice and why are printed)."
     )
     gpu_memory_gib: float | None = Field(
         None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill by its estimate (train/memory.py: "
-        "within 20% of the peaks measured; not an enforced limit); default 85% of what is free. For a shared GPU, or "
-        "to trade speed for memory: checkpointing stays off when the estimated step fits, else the fewest decoder "
-        "layers that fit are recomputed. Ignored when train.gradient_checkpointing is set, and on CPU.")
+        "within 7% of the peaks measured; not an enforced limit); default 85% of what is free. For a shared GPU, or "
+        "to trade speed for memory: the whole batch when its estimate fits, else the largest micro-batch that fits, "
+        "else the fewest decoder layers recomputed that fit. Ignored on CPU.")
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
         "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "
@@ -455,13 +461,15 @@ class TrainConfig(WithOptions):
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self):
+        if self.micro_batch and self.batch_size % self.micro_batch:
+            raise ValueError(f"micro_batch {self.micro_batch} does not divide batch_size {self.batch_size}")
         if self.early_stopping_patience and self.eval_fraction <= 0:
             raise ValueError("early_stopping_patience needs eval_fraction > 0 (a held-out loss to watch)")
         if self.objective == "grpo":
             sft_only = {"chains.source": self.chains.source != "none", "mix": bool(self.mix),
                         "eval_fraction": self.eval_fraction > 0, "early_stopping_patience": bool(
                             self.early_stopping_patience), "padding_free": bool(self.padding_free),
-                        "offload_activations": self.offload_activations}
+                        "offload_activations": self.offload_activations, "micro_batch": bool(self.micro_batch)}
             bad = [k for k, on in sft_only.items() if on]
             if bad:
                 raise ValueError(f"objective grpo trains on the target's prompts with its reward; "

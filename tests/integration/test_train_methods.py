@@ -489,3 +489,52 @@ def test_the_plans_layer_count_reaches_the_trainer(tiny_model_dir, tmp_path, mon
         **real(*a, **k), "gradient_checkpointing": True, "every_n_layers": every})
     s = _train(tiny_model_dir, tmp_path / "t", max_steps=1, cache=False)
     assert s["gradient_checkpointing"] is True and s["checkpointed_layers"] == expected
+
+
+def _adapter(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+
+
+def test_micro_batches_train_the_same_update(tiny_model_dir, tmp_path):
+    """train.micro_batch splits each batch into passes whose gradients are accumulated into one optimizer step:
+    the same adapter as the whole batch at once (float32; only the summation order differs), the same steps, and the
+    split is said in train.json and keyed in the train cache (not reused for the whole-batch run)."""
+    items = [{**it, "completion": f"Answer: {it['answer']}" + " so" * (i % 7)} for i, it in enumerate(ITEMS)]
+    cfg = TrainConfig(batch_size=8, max_steps=3, learning_rate=5e-3, warmup_ratio=0.0, report_to=[], bf16=False,
+                      adapter_dtype="float32")  # completions of 1-7 extra tokens: a per-pass mean would differ
+    whole = train_model(_start(tiny_model_dir), cfg, items, tmp_path / "whole", seed=0)
+    split = train_model(_start(tiny_model_dir), cfg.model_copy(update={"micro_batch": 2}), items, tmp_path / "split",
+                        seed=0)
+    assert (whole["micro_batch"], whole["accumulation"]) == (8, 1) and (split["micro_batch"], split["accumulation"]) \
+        == (2, 4) and whole["steps"] == split["steps"] == 3
+    assert split["tokens"] == whole["tokens"] and split["cache"]["hit"] is False
+    a, b = _adapter(tmp_path / "whole"), _adapter(tmp_path / "split")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    assert any(a[k].abs().max() > 1e-3 for k in a if "lora_B" in k)  # it trained: B left its zero init
+    with pytest.raises(ValueError, match="micro_batch 3 does not divide batch_size 8"):
+        TrainConfig(batch_size=8, micro_batch=3)
+
+
+def test_adapter_inputs_are_not_cast_and_training_is_unchanged(tiny_model_dir, tmp_path, monkeypatch):
+    """Under bf16 autocast with float32 adapters, PEFT's casts of each LoRA input are turned off
+    (sft._uncast_adapter_inputs): the losses and the adapter are bit for bit those of a run that keeps them."""
+    from driftlab.train import sft
+
+    start = ModelUnderTest(_model(tiny_model_dir), ModelConfig(dtype="bfloat16"))
+    cfg = TrainConfig(batch_size=8, max_steps=3, learning_rate=5e-3, report_to=[], cache=False, bf16=True,
+                      eval_fraction=0.25, save_steps=2, adapter_dtype="float32")
+    switched = []
+    real = sft._uncast_adapter_inputs
+    monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: switched.append(real(lm)))
+    train_model(start, cfg, ITEMS, tmp_path / "off", seed=0)
+    assert switched == [14]  # 7 linear layers in each of the tiny model's 2 decoder layers
+    monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: 0)
+    train_model(start, cfg, ITEMS, tmp_path / "kept", seed=0)
+    assert _losses(tmp_path / "off") == _losses(tmp_path / "kept")
+    evals = [[r["eval_loss"] for r in map(json.loads, (tmp_path / d / "train_log.jsonl").read_text().splitlines())
+              if "eval_loss" in r] for d in ("off", "kept")]
+    assert evals[0] and evals[0] == evals[1]
+    a, b = _adapter(tmp_path / "off"), _adapter(tmp_path / "kept")
+    assert all(torch.equal(a[k], b[k]) for k in a)

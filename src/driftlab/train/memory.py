@@ -1,24 +1,30 @@
-"""GPU training settings chosen from what fits: activation checkpointing only when the step would not fit in free
-memory without it, and then on as few decoder layers as fit (transformers' `every_n_layers`: one layer in n
-recomputed), Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
+"""GPU training settings chosen from what fits: the whole batch in one forward/backward pass without activation
+checkpointing when it fits in free memory; else micro-batches (gradient accumulation over fewer rows, the same
+optimizer step); else checkpointing on as few decoder layers as fit (transformers' `every_n_layers`: one layer in n
+recomputed). Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
 memory, so the choice is unit-tested on a CPU and printed with its reason.
 
 What was measured (issue 21: one H200, Qwen3-4B shape, bf16, LoRA r16 on all linear layers, batch 4 × 1,024
-tokens): checkpointing off ran 1.6-2.0× faster than on; Liger's kernels (TRL's SFTTrainer patches the layers' norm,
-SwiGLU and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (TRL 10,275 → 13,800
-tokens/s) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with checkpointing off only.
-Peak memory there: 28.7 GiB without checkpointing or Liger, 9.7 GiB with checkpointing alone, 9.5 GiB with both;
-`peak_bytes` gives 24.4, 9.1 and 9.1 (within 20%; tests/unit/test_memory.py).
+tokens): checkpointing off ran 1.6-2.0× faster than on (with frozen base weights backward costs about one forward,
+so recomputing every layer adds ~half a step); Liger's kernels (TRL's SFTTrainer patches the layers' norm, SwiGLU
+and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (driftlab 10,778 → 12,610
+tokens/s, TRL 10,275 → 13,800) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with
+checkpointing off only. Splitting the batch into micro-batches recomputes nothing; it only makes each pass's matrix
+products shorter, so a micro-batch keeps at least MIN_MICRO_TOKENS tokens (an assumption the benchmark's capped run
+measures: `benchmarks/gpu_throughput.py`).
 
-The estimate (bytes, bf16 activations, an attention kernel that does not keep the score matrix):
+The estimate (bytes):
   weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
                   (what a method adds: SVF's fp32 singular vectors, GRPO's synced copy of the policy)
   trainable       trainable params × 16 (fp32 master copy, gradient and two AdamW moments)
-  activations     per token and layer, the tensors backward needs: ~12·hidden (attention: norms, q/k/v/o inputs
-                  and outputs) + 3·intermediate (SwiGLU: gate, up, their product), 2 bytes each (Korthikanti et al.
-                  2022 count 34·hidden bytes for a 4·hidden GeLU MLP; this is that count for SwiGLU); a checkpointed
-                  layer keeps its input only, plus one layer's activations while it is recomputed
+  activations     per token and decoder layer, the tensors backward keeps (`layer_bytes`: counted with saved-tensor
+                  hooks on a CPU for transformers' Qwen3 layer under PEFT LoRA, tests/unit/test_memory.py); a
+                  checkpointed layer keeps its input only; plus one layer's worth for backward's working set (the
+                  recomputed layer's activations, or the gradients of the layer being differentiated)
   logits          not counted: the loss is taken in chunks over the labelled (completion) positions only
+Against the four H200 peaks (which predate `sft._uncast_adapter_inputs`: PEFT's input casts then kept 23.5 KB more
+per token and layer, added back for the comparison) it is 3.6-6.6% under: tests/unit/test_memory.py. HEADROOM covers
+that.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 
 HEADROOM = 0.85  # share of the free memory a plan may fill: the allocator fragments, the CUDA context takes some
 GIB = 2 ** 30
+MIN_MICRO_TOKENS = 2048  # the fewest tokens a micro-batch the plan splits off may hold (module docstring)
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,23 @@ class Shape:
     layers: int
     intermediate: int
     vocab: int
+    heads: int = 0  # attention heads (0: unknown, the queries taken as `hidden` wide)
+    kv_heads: int = 0  # key/value heads (0: as many as `heads`)
+    head_dim: int = 0
+    qk_norm: bool = False  # an RMSNorm on each head's query and key (Qwen3, OLMo 2)
+
+    @property
+    def q(self) -> int:
+        """Width of the queries (and of the attention's output)."""
+        return self.heads * self.head_dim if self.heads and self.head_dim else self.hidden
+
+    @property
+    def kv(self) -> int:
+        """Width of the keys (and of the values)."""
+        return self.kv_heads * self.head_dim if self.kv_heads and self.head_dim else self.q
 
     @classmethod
-    def from_config(cls, config, params: int) -> Shape:
+    def from_config(cls, config, params: int, qk_norm: bool = False) -> Shape:
         """Reads the names transformers' configs use; an MLP width under another name falls back to 4·hidden (a
         mixture of experts counts the experts a token is routed to)."""
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -49,18 +70,37 @@ class Shape:
         width = getattr(text, "intermediate_size", None) or getattr(text, "ffn_dim", None) or 4 * hidden
         if getattr(text, "moe_intermediate_size", None) and getattr(text, "num_experts_per_tok", None):
             width = text.moe_intermediate_size * text.num_experts_per_tok
-        return cls(params=params, hidden=hidden, layers=layers, intermediate=width, vocab=text.vocab_size)
+        heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head", None) or 0
+        kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        head_dim = getattr(text, "head_dim", None) or (hidden // heads if heads else 0)
+        return cls(params=params, hidden=hidden, layers=layers, intermediate=width, vocab=text.vocab_size,
+                   heads=heads, kv_heads=kv_heads, head_dim=head_dim, qk_norm=qk_norm)
+
+
+def layer_bytes(shape: Shape, liger: bool = False) -> int:
+    """Bytes one decoder layer keeps for backward per token, bf16 activations, frozen base weights (a frozen linear
+    keeps no input of its own; a LoRA adapter or a trained weight keeps the one its layer's other users keep), an
+    attention kernel that keeps no score matrix. transformers' RMSNorm keeps its input in float32; Liger's keeps it
+    in the input's dtype. transformers' SwiGLU keeps gate, up and silu(gate); Liger's recomputes silu(gate)."""
+    h, i, q, kv = shape.hidden, shape.intermediate, shape.q, shape.kv
+    heads, kv_heads = max(1, shape.heads), max(1, shape.kv_heads or shape.heads)
+    normed = 2 * h + (q + kv if shape.qk_norm else 0)  # elements each token passes through an RMSNorm
+    rows = 2 + (heads + kv_heads if shape.qk_norm else 0)  # RMSNorm rows: one fp32 rstd each
+    return ((2 if liger else 4) * normed  # the norms' inputs
+            + 2 * 2 * h  # the two norms' outputs: the inputs of q/k/v and of gate/up
+            + 2 * (2 * q + 2 * kv)  # attention's q, k, v and output (o_proj's input)
+            + 2 * (3 if liger else 4) * i  # SwiGLU: gate, up, (silu(gate)), their product (down_proj's input)
+            + 4 * rows + 4 * heads)  # the norms' rstd, attention's logsumexp
 
 
 def peak_bytes(shape: Shape, tokens: int, trainable: int, checkpointing: bool, bytes_per_param: float = 2,
-               extra: int = 0, every_n_layers: int = 1) -> int:
-    """The training step's peak memory, estimated (module docstring); `tokens` = batch × sequence length. With
-    checkpointing, one decoder layer in `every_n_layers` is recomputed (1: all)."""
-    per_layer = 2 * tokens * (12 * shape.hidden + 3 * shape.intermediate)
+               extra: int = 0, every_n_layers: int = 1, liger: bool = False) -> int:
+    """The training step's peak memory, estimated (module docstring); `tokens` = the tokens of one forward/backward
+    pass (micro-batch rows × sequence length). With checkpointing, one decoder layer in `every_n_layers` is
+    recomputed (1: all)."""
+    per_layer = tokens * layer_bytes(shape, liger)
     recomputed = checkpointed_layers(shape.layers, every_n_layers) if checkpointing else 0
-    activations = per_layer * (shape.layers - recomputed)
-    if recomputed:
-        activations += 2 * tokens * shape.hidden * recomputed + per_layer
+    activations = per_layer * (shape.layers - recomputed) + 2 * tokens * shape.hidden * recomputed + per_layer
     return int(shape.params * bytes_per_param) + extra + trainable * 16 + activations
 
 
@@ -75,43 +115,72 @@ class Plan:
     liger: bool
     reason: str
     every_n_layers: int = 1  # with checkpointing: one decoder layer in n recomputed
+    micro_batch: int | None = None  # rows per forward/backward pass (the rest accumulated); None: the whole batch
 
 
-def gpu_plan(shape: Shape, tokens: int, trainable: int, free: int, liger_available: bool,
+def micro_batches(rows: int, row_tokens: int) -> list[int]:
+    """Rows per forward/backward pass the plan may choose, most first: the whole batch, and the divisors of `rows`
+    that hold at least MIN_MICRO_TOKENS tokens."""
+    return [m for m in range(rows, 0, -1) if rows % m == 0 and (m == rows or m * row_tokens >= MIN_MICRO_TOKENS)]
+
+
+def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int, liger_available: bool,
              checkpointing: bool | None = None, liger: bool | None = None, bytes_per_param: float = 2,
-             extra: int = 0, partial: bool = True, cap: int | None = None) -> Plan:
-    """Checkpointing and Liger for a GPU run. A setting the user gave (not None) is kept (checkpointing: every
-    layer); otherwise checkpointing is off when the step fits in HEADROOM × `free` without it, else on for the
-    fewest layers that fit (the largest `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO
-    re-enables checkpointing around generation without every_n_layers, so there it is every layer), and Liger is on
-    exactly when checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it, GRPO's).
-    `cap` (bytes, train.gpu_memory_gib) bounds the budget below HEADROOM × `free`."""
-    def need(ckpt: bool, n: int = 1) -> int:
-        return peak_bytes(shape, tokens, trainable, ckpt, bytes_per_param, extra, n)
+             extra: int = 0, partial: bool = True, cap: int | None = None, micro_batch: int | None = None,
+             split: bool = True) -> Plan:
+    """Checkpointing, micro-batches and Liger for a GPU run of `rows` rows of `row_tokens` tokens a batch.
+
+    Unset (None) by the user, checkpointing is off when a pass fits in HEADROOM × `free` without it: the whole batch
+    if it fits, else the largest micro-batch that does (`micro_batches`; without `split`, or with `micro_batch` given,
+    only that one). Where none fits, the smallest micro-batch is taken with the fewest layers recomputed that fit
+    (the largest `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO re-enables checkpointing
+    around generation without every_n_layers, so there it is every layer). Set to true (the memory-saving setting):
+    every layer recomputed, on the smallest micro-batch. Set to false: the largest micro-batch that fits, else the
+    smallest. Liger is on exactly when checkpointing is off and it is installed (`liger_available`; False where the
+    trainer does not take it, GRPO's), unless set. `cap` (bytes, train.gpu_memory_gib) bounds the budget below
+    HEADROOM × `free`."""
+    def liger_with(ckpt: bool) -> bool:
+        return liger if liger is not None else liger_available and not ckpt
+
+    def need(ckpt: bool, m: int, n: int = 1) -> int:
+        return peak_bytes(shape, m * row_tokens, trainable, ckpt, bytes_per_param, extra, n, liger_with(ckpt))
 
     capped = cap is not None and cap <= HEADROOM * free
     budget = cap if capped else HEADROOM * free
     room = (f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib" if capped
             else f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free")
-    every = 1
+    sizes = [micro_batch] if micro_batch else micro_batches(rows, row_tokens) if split else [rows]
+    fits = [m for m in sizes if need(False, m) <= budget]
+    every, micro = 1, (fits or sizes[-1:])[0]
     if checkpointing is None:
-        checkpointing = need(False) > budget
-        if checkpointing and partial:  # the largest n that fits: the fewest layers recomputed
-            every = next((n for n in range(shape.layers, 1, -1) if need(True, n) <= budget), 1)
+        checkpointing = not fits
+        if checkpointing:
+            micro = sizes[-1]
+            if partial:  # the largest n that fits: the fewest layers recomputed
+                every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
-        why = (f"checkpointing {'off' if not checkpointing else f'{k} of {shape.layers} layers'}: the step needs "
-               f"~{need(False) / GIB:.1f} GiB without it, {'over' if checkpointing else 'within'} {room}"
-               + (f" (~{need(True, every) / GIB:.1f} GiB with it)" if checkpointing else ""))
+        full = f"the step needs ~{need(False, rows) / GIB:.1f} GiB without it"
+        if not checkpointing and micro == rows:
+            why = f"checkpointing off: {full}, within {room}"
+        else:
+            what = f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}"
+            why = f"{what}: {full}, over {room} (~{need(checkpointing, micro, every) / GIB:.1f} GiB as planned)"
     else:
-        why = f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
+        micro = sizes[-1] if checkpointing else micro
+        why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
+               f"{_split(micro, rows)} (~{need(checkpointing, micro) / GIB:.1f} GiB)")
     if liger is None:
-        liger = liger_available and not checkpointing
+        liger = liger_with(checkpointing)
         why += ("; Liger on: its kernels pay without checkpointing" if liger else
                 "; Liger off: " + ("not installed or not taken here" if not liger_available else
                                    "it slowed checkpointed steps"))
     else:
         why += f"; Liger {'on' if liger else 'off'}: train.liger"
-    return Plan(checkpointing, liger, why, every)
+    return Plan(checkpointing, liger, why, every, micro)
+
+
+def _split(micro: int, rows: int) -> str:
+    return f", micro-batches of {micro} rows ({rows // micro} accumulated a step)" if micro != rows else ""
 
 
 def fallback_plan(cfg_checkpointing: bool | None, cfg_liger: bool | None, why: str) -> Plan:

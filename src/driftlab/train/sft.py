@@ -68,6 +68,8 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
     if train_cfg.cache and world_size() == 1:
         # recomputed layers: the same weights
         keyed = {k: v for k, v in choices.items() if k not in ("gradient_checkpointing", "every_n_layers")}
+        if keyed.get("micro_batch") == train_cfg.batch_size:  # the whole batch at once: as before micro-batches
+            keyed.pop("micro_batch")
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
                         seed, device, keyed)
         hit = lookup(key, method.artifact, out_dir)
@@ -106,6 +108,7 @@ def resume_training(out_dir: Path) -> dict:
     choices = meta.get("choices") or _machine_choices(cfg, pick_device(model_cfg.device), model, model_cfg, train_set)
     choices.setdefault("padding_free", bool(cfg.padding_free))  # a run begun before padding-free was a choice
     choices.setdefault("every_n_layers", 1)  # or before checkpointing could skip layers
+    choices.setdefault("micro_batch", cfg.micro_batch or cfg.batch_size)  # or before micro-batches
     target = TargetConfig.model_validate(meta["target"]) if meta.get("target") else None
     start = _resume_point(out_dir / "checkpoints")
     return _train(model, model_cfg, cfg, train_set, out_dir, meta["seed"], meta["mix"], choices, resume=start,
@@ -131,9 +134,10 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
 
     bf16 = choices["bf16"]
     checkpointing = choices["gradient_checkpointing"]
+    micro = choices.get("micro_batch") or cfg.batch_size  # rows per pass; the batch's others accumulated
     common = dict(  # TrainingArguments shared by SFT and GRPO
         output_dir=str(out_dir / "checkpoints"),
-        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_accumulation_steps=cfg.grad_accum * (cfg.batch_size // micro),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
@@ -184,7 +188,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         train_ds, eval_ds = Dataset.from_list(rows[n_eval:]), (Dataset.from_list(rows[:n_eval]) if n_eval else None)
         args = SFTConfig(
             **common,
-            per_device_train_batch_size=cfg.batch_size,
+            per_device_train_batch_size=micro,
             max_length=None if choices.get("padding_free") else cfg.max_length,  # padding-free, unpacked: nothing cut
             use_liger_kernel=choices["liger"],
             activation_offloading=cfg.offload_activations and on_gpu,  # CUDA streams and pinned memory
@@ -202,6 +206,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         snapshots.save = lambda path: method.save(trainer, tokenizer, cfg, path, model)
     if bf16 and quant is None and not trainer.is_deepspeed_enabled:  # after TRL wrapped the adapter: only then
         _float32_master(trainer.model)  # is what is frozen frozen (QLoRA, ZeRO-3: TRL's own dtypes, kept)
+        if cfg.objective == "sft":  # GRPO's generation may run outside autocast: a bf16 input to a float32 adapter
+            _uncast_adapter_inputs(trainer.model)
         if getattr(trainer.args, "activation_offloading", False):  # it noted the parameters' storages at build
             trainer.maybe_activation_offload_context.update_model_params(trainer.model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the rich bar and train_log.jsonl suffice
@@ -247,6 +253,9 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "attention": lm.config._attn_implementation,
         "gradient_checkpointing": bool(trainer.args.activation_checkpointing), "liger": bool(choices["liger"]),
         "checkpointed_layers": _checkpointed(trainer.model) if trainer.args.activation_checkpointing else 0,
+        # rows per forward/backward pass, as the trainer ran them (SFT: the rest of the batch accumulated)
+        "micro_batch": trainer.args.per_device_train_batch_size if cfg.objective == "sft" else None,
+        "accumulation": trainer.args.gradient_accumulation_steps,
         "padding_free": bool(choices.get("padding_free")),
         "offload_activations": bool(trainer.args.activation_offloading) if cfg.objective == "sft" else False,
         "trainable_params": trainable,
@@ -305,6 +314,22 @@ def _float32_master(lm) -> None:
             p.data = p.data.float()
 
 
+def _uncast_adapter_inputs(lm) -> int:
+    """PEFT casts each LoRA layer's input to the adapter's dtype (float32 here: `_float32_master`) before its A
+    matrix, and autocast casts it back to bf16 for the product: two copies per adapted linear layer, the bf16 one
+    kept for backward in place of the input itself — on Qwen3-4B 23.5 KB a token and decoder layer, 13% of the
+    layer's activations (counted with saved-tensor hooks; tests/unit/test_memory.py). bf16 → float32 → bf16 is exact,
+    so under autocast the casts change no value, and they are turned off (PEFT's switch behind
+    `peft.helpers.disable_input_dtype_casting`). Not for DoRA, whose weight-norm arithmetic the cast does change.
+    Returns the number of layers switched."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in lm.modules() if isinstance(m, LoraLayer) and not any(m.use_dora.values())]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    return len(layers)
+
+
 def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_cfg: ModelConfig,
                      train_set: list[dict]) -> dict:
     """Settings left to the machine ("auto"/None in the config), decided once here for training and the
@@ -317,7 +342,7 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
     if device != "cuda":  # CPU: memory is plentiful and recompute costs ~1/3 more FLOPs; no Liger kernels
         return {"bf16": bf16, "attention": attention, "liger": bool(cfg.liger),
                 "gradient_checkpointing": bool(cfg.gradient_checkpointing), "every_n_layers": 1,
-                "padding_free": bool(cfg.padding_free)}
+                "padding_free": bool(cfg.padding_free), "micro_batch": cfg.micro_batch or cfg.batch_size}
     plan, padding_free = _gpu_plan(cfg, model, model_cfg, train_set, bf16)
     if padding_free and cfg.attention == "auto":
         attention = "flash_attention_2"
@@ -325,7 +350,7 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
         console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
             "gradient_checkpointing": plan.gradient_checkpointing, "every_n_layers": plan.every_n_layers,
-            "padding_free": padding_free}
+            "padding_free": padding_free, "micro_batch": plan.micro_batch or cfg.micro_batch or cfg.batch_size}
 
 
 def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict], bf16: bool):
@@ -372,19 +397,20 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
             trainable = sum(m.in_features * m.out_features for m in linears)
         per_param = 0.5 if cfg.method == "qlora" else torch.finfo(pick_dtype(model_cfg.dtype, "cuda")).bits / 8
         if cfg.objective == "grpo":  # each completion of each prompt, prompt and budget; the synced bf16 copy
-            tokens = cfg.grpo.group * cfg.grpo.prompts_per_step * (longest + cfg.grpo.max_completion_length)
+            rows, row_tokens = 1, cfg.grpo.group * cfg.grpo.prompts_per_step * (longest + cfg.grpo.max_completion_length)
             extra += params * 2
         else:
-            tokens = cfg.batch_size * (longest if padding_free else min(longest, cfg.max_length))
+            rows, row_tokens = cfg.batch_size, longest if padding_free else min(longest, cfg.max_length)
         torch.cuda.empty_cache()  # this process's cached blocks are free to the step too
         device = int(os.environ.get("LOCAL_RANK", 0))
         free, _ = torch.cuda.mem_get_info(device)
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         # GRPOTrainer takes no Liger setting from driftlab: planned without it
         liger_ok = _importable("liger_kernel") and cfg.objective == "sft"
-        plan = gpu_plan(Shape.from_config(config, params), tokens, trainable, free, liger_ok,
+        qk_norm = any(name.endswith((".q_norm", ".k_norm")) for name in modules)
+        plan = gpu_plan(Shape.from_config(config, params, qk_norm), rows, row_tokens, trainable, free, liger_ok,
                         cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra,
-                        partial=cfg.objective == "sft",
+                        partial=cfg.objective == "sft", split=cfg.objective == "sft", micro_batch=cfg.micro_batch,
                         cap=None if cfg.gpu_memory_gib is None else int(cfg.gpu_memory_gib * GIB))
     except Exception as err:
         plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
@@ -438,7 +464,7 @@ def _keyed(cfg: TrainConfig, target: SuiteConfig | None) -> dict:
 
     # what is kept on disk, and how memory is saved (recompute, offload: the same arithmetic), not what is trained
     keyed = cfg.model_dump(mode="json", exclude={"keep_checkpoints", "gradient_checkpointing", "offload_activations",
-                                                 "gpu_memory_gib"})
+                                                 "gpu_memory_gib", "micro_batch"})  # the chosen one: in choices
     if cfg.init_from:
         keyed["init_from"] = fingerprint_dir(find_artifact(Path(cfg.init_from)))
     if cfg.objective == "grpo" and target is not None:
