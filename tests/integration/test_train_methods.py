@@ -517,10 +517,16 @@ def test_micro_batches_train_the_same_update(tiny_model_dir, tmp_path):
         TrainConfig(batch_size=8, micro_batch=3)
 
 
-def test_adapter_inputs_are_not_cast_and_training_is_unchanged(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_adapter_inputs_are_not_cast_and_training_is_unchanged(tiny_model_dir, tmp_path, monkeypatch, checkpointing):
     """Under bf16 autocast with float32 adapters, PEFT's casts of each LoRA input are turned off
-    (sft._uncast_adapter_inputs): the losses and the adapter are bit for bit those of a run that keeps them."""
+    (sft._uncast_adapter_inputs): the losses and the adapter are bit for bit those of a run that keeps them, with
+    the layers recomputed in backward too (forced on the CPU, as a GPU plan may)."""
     from driftlab.train import sft
+
+    real_choices = sft._machine_choices
+    monkeypatch.setattr(sft, "_machine_choices", lambda *a, **k: {
+        **real_choices(*a, **k), "gradient_checkpointing": checkpointing})
 
     start = ModelUnderTest(_model(tiny_model_dir), ModelConfig(dtype="bfloat16"))
     cfg = TrainConfig(batch_size=8, max_steps=3, learning_rate=5e-3, report_to=[], cache=False, bf16=True,
@@ -528,8 +534,8 @@ def test_adapter_inputs_are_not_cast_and_training_is_unchanged(tiny_model_dir, t
     switched = []
     real = sft._uncast_adapter_inputs
     monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: switched.append(real(lm)))
-    train_model(start, cfg, ITEMS, tmp_path / "off", seed=0)
-    assert switched == [14]  # 7 linear layers in each of the tiny model's 2 decoder layers
+    s = train_model(start, cfg, ITEMS, tmp_path / "off", seed=0)
+    assert s["checkpointed_layers"] == (2 if checkpointing else 0) and switched == [14]  # 7 linear layers in each of the tiny model's 2 decoder layers
     monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: 0)
     train_model(start, cfg, ITEMS, tmp_path / "kept", seed=0)
     assert _losses(tmp_path / "off") == _losses(tmp_path / "kept")
