@@ -49,6 +49,7 @@ def _rows(out):
 def test_grpo_trains_an_adapter_and_logs_its_rewards(tiny_model_dir, tmp_path):
     summary = _grpo(tiny_model_dir, tmp_path / "g")
     assert summary["objective"] == "grpo" and summary["steps"] == 4
+    assert summary["accumulation"] == 1 and summary["micro_batch"] is None  # GRPO's batch: never split
     assert (tmp_path / "g/adapter/adapter_config.json").exists()
     rows = [r for r in _rows(tmp_path / "g") if "reward" in r]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -90,6 +91,7 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, tmp_path):
     ({"objective": "grpo", "mix": [{"name": "replay", "source": "self_replay", "ratio": 0.5}]},
      r"mix apply to objective sft"),
     ({"objective": "grpo", "offload_activations": True}, r"offload_activations apply to objective sft"),
+    ({"objective": "grpo", "micro_batch": 1}, r"micro_batch apply to objective sft"),
 ])
 def test_bad_grpo_configuration_is_one_error_before_training(tmp_path, tiny_model_dir, train, message):
     cfg = tiny_study_config(tmp_path, tiny_model_dir)

@@ -510,11 +510,39 @@ def test_micro_batches_train_the_same_update(tiny_model_dir, tmp_path):
     assert (whole["micro_batch"], whole["accumulation"]) == (8, 1) and (split["micro_batch"], split["accumulation"]) \
         == (2, 4) and whole["steps"] == split["steps"] == 3
     assert split["tokens"] == whole["tokens"] and split["cache"]["hit"] is False
-    a, b = _adapter(tmp_path / "whole"), _adapter(tmp_path / "split")
+    logs = [[(r["loss"], r["grad_norm"]) for r in map(json.loads, (tmp_path / d / "train_log.jsonl").read_text()
+             .splitlines()) if "loss" in r] for d in ("whole", "split")]  # the loss and gradient, not only AdamW's
+    assert len(logs[0]) == 3 and all(math.isclose(x, y, rel_tol=1e-5) for u, v in zip(*logs) for x, y in zip(u, v))
+    a, b = _adapter(tmp_path / "whole"), _adapter(tmp_path / "split")  # scale-free update: a constant factor hides
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
     assert any(a[k].abs().max() > 1e-3 for k in a if "lora_B" in k)  # it trained: B left its zero init
     with pytest.raises(ValueError, match="micro_batch 3 does not divide batch_size 8"):
         TrainConfig(batch_size=8, micro_batch=3)
+
+
+def test_micro_batches_on_a_model_without_a_batch_token_count_are_said(tiny_model_dir, monkeypatch):
+    """Where the trainer takes no token count of the whole batch (a model class with accepts_loss_kwargs False),
+    each pass's loss is its own mean: a micro_batch the user sets is warned about, and the GPU plan never splits."""
+    from transformers import Qwen3ForCausalLM
+
+    from driftlab.train import sft
+    from driftlab.train.memory import fallback_plan
+
+    assert sft.sums_over_passes(Qwen3ForCausalLM)  # a forward taking **kwargs: the Trainer counts
+    monkeypatch.setattr(Qwen3ForCausalLM, "accepts_loss_kwargs", False, raising=False)
+    assert not sft.sums_over_passes(Qwen3ForCausalLM)
+    cfg = TrainConfig(batch_size=8, micro_batch=4)
+    with pytest.warns(UserWarning, match="micro_batch=4: Qwen3ForCausalLM takes no token count"):
+        sft._machine_choices(cfg, "cpu", _model(tiny_model_dir), ModelConfig(), [])
+    seen = {}
+    monkeypatch.setattr("driftlab.train.memory.gpu_plan", lambda *a, **k: seen.update(k) or fallback_plan(
+        None, None, "mocked"), raising=True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (80 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    sft._gpu_plan(TrainConfig(batch_size=8), _model(tiny_model_dir), ModelConfig(), [], True)
+    assert seen["split"] is False
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])

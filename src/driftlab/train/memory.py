@@ -159,16 +159,19 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
             if partial:  # the largest n that fits: the fewest layers recomputed
                 every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
-        full = f"the step needs ~{need(False, rows) / GIB:.1f} GiB without it"
-        if not checkpointing and micro == rows:
-            why = f"checkpointing off: {full}, within {room}"
+        what = f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}"
+        if micro_batch or (micro == rows and not checkpointing):  # as given, or the whole batch fits
+            why = (f"{what}: the step needs ~{need(checkpointing, micro, every) / GIB:.1f} GiB"
+                   f"{' with it' if checkpointing else ' without it'}, "
+                   f"{'within' if need(checkpointing, micro, every) <= budget else 'over'} {room}")
         else:
-            what = f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}"
-            why = f"{what}: {full}, over {room} (~{need(checkpointing, micro, every) / GIB:.1f} GiB as planned)"
+            why = (f"{what}: the step needs ~{need(False, rows) / GIB:.1f} GiB without it, over {room} "
+                   f"(~{need(checkpointing, micro, every) / GIB:.1f} GiB as planned)")
     else:
         micro = sizes[-1] if checkpointing else micro
         why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
-               f"{_split(micro, rows)} (~{need(checkpointing, micro) / GIB:.1f} GiB)")
+               f"{_split(micro, rows)} (~{need(checkpointing, micro) / GIB:.1f} GiB"
+               f"{'' if need(checkpointing, micro) <= budget else f', over {room}: it may not fit'})")
     if liger is None:
         liger = liger_with(checkpointing)
         why += ("; Liger on: its kernels pay without checkpointing" if liger else
@@ -180,7 +183,8 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
 
 
 def _split(micro: int, rows: int) -> str:
-    return f", micro-batches of {micro} rows ({rows // micro} accumulated a step)" if micro != rows else ""
+    return (f", micro-batches of {micro} row{'s' if micro > 1 else ''} ({rows // micro} accumulated a step)"
+            if micro != rows else "")
 
 
 def fallback_plan(cfg_checkpointing: bool | None, cfg_liger: bool | None, why: str) -> Plan:

@@ -134,7 +134,8 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
 
     bf16 = choices["bf16"]
     checkpointing = choices["gradient_checkpointing"]
-    micro = choices.get("micro_batch") or cfg.batch_size  # rows per pass; the batch's others accumulated
+    # rows per pass, the batch's others accumulated into the same step (SFT; GRPO's batch is its generations')
+    micro = (choices.get("micro_batch") or cfg.batch_size) if cfg.objective == "sft" else cfg.batch_size
     common = dict(  # TrainingArguments shared by SFT and GRPO
         output_dir=str(out_dir / "checkpoints"),
         gradient_accumulation_steps=cfg.grad_accum * (cfg.batch_size // micro),
@@ -314,6 +315,35 @@ def _float32_master(lm) -> None:
             p.data = p.data.float()
 
 
+def sums_over_passes(model_class) -> bool:
+    """Whether transformers' Trainer divides each pass's loss by the labelled tokens of the whole accumulated batch
+    (`num_items_in_batch`, which TRL's SFT loss takes), making micro-batches the same update as the whole batch: it
+    does for a model class that accepts loss kwargs (its `accepts_loss_kwargs`, else a forward taking **kwargs —
+    the Trainer's own test); otherwise each pass's loss is its own mean, and rows weigh differently."""
+    import inspect
+
+    if hasattr(model_class, "accepts_loss_kwargs"):
+        return bool(model_class.accepts_loss_kwargs)
+    params = inspect.signature(model_class.forward).parameters.values()
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _warn_uneven_micro_batches(cfg: TrainConfig, model: ResolvedModel) -> None:
+    """A micro_batch the user set, on a model whose trainer takes no token count of the whole batch: said once."""
+    import warnings
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        model_class = AutoModelForCausalLM._model_mapping[type(AutoConfig.from_pretrained(model.path))]
+    except Exception:  # an unusual config: the GPU plan says what it could not read
+        return
+    if not sums_over_passes(model_class):
+        warnings.warn(f"train.micro_batch={cfg.micro_batch}: {model_class.__name__} takes no token count of the "
+                      f"whole batch (accepts_loss_kwargs), so each micro-batch's loss is its own mean and the update "
+                      f"differs from batch_size={cfg.batch_size} in one pass", stacklevel=2)
+
+
 def _uncast_adapter_inputs(lm) -> int:
     """PEFT casts each LoRA layer's input to the adapter's dtype (float32 here: `_float32_master`) before its A
     matrix, and autocast casts it back to bf16 for the product: two copies per adapted linear layer, the bf16 one
@@ -336,6 +366,8 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
     train-cache key. attention None = the model's own default (SDPA)."""
     bf16 = cfg.bf16 if cfg.bf16 is not None else has_bf16(device)
     attention = None if cfg.attention == "auto" else cfg.attention
+    if cfg.micro_batch and cfg.micro_batch < cfg.batch_size:
+        _warn_uneven_micro_batches(cfg, model)
     if cfg.attention == "auto" and device == "cpu" and bf16 and train_set:
         if _longest_tokens(model, model_cfg, train_set) <= EAGER_MAX_TOKENS:
             attention = "eager"
@@ -350,7 +382,8 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
         console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
             "gradient_checkpointing": plan.gradient_checkpointing, "every_n_layers": plan.every_n_layers,
-            "padding_free": padding_free, "micro_batch": plan.micro_batch or cfg.micro_batch or cfg.batch_size}
+            "padding_free": padding_free,
+            "micro_batch": (plan.micro_batch if cfg.objective == "sft" else None) or cfg.micro_batch or cfg.batch_size}
 
 
 def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, train_set: list[dict], bf16: bool):
@@ -408,9 +441,10 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
         # GRPOTrainer takes no Liger setting from driftlab: planned without it
         liger_ok = _importable("liger_kernel") and cfg.objective == "sft"
         qk_norm = any(name.endswith((".q_norm", ".k_norm")) for name in modules)
+        split = cfg.objective == "sft" and sums_over_passes(type(meta))
         plan = gpu_plan(Shape.from_config(config, params, qk_norm), rows, row_tokens, trainable, free, liger_ok,
                         cfg.gradient_checkpointing, cfg.liger if cfg.objective == "sft" else False, per_param, extra,
-                        partial=cfg.objective == "sft", split=cfg.objective == "sft", micro_batch=cfg.micro_batch,
+                        partial=cfg.objective == "sft", split=split, micro_batch=cfg.micro_batch,
                         cap=None if cfg.gpu_memory_gib is None else int(cfg.gpu_memory_gib * GIB))
     except Exception as err:
         plan = fallback_plan(cfg.gradient_checkpointing, cfg.liger, f"{type(err).__name__}: {err}")
