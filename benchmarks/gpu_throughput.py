@@ -79,8 +79,9 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
 
 RUNS = ("driftlab", "driftlab_low_memory", "driftlab_offload", "trl_defaults", "trl_best")
 # diagnosis runs (--runs): the default plan with Liger's kernels off; the plan under train.gpu_memory_gib = --cap-gib
-# (the full benchmark runs driftlab_capped after TRL's defaults, capped at the peak they reached in the same run)
-EXTRA = ("driftlab_no_liger", "driftlab_capped")
+# (the full benchmark runs driftlab_capped after TRL's defaults, capped at the peak they reached in the same run);
+# the default with the batch in two micro-batches (train.micro_batch: what splitting costs, nothing recomputed)
+EXTRA = ("driftlab_no_liger", "driftlab_capped", "driftlab_half_batches")
 
 
 def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
@@ -110,6 +111,9 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
     if name.startswith("driftlab"):
         if name == "driftlab_no_liger":
             cfg = cfg.model_copy(update={"liger": False})
+        if name == "driftlab_half_batches":
+            half = next(m for m in range(max(1, batch // 2), 0, -1) if batch % m == 0)  # a divisor of the batch
+            cfg = cfg.model_copy(update={"micro_batch": half})
         if name == "driftlab_capped":  # the plan within a memory cap: micro-batches, then checkpointed layers
             cfg = cfg.model_copy(update={"gpu_memory_gib": cap_gib})
         if name in ("driftlab_low_memory", "driftlab_offload"):

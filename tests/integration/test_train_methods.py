@@ -475,7 +475,8 @@ def test_trainable_weights_are_float32_when_the_model_loads_in_bf16(tiny_model_d
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
     assert {d for k, d in dtypes.items() if "down_proj" in k} == {torch.float32}
     assert {d for k, d in dtypes.items() if "down_proj" not in k} == {torch.bfloat16}
-    assert s["offload_activations"] is False  # asked for, ignored on a CPU (CUDA streams, pinned memory)
+    # asked for: ignored on a CPU (CUDA streams, pinned memory), taken on a GPU
+    assert s["offload_activations"] is torch.cuda.is_available()
 
 
 @pytest.mark.parametrize("every, expected", [(1, 2), (2, 1)])
@@ -563,12 +564,15 @@ def test_adapter_inputs_are_not_cast_and_training_is_unchanged(tiny_model_dir, t
     real = sft._uncast_adapter_inputs
     monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: switched.append(real(lm)))
     s = train_model(start, cfg, ITEMS, tmp_path / "off", seed=0)
-    assert s["checkpointed_layers"] == (2 if checkpointing else 0) and switched == [14]  # 7 linear layers in each of the tiny model's 2 decoder layers
+    # 7 linear layers in each of the tiny model's 2 decoder layers
+    assert s["checkpointed_layers"] == (2 if checkpointing else 0) and switched == [14]
     monkeypatch.setattr(sft, "_uncast_adapter_inputs", lambda lm: 0)
     train_model(start, cfg, ITEMS, tmp_path / "kept", seed=0)
-    assert _losses(tmp_path / "off") == _losses(tmp_path / "kept")
+    # bit for bit on a CPU; a GPU's backward kernels are not deterministic from run to run, whatever the casts
+    same = torch.equal if not torch.cuda.is_available() else lambda x, y: torch.allclose(x, y, rtol=1e-2, atol=1e-4)
     evals = [[r["eval_loss"] for r in map(json.loads, (tmp_path / d / "train_log.jsonl").read_text().splitlines())
               if "eval_loss" in r] for d in ("off", "kept")]
-    assert evals[0] and evals[0] == evals[1]
+    assert evals[0] and same(torch.tensor(evals[0]), torch.tensor(evals[1]))
+    assert same(torch.tensor(_losses(tmp_path / "off")), torch.tensor(_losses(tmp_path / "kept")))
     a, b = _adapter(tmp_path / "off"), _adapter(tmp_path / "kept")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(same(a[k], b[k]) for k in a)

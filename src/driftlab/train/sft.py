@@ -430,7 +430,8 @@ def _gpu_plan(cfg: TrainConfig, model: ResolvedModel, model_cfg: ModelConfig, tr
             trainable = sum(m.in_features * m.out_features for m in linears)
         per_param = 0.5 if cfg.method == "qlora" else torch.finfo(pick_dtype(model_cfg.dtype, "cuda")).bits / 8
         if cfg.objective == "grpo":  # each completion of each prompt, prompt and budget; the synced bf16 copy
-            rows, row_tokens = 1, cfg.grpo.group * cfg.grpo.prompts_per_step * (longest + cfg.grpo.max_completion_length)
+            rows = 1  # not split: GRPO's accumulation sets its generations
+            row_tokens = cfg.grpo.group * cfg.grpo.prompts_per_step * (longest + cfg.grpo.max_completion_length)
             extra += params * 2
         else:
             rows, row_tokens = cfg.batch_size, longest if padding_free else min(longest, cfg.max_length)
