@@ -10,15 +10,16 @@ so recomputing every layer adds ~half a step); Liger's kernels (TRL's SFTTrainer
 and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (driftlab 10,778 → 12,610
 tokens/s, TRL 10,275 → 13,800) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with
 checkpointing off only. Splitting the batch into micro-batches recomputes nothing; it only makes each pass's matrix
-products shorter, so a micro-batch keeps at least MIN_MICRO_TOKENS tokens (an assumption the benchmark's capped run
-measures: `benchmarks/gpu_throughput.py`).
+products shorter, so a micro-batch keeps at least MIN_MICRO_TOKENS tokens (an assumption, not yet measured: the
+benchmark's capped run and its driftlab_half_batches diagnosis run time it, `benchmarks/gpu_throughput.py`).
 
 The estimate (bytes):
   weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
                   (what a method adds: SVF's fp32 singular vectors, GRPO's synced copy of the policy)
   trainable       trainable params × 16 (fp32 master copy, gradient and two AdamW moments)
   activations     per token and decoder layer, the tensors backward keeps (`layer_bytes`: counted with saved-tensor
-                  hooks on a CPU for transformers' Qwen3 layer under PEFT LoRA, tests/unit/test_memory.py); a
+                  hooks on a CPU for transformers' Qwen3 layer under PEFT LoRA, tests/unit/test_memory.py; Liger's
+                  kernels, which need Triton, from what their autograd functions save in liger-kernel 0.8.5); a
                   checkpointed layer keeps its input only; plus one layer's worth for backward's working set (the
                   recomputed layer's activations, or the gradients of the layer being differentiated)
   logits          not counted: the loss is taken in chunks over the labelled (completion) positions only
