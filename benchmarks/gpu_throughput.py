@@ -15,7 +15,8 @@ Also driftlab's plan capped at TRL defaults' peak of the same run (train.gpu_mem
 that fits without checkpointing, else the fewest checkpointed layers), issue 21's VRAM target at the plan's speed.
 Evaluation: driftlab's HF backend on static slots compiled (eval.decoding's GPU default) and on dynamic batches, at
 batch 64 and with every prompt in one batch, against its vLLM backend (when vLLM is installed), on the same prompts,
-greedy, same max new tokens: items/s and generated tokens/s. The result file is written after every run.
+greedy, same max new tokens: items/s and generated tokens/s. Training runs first, then evaluation, each run in its
+own process and time limit (--train-limit-s, --eval-limit-s); the result file is written after every run.
 
     python benchmarks/gpu_throughput.py                 # on a CUDA machine (about 10 min on an H100)
     python benchmarks/gpu_throughput.py --tiny --steps 2  # anywhere: a 2-layer model, checks the script runs
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,6 +223,9 @@ def main() -> None:
     p.add_argument("--note", help="why a --runs diagnosis was run (kept in its result)")
     p.add_argument("--cap-gib", type=float, default=18.06, help="driftlab_capped's train.gpu_memory_gib in --runs "
                    "(default: TRL defaults' peak at 24805cc; the full benchmark uses the peak of its own TRL run)")
+    p.add_argument("--train-limit-s", type=int, default=600, help="each training run's time limit (s): a run past it "
+                   "is recorded as stopped and the others go on")
+    p.add_argument("--eval-limit-s", type=int, default=900, help="each eval run's time limit (s), likewise")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -279,28 +284,29 @@ def main() -> None:
             evals[name] = {"run": name, "skipped": "vLLM not installed (pip install 'driftlab[vllm]')"}
             return
         print(f"gpu_throughput: eval {name} ...", file=sys.stderr, flush=True)
-        evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common]), "run": name}
+        evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common], args.eval_limit_s), "run": name}
         write(False)
 
-    # the HF backend at issue 21's shape (batch 64, as measured at a11c114), on static slots compiled (eval.decoding's
-    # GPU default since) and on dynamic batches (as then): first, as the runs not measured yet
-    evaluate("hf_static", "hf_static:64:static")
-    evaluate("hf", "hf:64")
     def run_train(name: str, *extra: str) -> None:
         print(f"gpu_throughput: train {name} {' '.join(extra)}...", file=sys.stderr, flush=True)
-        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common, *extra]), per_token)
+        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common, *extra], args.train_limit_s), per_token)
         if name == "trl_best" and train[name].get("settings") and not train[name]["settings"]["liger"]:
             train[name]["note"] = "liger-kernel not installed: checkpointing off without Liger"  # not its best seen
         write(False)
 
+    # training first (five of issue 21's targets), each run in a time limit so one that hangs cannot take the lease
     for name in RUNS:
         run_train(name)
     cap = train["trl_defaults"].get("peak_vram_gib")
     if cap:  # driftlab's plan held to TRL defaults' memory: issue 21's VRAM target with the plan's speed
         run_train("driftlab_capped", "--cap-gib", str(cap))
-    # every prompt in one batch, then vLLM where installed
-    evaluate(f"hf_static_batch{n}", f"hf_static:{n}:static")
+    # the HF backend at issue 21's shape (batch 64, as measured at a11c114), on static slots compiled (eval.decoding's
+    # GPU default since; its compile is the least predictable run, hence after training) and on dynamic batches
+    evaluate("hf_static", "hf_static:64:static")
+    evaluate("hf", "hf:64")
+    # every prompt in one batch (dynamic first: the static one compiles another shape), then vLLM where installed
     evaluate(f"hf_batch{n}", f"hf:{n}")
+    evaluate(f"hf_static_batch{n}", f"hf_static:{n}:static")
     evaluate("vllm", "vllm")
     write(True)
 
@@ -333,10 +339,13 @@ def _mfu(r: dict, per_token: float) -> dict:
     return r
 
 
-def _child(name: str, args: list[str]) -> dict:
-    """One run in its own process; a failed run is recorded (with the end of its stderr), the others still run."""
+def _child(name: str, args: list[str], limit_s: int = 3600) -> dict:
+    """One run in its own process, stopped after `limit_s`; a failed or stopped run is recorded (with the end of its
+    stderr), the others still run."""
     try:
-        result = run_child(Path(__file__), args)
+        result = run_child(Path(__file__), args, timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        result = {"run": name, "error": f"stopped at its time limit ({limit_s} s)"}
     except Exception as err:  # noqa: BLE001 - one run's failure is a result too (the lease is short)
         result = {"run": name, "error": str(err)[-2000:]}
     print(json.dumps(result), file=sys.stderr, flush=True)  # on record even if a later run is cut off
