@@ -10,10 +10,10 @@ QWEN3_4B = Shape(params=4_022_468_096, hidden=2560, layers=36, intermediate=9728
 LORA_R16 = 33_030_144  # LoRA r16 on every linear layer of Qwen3-4B
 ROWS, ROW_TOKENS = 4, 1024
 TOKENS = ROWS * ROW_TOKENS  # batch 4 × 1,024 tokens
-# What PEFT's casts of each LoRA input kept per token and layer in the H200 runs, before sft._uncast_adapter_inputs
-# (175,368 - 151,816 bytes: the saved-tensor count of test_the_layer_estimate_is_what_backward_keeps at Qwen3-4B's
-# widths, with and without the casts)
-CAST_COPIES = 23_552
+# What PEFT's casts of each LoRA input kept per token and layer in the H200 runs, before sft._uncast_adapter_inputs:
+# 2·(3·hidden + query width), the difference test_the_layer_estimate_is_what_backward_keeps asserts, at Qwen3-4B's
+# widths (counted there once too: 175,368 - 151,816 bytes)
+CAST_COPIES = 2 * (3 * 2560 + 4096)
 
 
 def _saved_bytes_per_token_layer(uncast: bool, **widths) -> float:
