@@ -259,8 +259,8 @@ def main() -> None:
     if args.runs:  # a diagnosis: the runs in the order given (repeats kept), saved after each one
         done = []
         for name in args.runs.split(","):
-            done.append(_mfu(_child(name, ["--one", f"train:{name}", *common, "--cap-gib", str(args.cap_gib)]),
-                             per_token))
+            done.append(_mfu(_child(name, ["--one", f"train:{name}", *common, "--cap-gib", str(args.cap_gib)],
+                                    args.train_limit_s), per_token))
             save("gpu_throughput_diagnosis" + ("_tiny" if args.tiny else ""),
                  {"benchmark": "gpu_throughput_diagnosis", "machine": machine(), "command": command, "why": args.note,
                   "train": done})

@@ -123,7 +123,7 @@ def gpu_section(r: dict | None) -> list[str]:
               "Liger | padding-free |", "|---|---:|---:|---:|---:|---|---:|---|---|"]
     for x in r["train"].values():
         if "error" in x:
-            lines.append(f"| {x['run']} | failed: {x['error'].strip().splitlines()[-1][:160]} | | | | | | | |")
+            lines.append(f"| {x['run']} | {_failed(x)} | | | | | | | |")
             continue
         st = x.get("settings", {"gradient_checkpointing": x.get("gradient_checkpointing")})
         lines.append(f"| {x['run']}{' (' + x['note'] + ')' if x.get('note') else ''} | "
@@ -133,7 +133,7 @@ def gpu_section(r: dict | None) -> list[str]:
                      f"{st.get('padding_free')} |")
     lines += ["", "| eval backend | batch | decoding | items/s | generated tokens/s |", "|---|---:|---|---:|---:|"]
     lines += [f"| {x['run']} | {x.get('batch_size', '')} | {x.get('decoding', 'dynamic' if x['run'] != 'vllm' else '')} | "
-              f"{x.get('items_per_s', x.get('skipped') or 'failed: ' + x.get('error', '?').strip()[-160:])} | "
+              f"{x.get('items_per_s', x.get('skipped') or _failed(x))} | "
               f"{x.get('generated_tokens_per_s', '')} |" for x in r["eval"].values()]
     q = r["ratios"]
     # issue 21's targets: steady tokens/s ≥ 2× TRL defaults' and ≥ 1× TRL's best seen, VRAM ≤ TRL defaults';
@@ -170,6 +170,11 @@ def gpu_section(r: dict | None) -> list[str]:
     return lines + [""] + diagnosis_section(_load("gpu_throughput_diagnosis"), r)
 
 
+def _failed(x: dict) -> str:
+    """A run that failed or was stopped, as a table cell: the last line of what it left (a traceback's error)."""
+    return "failed: " + (x.get("error", "?").strip().splitlines() or ["?"])[-1][:160]
+
+
 def diagnosis_section(d: dict | None, full: dict) -> list[str]:
     """A later, shorter run on the same kind of machine (its runs in the order they ran), and its ratios against
     the full run's TRL rows: across two runs, so not the issue's one-run ratio."""
@@ -180,10 +185,11 @@ def diagnosis_section(d: dict | None, full: dict) -> list[str]:
              f"Command: `{d['command']}`.", "", "| order | run | tokens/s (steady) | peak VRAM (GiB) | Liger |",
              "|---:|---|---:|---:|---|"]
     for k, x in enumerate(d["train"], 1):
-        lines.append(f"| {k} | {x['run']} | {x['steady_tokens_per_s']} | {x['peak_vram_gib']} | "
+        lines.append(f"| {k} | {x['run']} | {_failed(x)} | | |" if "error" in x else
+                     f"| {k} | {x['run']} | {x['steady_tokens_per_s']} | {x['peak_vram_gib']} | "
                      f"{x['settings']['liger']} |")
     trl, best = full["train"].get("trl_defaults", {}), full["train"].get("trl_best", {})
-    ours = [x for x in d["train"] if x["run"] == "driftlab"]
+    ours = [x for x in d["train"] if x["run"] == "driftlab" and "error" not in x]
     if ours and trl.get("steady_tokens_per_s") and best.get("steady_tokens_per_s"):
         t = ours[0]["steady_tokens_per_s"]
         lines += ["", f"Against the full run's TRL rows (two runs, so not the one-run ratio the targets ask for): "
