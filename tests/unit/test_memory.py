@@ -12,7 +12,7 @@ ROWS, ROW_TOKENS = 4, 1024
 TOKENS = ROWS * ROW_TOKENS  # batch 4 × 1,024 tokens
 # What PEFT's casts of each LoRA input kept per token and layer in the H200 runs, before sft._uncast_adapter_inputs:
 # 2·(3·hidden + query width), the difference test_the_layer_estimate_is_what_backward_keeps asserts, at Qwen3-4B's
-# widths (counted there once too: 175,368 - 151,816 bytes)
+# widths (_saved_bytes_per_token_layer at those widths counts 173,576 - 150,024 bytes)
 CAST_COPIES = 2 * (3 * 2560 + 4096)
 
 

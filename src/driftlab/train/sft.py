@@ -347,7 +347,7 @@ def _warn_uneven_micro_batches(cfg: TrainConfig, model: ResolvedModel) -> None:
 def _uncast_adapter_inputs(lm) -> int:
     """PEFT casts each LoRA layer's input to the adapter's dtype (float32 here: `_float32_master`) before its A
     matrix, and autocast casts it back to bf16 for the product: two copies per adapted linear layer, the bf16 one
-    kept for backward in place of the input itself — on Qwen3-4B 23.5 KB a token and decoder layer, 13% of the
+    kept for backward in place of the input itself — on Qwen3-4B 23.5 KB a token and decoder layer, 14% of the
     layer's activations (counted with saved-tensor hooks; tests/unit/test_memory.py). bf16 → float32 → bf16 is exact,
     so under autocast the casts change no value, and they are turned off (PEFT's switch behind
     `peft.helpers.disable_input_dtype_casting`). Not for DoRA, whose weight-norm arithmetic the cast does change.
