@@ -151,7 +151,10 @@ def gpu_section(r: dict | None) -> list[str]:
                 "TRL defaults, steady tokens/s", 1, True),
                ("capped_vram_vs_trl_defaults", "driftlab's plan capped at TRL defaults' peak (train.gpu_memory_gib), "
                 "VRAM vs TRL defaults'", 1, False),
-               ("capped_steady_tokens_per_s_vs_trl_defaults", "the same, steady tokens/s vs TRL defaults", 2, True)]
+               ("capped_steady_tokens_per_s_vs_trl_defaults", "the same, steady tokens/s vs TRL defaults", 2, True),
+               ("whole_batch_steady_tokens_per_s_vs_trl_defaults", "driftlab with the whole batch in one pass "
+                "(train.micro_batch = batch) vs TRL defaults, steady tokens/s", 2, True),
+               ("whole_batch_vram_vs_trl_defaults", "the same, VRAM vs TRL defaults'", 1, False)]
     lines.append("")
     for key, what, target, higher in targets:
         if q.get(key) is not None:
@@ -162,6 +165,9 @@ def gpu_section(r: dict | None) -> list[str]:
             lines.append(f"- HF backend generation ({x.get('decoding', 'dynamic')}) at batch {x.get('batch_size', 64)}: "
                          f"{hf} tokens/s = "
                          f"**{hf / 795:.2f}×** the 795 of a11c114 (batch 64) — {_target(hf / 795, 3)}")
+    if q.get("steady_tokens_per_s_vs_whole_batch") is not None:
+        lines.append(f"- the default's micro-batches vs the whole batch in one pass: "
+                     f"**{q['steady_tokens_per_s_vs_whole_batch']}×** steady tokens/s")
     if q.get("hf_static_vs_hf_tokens_per_s") is not None:
         lines.append(f"- HF backend, static slots compiled vs dynamic batches (batch 64): "
                      f"**{q['hf_static_vs_hf_tokens_per_s']}×** generated tokens/s")

@@ -6,7 +6,7 @@
 # Installs the carried wheels (scripts/device_wheels.sh made them here; .whl/tokenizer holds the embedded model's
 # tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
 # leaves the others' results: the GPU benchmark (driftlab's defaults, its memory-saving setting with and without
-# activation offloading, TRL's defaults and TRL's best seen, driftlab capped at TRL defaults' peak: steady tokens/s,
+# activation offloading, TRL's defaults and TRL's best seen, driftlab with the whole batch in one pass: steady tokens/s,
 # VRAM, MFU; then the HF eval backend on static slots compiled and on dynamic batches), and
 # the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
 set -uo pipefail

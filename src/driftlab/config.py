@@ -390,9 +390,9 @@ class TrainConfig(WithOptions):
         None, ge=1, description="Rows per forward/backward pass, a divisor of batch_size: the batch's other rows are "
         "accumulated into the same optimizer step (the same update, less activation memory; where the model's "
         "trainer takes no token count of the whole batch, each pass's loss is its own mean: warned). None = the "
-        "whole batch, except on a GPU where it does not fit without checkpointing: then the largest divisor that "
-        "fits and holds at least 2,048 tokens (by the longest row), and with gradient_checkpointing: true the "
-        "smallest such (train/memory.py; never for a model whose trainer takes no such count). SFT only.")
+        "whole batch on CPU; on a GPU the fewest rows whose tokens (by the longest row) times the model's parameters "
+        "reach 8e12, ~2,000 tokens of a 4B model (rows beyond that buy memory, not speed: train/memory.py; a small "
+        "model's batch stays whole; never split for a model whose trainer takes no such count). SFT only.")
     max_length: int = Field(512, ge=16, description="Training sequences are cut to this many tokens.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
@@ -414,17 +414,16 @@ class TrainConfig(WithOptions):
                               "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations in backward to save memory (true: the memory-saving setting: "
-        "every layer, and on a GPU micro-batches of the fewest rows holding 2,048 tokens unless micro_batch is set). "
-        "None = off "
-        "on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when no micro-batch would "
-        "fit in 85% of the free memory without it, and then for the fewest decoder layers that fit (transformers' "
-        "every_n_layers; train/memory.py; the choice and why are printed)."
+        "every layer). None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only "
+        "when a pass (train.micro_batch) would not fit in 85% of the free memory without it, and then for the "
+        "fewest decoder layers that fit (transformers' every_n_layers; train/memory.py; the choice and why are "
+        "printed)."
     )
     gpu_memory_gib: float | None = Field(
         None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill by its estimate (train/memory.py: "
         "within 7% of the peaks measured; not an enforced limit); default 85% of what is free. For a shared GPU, or "
-        "to trade speed for memory: the whole batch when its estimate fits, else the largest micro-batch that fits, "
-        "else the fewest decoder layers recomputed that fit. Ignored on CPU and with gradient_checkpointing: true.")
+        "to trade speed for memory: checkpointing off when a pass fits, else the fewest decoder layers recomputed "
+        "that fit. Ignored on CPU and with gradient_checkpointing set.")
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
         "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "

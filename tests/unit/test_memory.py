@@ -3,7 +3,7 @@ H200 (issue 21), and the plan's choices and reasons."""
 
 import pytest
 
-from driftlab.train.memory import GIB, MIN_MICRO_TOKENS, Shape, gpu_plan, layer_bytes, micro_batches, peak_bytes
+from driftlab.train.memory import GIB, MIN_PASS_WORK, Shape, gpu_plan, layer_bytes, pass_rows, peak_bytes
 
 QWEN3_4B = Shape(params=4_022_468_096, hidden=2560, layers=36, intermediate=9728, vocab=151936, heads=32, kv_heads=8,
                  head_dim=128, qk_norm=True)
@@ -80,28 +80,33 @@ def test_the_estimate_is_within_7_percent_of_the_measured_peaks(checkpointing, l
     assert abs(estimate - measured_gib) <= 0.07 * measured_gib, estimate
 
 
-def test_checkpointing_only_when_no_micro_batch_would_fit():
-    big = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True)
-    assert not big.gradient_checkpointing and big.liger and big.micro_batch == ROWS  # the fast pair measured
-    assert "checkpointing off" in big.reason and "Liger on" in big.reason and "micro-batches" not in big.reason
-    split = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=True)
-    assert not split.gradient_checkpointing and split.liger and split.micro_batch == 2
-    assert "micro-batches of 2 rows (2 accumulated a step)" in split.reason
-    assert "over 85% of the 24.0 GiB free" in split.reason
+def test_each_pass_takes_the_fewest_rows_that_keep_the_gpu_busy_and_recomputes_only_if_that_does_not_fit():
+    roomy = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True)
+    assert not roomy.gradient_checkpointing and roomy.liger and roomy.micro_batch == 2  # the fast pair measured
+    assert "checkpointing off, micro-batches of 2 rows (2 accumulated a step)" in roomy.reason
+    assert "within 85% of the 139.0 GiB free" in roomy.reason and "Liger on" in roomy.reason
+    assert "the whole batch in one pass: ~23.5 GiB" in roomy.reason  # what the split spares, said
+    tighter = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=True)
+    assert (tighter.micro_batch, tighter.gradient_checkpointing) == (2, False)
     small = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=14 * GIB, liger_available=True)
     assert small.gradient_checkpointing and not small.liger and small.micro_batch == 2  # Liger slowed those steps
-    plain = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=36 * GIB, liger_available=False)  # 29.1 < 85% of 36
+    assert "over 85% of the 14.0 GiB free" in small.reason
+    plain = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=False)
     assert not plain.gradient_checkpointing and not plain.liger and "not installed" in plain.reason
-    assert plain.micro_batch == ROWS
-    svf_like = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=36 * GIB, liger_available=False, extra=10 * GIB)
-    assert svf_like.micro_batch == 2  # what a method adds counts
+    svf_like = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=False, extra=10 * GIB)
+    assert svf_like.gradient_checkpointing  # what a method adds counts
+    whole = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, micro_batch=ROWS)
+    assert whole.micro_batch == ROWS and not whole.gradient_checkpointing and "micro-batches" not in whole.reason
 
 
-def test_micro_batches_hold_enough_tokens_to_keep_the_gpu_busy():
-    assert micro_batches(4, 1024) == [4, 2]  # 1 row of 1,024 tokens: under MIN_MICRO_TOKENS
-    assert micro_batches(16, 128) == [16]  # 8 rows are 1,024 tokens: too few; the whole batch stays
-    assert micro_batches(12, 4096) == [12, 6, 4, 3, 2, 1]
-    assert MIN_MICRO_TOKENS == 2048
+def test_a_pass_holds_enough_work_to_keep_the_gpu_busy_by_the_models_size():
+    assert MIN_PASS_WORK == 8 * 10**12
+    assert pass_rows(4, 1024, QWEN3_4B.params) == 2  # 1 row of 1,024 tokens: under ~2,000 tokens of a 4B model
+    assert pass_rows(4, 1024, 8_000_000_000) == 1  # a model twice the size: 1,024 tokens are as much work
+    assert pass_rows(12, 4096, QWEN3_4B.params) == 1
+    assert pass_rows(16, 128, QWEN3_4B.params) == 16  # 8 rows are 1,024 tokens: too few; the whole batch stays
+    assert pass_rows(16, 512, 134_515_008) == 16  # the embedded 135M model: a whole batch is little work
+    assert pass_rows(6, 1024, QWEN3_4B.params) == 2 and pass_rows(9, 1024, QWEN3_4B.params) == 3  # divisors only
     none = gpu_plan(QWEN3_4B, 16, 128, LORA_R16, free=12 * GIB, liger_available=True)
     assert none.micro_batch == 16 and none.gradient_checkpointing  # nothing to split off: recompute instead
     grpo = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=False, split=False,
@@ -117,8 +122,8 @@ def test_the_users_settings_win_and_say_so():
     assert saving.micro_batch == 2 and saving.every_n_layers == 1  # the memory-saving setting: the least memory
     plan = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, liger=False)
     assert not plan.gradient_checkpointing and not plan.liger and "train.liger" in plan.reason
-    off = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=True, checkpointing=False)
-    assert not off.gradient_checkpointing and off.micro_batch == 2  # what fits without it
+    off = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=14 * GIB, liger_available=True, checkpointing=False)
+    assert not off.gradient_checkpointing and off.micro_batch == 2 and "it may not fit" in off.reason
     given = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, checkpointing=True,
                      micro_batch=4)
     assert given.micro_batch == 4
@@ -222,12 +227,15 @@ def test_checkpointing_as_few_layers_as_fit():
 
 
 def test_a_memory_cap_bounds_the_plan():
-    """train.gpu_memory_gib: on a card with room to spare, a cap at TRL defaults' measured peak (18.06 GiB) makes the
-    plan split the batch in two, checkpointing still off; a cap above what is free changes nothing."""
+    """train.gpu_memory_gib: on a card with room to spare, the plan within TRL defaults' measured peak (18.06 GiB) is
+    the plan without a cap; a cap under it recomputes layers; a cap above what is free changes nothing."""
+    free = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True)
     capped = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True,
                       cap=int(18.06 * GIB))
     assert not capped.gradient_checkpointing and capped.liger and capped.micro_batch == 2
     assert peak_bytes(QWEN3_4B, 2 * ROW_TOKENS, LORA_R16, False, liger=True) <= 18.06 * GIB
-    assert "the 18.1 GiB of train.gpu_memory_gib" in capped.reason
+    assert "the 18.1 GiB of train.gpu_memory_gib" in capped.reason and capped.micro_batch == free.micro_batch
+    tight = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, cap=int(14 * GIB))
+    assert tight.gradient_checkpointing and 1 < tight.every_n_layers < QWEN3_4B.layers
     loose = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=True, cap=100 * GIB)
     assert loose == gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=True)

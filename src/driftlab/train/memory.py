@@ -1,8 +1,9 @@
-"""GPU training settings chosen from what fits: the whole batch in one forward/backward pass without activation
-checkpointing when it fits in free memory; else micro-batches (gradient accumulation over fewer rows, the same
-optimizer step); else checkpointing on as few decoder layers as fit (transformers' `every_n_layers`: one layer in n
-recomputed). Liger's kernels only where they pay. Pure functions of the model's shape, the batch and the free
-memory, so the choice is unit-tested on a CPU and printed with its reason.
+"""GPU training settings chosen from what fits: each forward/backward pass holds the fewest rows of the batch that
+still keep the GPU's matrix units busy (micro-batches: gradient accumulation over fewer rows, the same optimizer
+step), without activation checkpointing when that fits in free memory; else checkpointing on as few decoder layers
+as fit (transformers' `every_n_layers`: one layer in n recomputed). Liger's kernels only where they pay. Pure
+functions of the model's shape, the batch and the free memory, so the choice is unit-tested on a CPU and printed with
+its reason.
 
 What was measured (issue 21: one H200, Qwen3-4B shape, bf16, LoRA r16 on all linear layers, batch 4 × 1,024
 tokens): checkpointing off ran 1.6-2.0× faster than on (with frozen base weights backward costs about one forward,
@@ -10,8 +11,11 @@ so recomputing every layer adds ~half a step); Liger's kernels (TRL's SFTTrainer
 and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (driftlab 10,778 → 12,610
 tokens/s, TRL 10,275 → 13,800) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with
 checkpointing off only. Splitting the batch into micro-batches recomputes nothing; it only makes each pass's matrix
-products shorter, so a micro-batch keeps at least MIN_MICRO_TOKENS tokens (an assumption, not yet measured: the
-benchmark's capped run and its driftlab_half_batches diagnosis run time it, `benchmarks/gpu_throughput.py`).
+products shorter and repeats each pass's fixed costs (kernel launches, a few thousand a pass). Rows beyond what keeps
+the GPU busy buy no speed, only memory, so a pass holds the fewest rows whose tokens × the model's parameters reach
+MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split). That
+is an assumption, not yet measured: the benchmark's driftlab_whole_batch run times the whole batch in one pass beside
+the default, `benchmarks/gpu_throughput.py`.
 
 The estimate (bytes):
   weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
@@ -34,7 +38,8 @@ from dataclasses import dataclass
 
 HEADROOM = 0.85  # share of the free memory a plan may fill: the allocator fragments, the CUDA context takes some
 GIB = 2 ** 30
-MIN_MICRO_TOKENS = 2048  # the fewest tokens a micro-batch the plan splits off may hold (module docstring)
+# the least work a pass the plan splits off holds, in tokens × model parameters (module docstring)
+MIN_PASS_WORK = 8 * 10**12  # ~2,000 tokens of a 4B-parameter model
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,11 @@ class Plan:
     micro_batch: int | None = None  # rows per forward/backward pass (the rest accumulated); None: the whole batch
 
 
-def micro_batches(rows: int, row_tokens: int) -> list[int]:
-    """Rows per forward/backward pass the plan may choose, most first: the whole batch, and the divisors of `rows`
-    that hold at least MIN_MICRO_TOKENS tokens."""
-    return [m for m in range(rows, 0, -1) if rows % m == 0 and (m == rows or m * row_tokens >= MIN_MICRO_TOKENS)]
+def pass_rows(rows: int, row_tokens: int, params: int) -> int:
+    """Rows of each forward/backward pass: the fewest that divide `rows` and hold at least MIN_PASS_WORK (tokens ×
+    `params`); all of them when no fewer do."""
+    return next(m for m in range(1, rows + 1)
+                if rows % m == 0 and (m == rows or m * row_tokens * params >= MIN_PASS_WORK))
 
 
 def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int, liger_available: bool,
@@ -131,15 +137,14 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
              split: bool = True) -> Plan:
     """Checkpointing, micro-batches and Liger for a GPU run of `rows` rows of `row_tokens` tokens a batch.
 
-    Unset (None) by the user, checkpointing is off when a pass fits in HEADROOM × `free` without it: the whole batch
-    if it fits, else the largest micro-batch that does (`micro_batches`; without `split`, or with `micro_batch` given,
-    only that one). Where none fits, the smallest micro-batch is taken with the fewest layers recomputed that fit
-    (the largest `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO re-enables checkpointing
-    around generation without every_n_layers, so there it is every layer). Set to true (the memory-saving setting):
-    every layer recomputed, on the smallest micro-batch. Set to false: the largest micro-batch that fits, else the
-    smallest. Liger is on exactly when checkpointing is off and it is installed (`liger_available`; False where the
-    trainer does not take it, GRPO's), unless set. `cap` (bytes, train.gpu_memory_gib) bounds the budget below
-    HEADROOM × `free`."""
+    Each pass takes `pass_rows` of the batch (the fewest that keep the GPU busy; with `micro_batch` given, that many;
+    without `split`, the whole batch). Unset (None) by the user, checkpointing is off when that pass fits in
+    HEADROOM × `free` without it; else the fewest layers recomputed that fit (the largest `every_n_layers`; all when
+    none fits, and without `partial`: TRL's GRPO re-enables checkpointing around generation without every_n_layers,
+    so there it is every layer). Set to true (the memory-saving setting): every layer recomputed. Set to false: off,
+    whether it fits or not. Liger is on exactly when checkpointing is off and it is installed (`liger_available`;
+    False where the trainer does not take it, GRPO's), unless set. `cap` (bytes, train.gpu_memory_gib) bounds the
+    budget below HEADROOM × `free`."""
     def liger_with(ckpt: bool) -> bool:
         return liger if liger is not None else liger_available and not ckpt
 
@@ -150,29 +155,25 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
     budget = cap if capped else HEADROOM * free
     room = (f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib" if capped
             else f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free")
-    sizes = [micro_batch] if micro_batch else micro_batches(rows, row_tokens) if split else [rows]
-    fits = [m for m in sizes if need(False, m) <= budget]
-    every, micro = 1, (fits or sizes[-1:])[0]
+    micro = micro_batch or (pass_rows(rows, row_tokens, shape.params) if split else rows)
+    every = 1
     if checkpointing is None:
-        checkpointing = not fits
-        if checkpointing:
-            micro = sizes[-1]
-            if partial:  # the largest n that fits: the fewest layers recomputed
-                every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
+        checkpointing = need(False, micro) > budget
+        if checkpointing and partial:  # the largest n that fits: the fewest layers recomputed
+            every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
-        what = f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}"
-        if micro_batch or (micro == rows and not checkpointing):  # as given, or the whole batch fits
-            why = (f"{what}: the step needs ~{need(checkpointing, micro, every) / GIB:.1f} GiB"
-                   f"{' with it' if checkpointing else ' without it'}, "
-                   f"{'within' if need(checkpointing, micro, every) <= budget else 'over'} {room}")
-        else:
-            why = (f"{what}: the step needs ~{need(False, rows) / GIB:.1f} GiB without it, over {room} "
-                   f"(~{need(checkpointing, micro, every) / GIB:.1f} GiB as planned)")
+        planned = need(checkpointing, micro, every)
+        why = (f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}: "
+               f"the step needs ~{need(False, micro) / GIB:.1f} GiB without it, "
+               f"{'over' if checkpointing else 'within'} {room}"
+               + (f" (~{planned / GIB:.1f} GiB as planned)" if checkpointing else ""))
     else:
-        micro = sizes[-1] if checkpointing else micro
-        why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing"
-               f"{_split(micro, rows)} (~{need(checkpointing, micro) / GIB:.1f} GiB"
-               f"{'' if need(checkpointing, micro) <= budget else f', over {room}: it may not fit'})")
+        planned = need(checkpointing, micro)
+        why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing{_split(micro, rows)}"
+               f" (~{planned / GIB:.1f} GiB{'' if planned <= budget else f', over {room}: it may not fit'})")
+    if micro != rows and not micro_batch:  # why these rows, and what the split spares
+        why += (f"; {micro * row_tokens:,} tokens a pass, the fewest the plan takes for a model this size (the whole "
+                f"batch in one pass: ~{need(checkpointing, rows, every) / GIB:.1f} GiB)")
     if liger is None:
         liger = liger_with(checkpointing)
         why += ("; Liger on: its kernels pay without checkpointing" if liger else
