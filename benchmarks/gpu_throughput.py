@@ -16,8 +16,9 @@ micro-batches costs in tokens/s and spares in VRAM; the plan's rule that ~2,000 
 busy is an assumption this run tests).
 Evaluation: driftlab's HF backend on static slots compiled (eval.decoding's GPU default) and on dynamic batches, at
 batch 64 and with every prompt in one batch, against its vLLM backend (when vLLM is installed), on the same prompts,
-greedy, same max new tokens: items/s and generated tokens/s. Training runs first, then evaluation, each run in its
-own process and time limit (--train-limit-s, --eval-limit-s); the result file is written after every run.
+greedy, same max new tokens: items/s and generated tokens/s. The runs of issue 21's targets go first, the diagnosis
+runs after, each in its own process and time limit (--train-limit-s, --eval-limit-s); the result file is written
+after every run.
 
     python benchmarks/gpu_throughput.py                 # on a CUDA machine (about 10 min on an H100)
     python benchmarks/gpu_throughput.py --tiny --steps 2  # anywhere: a 2-layer model, checks the script runs
@@ -293,13 +294,15 @@ def main() -> None:
             train[name]["note"] = "liger-kernel not installed: checkpointing off without Liger"  # not its best seen
         write(False)
 
-    # training first (five of issue 21's targets), each run in a time limit so one that hangs cannot take the lease
-    for name in RUNS:
+    # the runs of issue 21's targets first (a call cut short keeps them), each in a time limit so one that hangs
+    # cannot take the lease: training, then the HF backend at issue 21's shape (batch 64, as measured at a11c114) on
+    # static slots compiled (eval.decoding's GPU default; its compile is the least predictable run, hence after the
+    # training targets); then the diagnosis runs: activation offloading, the whole batch in one pass, dynamic batches
+    for name in ("driftlab", "trl_defaults", "trl_best", "driftlab_low_memory"):
         run_train(name)
-    run_train("driftlab_whole_batch")  # what the default's micro-batches cost and spare
-    # the HF backend at issue 21's shape (batch 64, as measured at a11c114), on static slots compiled (eval.decoding's
-    # GPU default since; its compile is the least predictable run, hence after training) and on dynamic batches
     evaluate("hf_static", "hf_static:64:static")
+    run_train("driftlab_offload")
+    run_train("driftlab_whole_batch")  # what the default's micro-batches cost and spare
     evaluate("hf", "hf:64")
     # every prompt in one batch (dynamic first: the static one compiles another shape), then vLLM where installed
     evaluate(f"hf_batch{n}", f"hf:{n}")
