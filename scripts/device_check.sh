@@ -5,9 +5,9 @@
 # and `... device_check.sh tests`. The benchmark writes its JSON after every run, so a cut-short call keeps what ran.
 # Installs the carried wheels (scripts/device_wheels.sh made them here; .whl/tokenizer holds the embedded model's
 # tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
-# leaves the others' results: the GPU benchmark (driftlab's defaults, its memory-saving setting with and without
-# activation offloading, TRL's defaults and TRL's best seen, driftlab with the whole batch in one pass: steady tokens/s,
-# VRAM, MFU; then the HF eval backend on static slots compiled and on dynamic batches), and
+# leaves the others' results: the GPU benchmark (the runs of issue 21's targets first: driftlab's defaults, TRL's
+# defaults and TRL's best seen, driftlab's memory-saving setting, the HF eval backend on static slots compiled; then
+# activation offloading, the whole batch in one pass, dynamic batches: steady tokens/s, VRAM, MFU, tokens/s), and
 # the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
 set -uo pipefail
 MODE=${1:-both}

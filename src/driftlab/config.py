@@ -392,7 +392,9 @@ class TrainConfig(WithOptions):
         "trainer takes no token count of the whole batch, each pass's loss is its own mean: warned). None = the "
         "whole batch on CPU; on a GPU the fewest rows whose tokens (by the longest row) times the model's parameters "
         "reach 8e12, ~2,000 tokens of a 4B model (rows beyond that buy memory, not speed: train/memory.py; a small "
-        "model's batch stays whole; never split for a model whose trainer takes no such count). SFT only.")
+        "model's batch stays whole), and where that does not fit, fewer rows, down to 2,048 tokens a pass, before "
+        "any recompute; with gradient_checkpointing: true the fewest such rows. Never split for a model whose "
+        "trainer takes no such count. SFT only.")
     max_length: int = Field(512, ge=16, description="Training sequences are cut to this many tokens.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
@@ -414,16 +416,16 @@ class TrainConfig(WithOptions):
                               "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations in backward to save memory (true: the memory-saving setting: "
-        "every layer). None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only "
-        "when a pass (train.micro_batch) would not fit in 85% of the free memory without it, and then for the "
+        "every layer, and on a GPU the fewest micro-batch rows). None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only "
+        "when no micro-batch (train.micro_batch) would fit in 85% of the free memory without it, and then for the "
         "fewest decoder layers that fit (transformers' every_n_layers; train/memory.py; the choice and why are "
         "printed)."
     )
     gpu_memory_gib: float | None = Field(
         None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill by its estimate (train/memory.py: "
         "within 7% of the peaks measured; not an enforced limit); default 85% of what is free. For a shared GPU, or "
-        "to trade speed for memory: checkpointing off when a pass fits, else the fewest decoder layers recomputed "
-        "that fit. Ignored on CPU and with gradient_checkpointing set.")
+        "to trade speed for memory: fewer rows a pass (train.micro_batch) where they fit, else the fewest decoder "
+        "layers recomputed that fit. Ignored on CPU and with gradient_checkpointing: true.")
     offload_activations: bool = Field(
         False, description="On a GPU: the activations backward needs wait in pinned CPU memory, copied on side "
         "streams (TRL's activation_offloading); with gradient_checkpointing: true, only the layers' inputs. Ignored "

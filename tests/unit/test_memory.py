@@ -3,8 +3,11 @@ H200 (issue 21), and the plan's choices and reasons."""
 
 import pytest
 
-from driftlab.train.memory import GIB, MIN_PASS_WORK, Shape, gpu_plan, layer_bytes, pass_rows, peak_bytes
+from driftlab.train.memory import (GIB, MIN_MICRO_TOKENS, MIN_PASS_WORK, Shape, gpu_plan, layer_bytes, micro_batches,
+                                   pass_rows, peak_bytes)
 
+QWEN3_0_6B = Shape(params=596_049_920, hidden=1024, layers=28, intermediate=3072, vocab=151936, heads=16, kv_heads=8,
+                   head_dim=128, qk_norm=True)
 QWEN3_4B = Shape(params=4_022_468_096, hidden=2560, layers=36, intermediate=9728, vocab=151936, heads=32, kv_heads=8,
                  head_dim=128, qk_norm=True)
 LORA_R16 = 33_030_144  # LoRA r16 on every linear layer of Qwen3-4B
@@ -82,7 +85,8 @@ def test_the_estimate_is_within_7_percent_of_the_measured_peaks(checkpointing, l
 
 def test_each_pass_takes_the_fewest_rows_that_keep_the_gpu_busy_and_recomputes_only_if_that_does_not_fit():
     roomy = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True)
-    assert not roomy.gradient_checkpointing and roomy.liger and roomy.micro_batch == 2  # the fast pair measured
+    assert not roomy.gradient_checkpointing and roomy.liger  # the fast pair measured (then on the whole batch)
+    assert roomy.micro_batch == 2  # the fewest rows that keep the GPU busy: memory for nothing spared
     assert "checkpointing off, micro-batches of 2 rows (2 accumulated a step)" in roomy.reason
     assert "within 85% of the 139.0 GiB free" in roomy.reason and "Liger on" in roomy.reason
     assert "the whole batch in one pass: ~23.5 GiB" in roomy.reason  # what the split spares, said
@@ -100,13 +104,15 @@ def test_each_pass_takes_the_fewest_rows_that_keep_the_gpu_busy_and_recomputes_o
 
 
 def test_a_pass_holds_enough_work_to_keep_the_gpu_busy_by_the_models_size():
-    assert MIN_PASS_WORK == 8 * 10**12
+    assert MIN_PASS_WORK == 8 * 10**12 and MIN_MICRO_TOKENS == 2048
     assert pass_rows(4, 1024, QWEN3_4B.params) == 2  # 1 row of 1,024 tokens: under ~2,000 tokens of a 4B model
     assert pass_rows(4, 1024, 8_000_000_000) == 1  # a model twice the size: 1,024 tokens are as much work
     assert pass_rows(12, 4096, QWEN3_4B.params) == 1
     assert pass_rows(16, 128, QWEN3_4B.params) == 16  # 8 rows are 1,024 tokens: too few; the whole batch stays
     assert pass_rows(16, 512, 134_515_008) == 16  # the embedded 135M model: a whole batch is little work
     assert pass_rows(6, 1024, QWEN3_4B.params) == 2 and pass_rows(9, 1024, QWEN3_4B.params) == 3  # divisors only
+    assert micro_batches(16, 1024, QWEN3_0_6B.params) == [16, 8, 4, 2]  # fewer rows for memory: ≥ 2,048 tokens
+    assert micro_batches(4, 1024, QWEN3_4B.params) == [2] and micro_batches(1, 100, 10**9) == [1]
     none = gpu_plan(QWEN3_4B, 16, 128, LORA_R16, free=12 * GIB, liger_available=True)
     assert none.micro_batch == 16 and none.gradient_checkpointing  # nothing to split off: recompute instead
     grpo = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=24 * GIB, liger_available=False, split=False,
@@ -116,10 +122,29 @@ def test_a_pass_holds_enough_work_to_keep_the_gpu_busy_by_the_models_size():
     assert given.micro_batch == 1 and not given.gradient_checkpointing  # train.micro_batch: the one tried
 
 
+def test_a_small_models_batch_stays_whole_where_it_fits_and_splits_before_any_recompute():
+    """Qwen3-0.6B's shape, 16 rows of 1,024 tokens: a pass needs ~13,000 tokens to be worth one (MIN_PASS_WORK), so
+    with room the batch stays whole; with less, fewer rows a pass before any layer is recomputed."""
+    lora = 10_092_544
+    roomy = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=80 * GIB, liger_available=True)
+    assert roomy.micro_batch == 16 and not roomy.gradient_checkpointing and "micro-batches" not in roomy.reason
+    tight = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=16 * GIB, liger_available=True)
+    assert tight.micro_batch == 8 and not tight.gradient_checkpointing and tight.liger
+    assert "the whole batch in one pass would need ~21.3 GiB" in tight.reason
+    tighter = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=6 * GIB, liger_available=True)
+    assert tighter.micro_batch == 2 and not tighter.gradient_checkpointing
+    off = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=16 * GIB, liger_available=True, checkpointing=False)
+    assert off.micro_batch == 8 and "may not fit" not in off.reason  # off as set: the most rows that fit
+    saving = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=80 * GIB, liger_available=True, checkpointing=True)
+    assert saving.micro_batch == 2 and saving.gradient_checkpointing  # the memory-saving setting: the fewest rows
+    capped = gpu_plan(QWEN3_0_6B, 16, 1024, lora, free=80 * GIB, liger_available=True, cap=12 * GIB)
+    assert capped.micro_batch == 8 and not capped.gradient_checkpointing  # a cap trades speed for memory by rows too
+
+
 def test_the_users_settings_win_and_say_so():
     saving = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, checkpointing=True)
     assert saving.gradient_checkpointing and not saving.liger and "train.gradient_checkpointing" in saving.reason
-    assert saving.micro_batch == 2 and saving.every_n_layers == 1  # the memory-saving setting: the least memory
+    assert saving.micro_batch == 2 and saving.every_n_layers == 1  # the memory-saving setting: the fewest rows
     plan = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=139 * GIB, liger_available=True, liger=False)
     assert not plan.gradient_checkpointing and not plan.liger and "train.liger" in plan.reason
     off = gpu_plan(QWEN3_4B, ROWS, ROW_TOKENS, LORA_R16, free=14 * GIB, liger_available=True, checkpointing=False)

@@ -11,10 +11,11 @@ so recomputing every layer adds ~half a step); Liger's kernels (TRL's SFTTrainer
 and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpointing off (driftlab 10,778 → 12,610
 tokens/s, TRL 10,275 → 13,800) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with
 checkpointing off only. Splitting the batch into micro-batches recomputes nothing; it only makes each pass's matrix
-products shorter and repeats each pass's fixed costs (kernel launches, a few thousand a pass). Rows beyond what keeps
-the GPU busy buy no speed, only memory, so a pass holds the fewest rows whose tokens × the model's parameters reach
-MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split). That
-is an assumption, not yet measured: the benchmark's driftlab_whole_batch run times the whole batch in one pass beside
+products shorter and repeats each pass's fixed costs (the host launching its kernels). Rows beyond what keeps the
+GPU busy buy no speed, only memory, so a pass holds the fewest rows whose tokens × the model's parameters reach
+MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split).
+Where that pass does not fit, fewer rows still, down to MIN_MICRO_TOKENS tokens a pass, before any recompute. Both
+are assumptions, not yet measured: the benchmark's driftlab_whole_batch run times the whole batch in one pass beside
 the default, `benchmarks/gpu_throughput.py`.
 
 The estimate (bytes):
@@ -40,6 +41,7 @@ HEADROOM = 0.85  # share of the free memory a plan may fill: the allocator fragm
 GIB = 2 ** 30
 # the least work a pass the plan splits off holds, in tokens × model parameters (module docstring)
 MIN_PASS_WORK = 8 * 10**12  # ~2,000 tokens of a 4B-parameter model
+MIN_MICRO_TOKENS = 2048  # the fewest tokens a pass split off further, for memory, may hold (module docstring)
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,17 @@ class Plan:
 
 
 def pass_rows(rows: int, row_tokens: int, params: int) -> int:
-    """Rows of each forward/backward pass: the fewest that divide `rows` and hold at least MIN_PASS_WORK (tokens ×
-    `params`); all of them when no fewer do."""
+    """Rows of each forward/backward pass where memory allows: the fewest that divide `rows` and hold at least
+    MIN_PASS_WORK (tokens × `params`); all of them when no fewer do."""
     return next(m for m in range(1, rows + 1)
                 if rows % m == 0 and (m == rows or m * row_tokens * params >= MIN_PASS_WORK))
+
+
+def micro_batches(rows: int, row_tokens: int, params: int) -> list[int]:
+    """Rows per pass the plan may choose, most first: `pass_rows`, then the fewer that divide `rows` and hold at
+    least MIN_MICRO_TOKENS tokens (for memory: slower passes, but no recompute)."""
+    first = pass_rows(rows, row_tokens, params)
+    return [first] + [m for m in range(first - 1, 0, -1) if rows % m == 0 and m * row_tokens >= MIN_MICRO_TOKENS]
 
 
 def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int, liger_available: bool,
@@ -137,14 +146,15 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
              split: bool = True) -> Plan:
     """Checkpointing, micro-batches and Liger for a GPU run of `rows` rows of `row_tokens` tokens a batch.
 
-    Each pass takes `pass_rows` of the batch (the fewest that keep the GPU busy; with `micro_batch` given, that many;
-    without `split`, the whole batch). Unset (None) by the user, checkpointing is off when that pass fits in
-    HEADROOM × `free` without it; else the fewest layers recomputed that fit (the largest `every_n_layers`; all when
-    none fits, and without `partial`: TRL's GRPO re-enables checkpointing around generation without every_n_layers,
-    so there it is every layer). Set to true (the memory-saving setting): every layer recomputed. Set to false: off,
-    whether it fits or not. Liger is on exactly when checkpointing is off and it is installed (`liger_available`;
-    False where the trainer does not take it, GRPO's), unless set. `cap` (bytes, train.gpu_memory_gib) bounds the
-    budget below HEADROOM × `free`."""
+    Each pass takes `pass_rows` of the batch where it fits (the fewest rows that keep the GPU busy); where it does
+    not, the most of `micro_batches` (fewer rows) that fits. With `micro_batch` given, that many; without `split`,
+    the whole batch. Unset (None) by the user, checkpointing is off when one of those fits in HEADROOM × `free`
+    without it; else the fewest micro-batch rows are taken with the fewest layers recomputed that fit (the largest
+    `every_n_layers`; all when none fits, and without `partial`: TRL's GRPO re-enables checkpointing around
+    generation without every_n_layers, so there it is every layer). Set to true (the memory-saving setting): every
+    layer recomputed, on the fewest rows. Set to false: the most rows that fit, else the fewest. Liger is on exactly
+    when checkpointing is off and it is installed (`liger_available`; False where the trainer does not take it,
+    GRPO's), unless set. `cap` (bytes, train.gpu_memory_gib) bounds the budget below HEADROOM × `free`."""
     def liger_with(ckpt: bool) -> bool:
         return liger if liger is not None else liger_available and not ckpt
 
@@ -155,25 +165,31 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
     budget = cap if capped else HEADROOM * free
     room = (f"the {cap / GIB:.1f} GiB of train.gpu_memory_gib" if capped
             else f"{HEADROOM:.0%} of the {free / GIB:.1f} GiB free")
-    micro = micro_batch or (pass_rows(rows, row_tokens, shape.params) if split else rows)
-    every = 1
+    sizes = [micro_batch] if micro_batch else micro_batches(rows, row_tokens, shape.params) if split else [rows]
+    fits = [m for m in sizes if need(False, m) <= budget]
+    every, micro = 1, (fits or sizes[-1:])[0]
     if checkpointing is None:
-        checkpointing = need(False, micro) > budget
-        if checkpointing and partial:  # the largest n that fits: the fewest layers recomputed
-            every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
+        checkpointing = not fits
+        if checkpointing:
+            micro = sizes[-1]
+            if partial:  # the largest n that fits: the fewest layers recomputed
+                every = next((n for n in range(shape.layers, 1, -1) if need(True, micro, n) <= budget), 1)
         k = checkpointed_layers(shape.layers, every)
-        planned = need(checkpointing, micro, every)
         why = (f"checkpointing {f'{k} of {shape.layers} layers' if checkpointing else 'off'}{_split(micro, rows)}: "
                f"the step needs ~{need(False, micro) / GIB:.1f} GiB without it, "
-               f"{'over' if checkpointing else 'within'} {room}"
-               + (f" (~{planned / GIB:.1f} GiB as planned)" if checkpointing else ""))
+               f"{'over' if checkpointing else 'within'} {room}")
+        if checkpointing:
+            why += f" (~{need(True, micro, every) / GIB:.1f} GiB as planned)"
     else:
+        micro = sizes[-1] if checkpointing else micro
         planned = need(checkpointing, micro)
         why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing{_split(micro, rows)}"
                f" (~{planned / GIB:.1f} GiB{'' if planned <= budget else f', over {room}: it may not fit'})")
     if micro != rows and not micro_batch:  # why these rows, and what the split spares
-        why += (f"; {micro * row_tokens:,} tokens a pass, the fewest the plan takes for a model this size (the whole "
-                f"batch in one pass: ~{need(checkpointing, rows, every) / GIB:.1f} GiB)")
+        first, whole = sizes[0], f"the whole batch in one pass: ~{need(checkpointing, rows, every) / GIB:.1f} GiB"
+        busy = f"{first * row_tokens:,} tokens a pass, the fewest the plan takes for a model this size"
+        why += ("; " + (f"{busy} ({whole})" if micro == first else whole.replace(":", " would need") if first == rows
+                        else f"{busy}, would need ~{need(False, first) / GIB:.1f} GiB without checkpointing ({whole})"))
     if liger is None:
         liger = liger_with(checkpointing)
         why += ("; Liger on: its kernels pay without checkpointing" if liger else
