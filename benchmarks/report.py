@@ -164,9 +164,10 @@ def gpu_section(r: dict | None) -> list[str]:
                          f"**{hf / 795:.2f}×** the 795 of a11c114 (batch 64) — {_target(hf / 795, 3)}")
     if q.get("steady_tokens_per_s_vs_whole_batch") is not None:  # a diagnosis, not a target
         lines.append(f"- the default's micro-batches vs the whole batch in one pass (diagnosis): "
-                     f"**{q['steady_tokens_per_s_vs_whole_batch']}×** steady tokens/s; the whole batch: "
-                     f"{q.get('whole_batch_steady_tokens_per_s_vs_trl_defaults')}× TRL defaults' steady tokens/s at "
-                     f"{q.get('whole_batch_vram_vs_trl_defaults')}× their VRAM")
+                     f"**{q['steady_tokens_per_s_vs_whole_batch']}×** steady tokens/s" + "".join(
+                         f"; the whole batch: {q[k]}× TRL defaults' {what}" for k, what in (
+                             ("whole_batch_steady_tokens_per_s_vs_trl_defaults", "steady tokens/s"),
+                             ("whole_batch_vram_vs_trl_defaults", "VRAM")) if q.get(k) is not None))
     if q.get("hf_static_vs_hf_tokens_per_s") is not None:
         lines.append(f"- HF backend, static slots compiled vs dynamic batches (batch 64): "
                      f"**{q['hf_static_vs_hf_tokens_per_s']}×** generated tokens/s")

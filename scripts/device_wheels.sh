@@ -8,7 +8,7 @@
 # sacrebleu, typer, rich and tensorboard are in the image (KINDS.md lists them; transformers there is 5.17, so it is
 # carried at this venv's version too). vLLM is too large for the 64 MiB a call carries; bitsandbytes (QLoRA's 4-bit
 # kernels, CUDA only: its test skips without it) is carried with its CUDA 13.0 library alone (the image's torch is
-# cu130): 43 MB of libraries for every CUDA and ROCm version cut to ~2 MB.
+# cu130): its 43 MB wheel, libraries for every CUDA and ROCm version, cut to 3.6 MB.
 set -euo pipefail  # (the benchmark also needs .whl/tokenizer: the embedded model's tokenizer files, copied below)
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -30,10 +30,10 @@ for spec in "${specs[@]}"; do  # a wheel for the device's Python 3.12; a pure-Py
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform any -d .whl "$spec" 2>/dev/null || python3 -m pip wheel --quiet --no-deps -w .whl "$spec"
 done
-BNB=bitsandbytes==0.50.2 BNB_CUDA=130
+BNB=bitsandbytes==0.50.2 BNB_CUDA=130 full=$(mktemp -d)  # a fresh folder: one wheel matches the glob below
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux_2_24_x86_64 -d /tmp/bnb-full "$BNB"
-.venv/bin/python - /tmp/bnb-full/bitsandbytes-*.whl .whl "$BNB_CUDA" <<'PY'
+  --platform manylinux_2_24_x86_64 -d "$full" "$BNB"
+.venv/bin/python - "$full"/bitsandbytes-*.whl .whl "$BNB_CUDA" <<'PY'
 import pathlib, sys, zipfile
 src, out, cuda = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
 keep = lambda n: not (n.startswith("bitsandbytes/libbitsandbytes_") and not n.endswith(("_cpu.so", f"_cuda{cuda}.so")))
@@ -46,6 +46,7 @@ with zipfile.ZipFile(src) as z, zipfile.ZipFile(out / pathlib.Path(src).name, "w
             data = b"".join(l for l in data.splitlines(keepends=True) if keep(l.decode().split(",")[0]))
         w.writestr(info, data)
 PY
+rm -rf "$full"
 # the benchmark's random Qwen3-4B takes the embedded model's tokenizer; the model (98 MB GGUF) is too large to carry
 mkdir -p .whl/tokenizer
 tok=$(.venv/bin/python -c "from driftlab.models import resolve_model; print(resolve_model('embedded').path)")

@@ -391,10 +391,10 @@ class TrainConfig(WithOptions):
         "accumulated into the same optimizer step (the same update, less activation memory; where the model's "
         "trainer takes no token count of the whole batch, each pass's loss is its own mean: warned). None = the "
         "whole batch on CPU; on a GPU the fewest rows whose tokens (by the longest row) times the model's parameters "
-        "reach 8e12, ~2,000 tokens of a 4B model (rows beyond that buy memory, not speed: train/memory.py; a small "
-        "model's batch stays whole), and where that does not fit, fewer rows, down to 2,048 tokens a pass, before "
-        "any recompute; with gradient_checkpointing: true the fewest such rows. Never split for a model whose "
-        "trainer takes no such count. SFT only.")
+        "reach 8e12, ~2,000 tokens of a 4B model, and hold 2,048 tokens (rows beyond that cost memory and buy no "
+        "speed: train/memory.py; a small model's batch stays whole), and where that does not fit, fewer rows, down "
+        "to 2,048 tokens a pass, before any recompute; with gradient_checkpointing: true the fewest such rows. "
+        "Never split for a model whose trainer takes no such count. SFT only.")
     max_length: int = Field(512, ge=16, description="Training sequences are cut to this many tokens.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     keep_checkpoints: bool = Field(False, description="Keep checkpoints/ once training has finished. They are what "
@@ -416,10 +416,10 @@ class TrainConfig(WithOptions):
                               "AVX512-BF16/AMX), as autocast with fp32 master weights.")
     gradient_checkpointing: bool | None = Field(
         None, description="Recompute activations in backward to save memory (true: the memory-saving setting: "
-        "every layer, and on a GPU the fewest micro-batch rows). None = off on CPU (memory is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only "
-        "when no micro-batch (train.micro_batch) would fit in 85% of the free memory without it, and then for the "
-        "fewest decoder layers that fit (transformers' every_n_layers; train/memory.py; the choice and why are "
-        "printed)."
+        "every layer, and on a GPU the fewest micro-batch rows unless micro_batch is set). None = off on CPU (memory "
+        "is plentiful, recompute costs ~1/3 more FLOPs); on a GPU, on only when no micro-batch (train.micro_batch) "
+        "would fit in 85% of the free memory without it, and then for the fewest decoder layers that fit "
+        "(transformers' every_n_layers; train/memory.py; the choice and why are printed)."
     )
     gpu_memory_gib: float | None = Field(
         None, gt=0, description="GPU memory (GiB) the plan of a GPU run may fill by its estimate (train/memory.py: "

@@ -12,11 +12,11 @@ and RoPE kernels; it keeps its own chunked loss) sped the step up with checkpoin
 tokens/s, TRL 10,275 → 13,800) and slowed it with checkpointing on (driftlab 6,480 → 5,115), so Liger goes with
 checkpointing off only. Splitting the batch into micro-batches recomputes nothing; it only makes each pass's matrix
 products shorter and repeats each pass's fixed costs (the host launching its kernels). Rows beyond what keeps the
-GPU busy buy no speed, only memory, so a pass holds the fewest rows whose tokens × the model's parameters reach
-MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split).
-Where that pass does not fit, fewer rows still, down to MIN_MICRO_TOKENS tokens a pass, before any recompute. Both
-are assumptions, not yet measured: the benchmark's driftlab_whole_batch run times the whole batch in one pass beside
-the default, `benchmarks/gpu_throughput.py`.
+GPU busy cost memory and buy no speed, so a pass holds the fewest rows whose tokens × the model's parameters reach
+MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split), and
+never fewer than MIN_MICRO_TOKENS tokens. Where that pass does not fit, fewer rows still, down to MIN_MICRO_TOKENS
+tokens a pass, before any recompute. Both are assumptions, not yet measured: the benchmark's driftlab_whole_batch run
+times the whole batch in one pass beside the default, `benchmarks/gpu_throughput.py`.
 
 The estimate (bytes):
   weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
@@ -128,9 +128,10 @@ class Plan:
 
 def pass_rows(rows: int, row_tokens: int, params: int) -> int:
     """Rows of each forward/backward pass where memory allows: the fewest that divide `rows` and hold at least
-    MIN_PASS_WORK (tokens × `params`); all of them when no fewer do."""
-    return next(m for m in range(1, rows + 1)
-                if rows % m == 0 and (m == rows or m * row_tokens * params >= MIN_PASS_WORK))
+    MIN_PASS_WORK (tokens × `params`) and MIN_MICRO_TOKENS tokens; all of them when no fewer do. Tokens are counted
+    by the longest row (with padding-free batches a pass may hold fewer)."""
+    return next(m for m in range(1, rows + 1) if rows % m == 0 and (
+        m == rows or (m * row_tokens * params >= MIN_PASS_WORK and m * row_tokens >= MIN_MICRO_TOKENS)))
 
 
 def micro_batches(rows: int, row_tokens: int, params: int) -> list[int]:
@@ -186,10 +187,11 @@ def gpu_plan(shape: Shape, rows: int, row_tokens: int, trainable: int, free: int
         why = (f"checkpointing {'on' if checkpointing else 'off'}: train.gradient_checkpointing{_split(micro, rows)}"
                f" (~{planned / GIB:.1f} GiB{'' if planned <= budget else f', over {room}: it may not fit'})")
     if micro != rows and not micro_batch:  # why these rows, and what the split spares
-        first, whole = sizes[0], f"the whole batch in one pass: ~{need(checkpointing, rows, every) / GIB:.1f} GiB"
+        first = sizes[0]
+        whole = f"the whole batch in one pass: ~{need(False, rows) / GIB:.1f} GiB without checkpointing"
         busy = f"{first * row_tokens:,} tokens a pass, the fewest the plan takes for a model this size"
         why += ("; " + (f"{busy} ({whole})" if micro == first else whole.replace(":", " would need") if first == rows
-                        else f"{busy}, would need ~{need(False, first) / GIB:.1f} GiB without checkpointing ({whole})"))
+                        else f"{busy}, would need ~{need(False, first) / GIB:.1f} GiB without it ({whole})"))
     if liger is None:
         liger = liger_with(checkpointing)
         why += ("; Liger on: its kernels pay without checkpointing" if liger else
