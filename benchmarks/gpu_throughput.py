@@ -126,7 +126,7 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
         tokens, wall = s["tokens"], s["wall_s"]
         settings = {k: s.get(k) for k in ("gradient_checkpointing", "checkpointed_layers", "micro_batch", "liger",
                                           "padding_free", "attention", "offload_activations")}
-        settings["gpu_memory_gib"] = cfg.gpu_memory_gib
+        settings["gpu_memory_gib"], settings["plan"] = cfg.gpu_memory_gib, s.get("gpu_plan")
         rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         marks = [(r["step"], r["time"], r["tokens_seen"]) for r in rows if "loss" in r]
     else:  # TRL at its defaults, or its best configuration seen; the same LoRA, batch, steps and data

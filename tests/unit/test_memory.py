@@ -210,6 +210,7 @@ def test_a_gpu_run_takes_the_plan_and_a_cpu_run_does_not(tiny_model_dir, monkeyp
     assert roomy["gradient_checkpointing"] is False and roomy["liger"] is True
     assert roomy["padding_free"] is True and roomy["attention"] == "flash_attention_2"  # flash-attn "installed"
     assert roomy["micro_batch"] == 4  # the whole batch in one pass
+    assert roomy["plan"].startswith("checkpointing off: the step needs ~")  # why, for train.json
     grpo = sft._machine_choices(cfg.model_copy(update={"objective": "grpo"}), "cuda", model, ModelConfig(), [])
     assert grpo["liger"] is False and grpo["padding_free"] is False  # GRPOTrainer takes neither from driftlab
     assert grpo["micro_batch"] == 4  # GRPO's batch is not split: its accumulation sets its generations

@@ -67,7 +67,7 @@ def train_model(start: ModelUnderTest, train_cfg: TrainConfig, items: list[dict]
     key = None
     if train_cfg.cache and world_size() == 1:
         # recomputed layers: the same weights
-        keyed = {k: v for k, v in choices.items() if k not in ("gradient_checkpointing", "every_n_layers")}
+        keyed = {k: v for k, v in choices.items() if k not in ("gradient_checkpointing", "every_n_layers", "plan")}
         if keyed.get("micro_batch") == train_cfg.batch_size:  # the whole batch at once: as before micro-batches
             keyed.pop("micro_batch")
         key = cache_key(model.fingerprint, model_cfg.model_dump(mode="json"), _keyed(train_cfg, target), train_set,
@@ -259,6 +259,7 @@ def _train(model: ResolvedModel, model_cfg: ModelConfig, cfg: TrainConfig, train
         "accumulation": trainer.args.gradient_accumulation_steps,
         "padding_free": bool(choices.get("padding_free")),
         "offload_activations": bool(trainer.args.activation_offloading) if cfg.objective == "sft" else False,
+        "gpu_plan": choices.get("plan"),  # why those settings, on a GPU (train/memory.py)
         "trainable_params": trainable,
         "total_params": total,
         "trainable_fraction": trainable / total,
@@ -382,7 +383,7 @@ def _machine_choices(cfg: TrainConfig, device: str, model: ResolvedModel, model_
         console.print(f"[dim]GPU settings: {plan.reason}; padding-free {'on' if padding_free else 'off'}[/]")
     return {"bf16": bf16, "attention": attention, "liger": plan.liger,
             "gradient_checkpointing": plan.gradient_checkpointing, "every_n_layers": plan.every_n_layers,
-            "padding_free": padding_free,
+            "padding_free": padding_free, "plan": plan.reason,  # why: in train.json, not in the cache key
             "micro_batch": (plan.micro_batch if cfg.objective == "sft" else None) or cfg.micro_batch or cfg.batch_size}
 
 
