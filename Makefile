@@ -47,6 +47,7 @@ bench: model
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/profile_train.py
+	$(PY) benchmarks/pass_overhead.py
 	$(PY) benchmarks/eval_throughput.py
 	$(PY) benchmarks/study_wall_time.py
 	if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \

@@ -15,8 +15,11 @@ products shorter and repeats each pass's fixed costs (the host launching its ker
 GPU busy cost memory and buy no speed, so a pass holds the fewest rows whose tokens × the model's parameters reach
 MIN_PASS_WORK (~2,000 tokens of a 4B-parameter model, ~60,000 of a 135M one: a small model's batch is not split), and
 never fewer than MIN_MICRO_TOKENS tokens. Where that pass does not fit, fewer rows still, down to MIN_MICRO_TOKENS
-tokens a pass, before any recompute. Both are assumptions, not yet measured: the benchmark's driftlab_whole_batch run
-times the whole batch in one pass beside the default, `benchmarks/gpu_throughput.py`.
+tokens a pass, before any recompute. Both are assumptions, not yet measured on a GPU: the benchmark's
+driftlab_whole_batch run times the whole batch in one pass beside the default, `benchmarks/gpu_throughput.py`. What
+was measured, on the CPU (`benchmarks/pass_overhead.py`): a LoRA pass through Qwen3-4B's 36 layers at tiny widths
+costs ~80 ms and ~12,000 aten ops beyond its arithmetic — on a GPU about as many kernel launches, against ~160 ms of
+GPU time for 2,048 tokens of Qwen3-4B if the H200's whole-batch step (325 ms for 4,096 tokens) halves.
 
 The estimate (bytes):
   weights         params × bytes per parameter (the load dtype's; 0.5 for QLoRA's 4-bit weights), plus `extra`
