@@ -8,7 +8,8 @@
 # leaves the others' results: the GPU benchmark (the runs of issue 21's targets first: driftlab's defaults, TRL's
 # defaults and TRL's best seen, driftlab's memory-saving setting, the HF eval backend on static slots compiled; then
 # activation offloading, the whole batch in one pass, dynamic batches: steady tokens/s, VRAM, MFU, tokens/s), and
-# the test suite on CUDA (unit tests first). Everything lands in $OUT: gpu_throughput.json, bench.log, pytest.log.
+# the test suite on CUDA (unit tests first), after a training pass's fixed cost at Qwen3-4B's widths. Everything
+# lands in $OUT: gpu_throughput.json, bench.log, pass_overhead_real.json, pytest.log.
 set -uo pipefail
 MODE=${1:-both}
 OUT=${OUT:-/tmp/out}
@@ -34,8 +35,12 @@ fi
 # not the `integration` ones: they need the real bundled models (the embedded LM's 98 MB GGUF, the embedder's 83 MB),
 # more than a call carries — `make test` (.ci/run) runs them on the CPU; so are the studies that run the diversity
 # probe, which needs the embedder (deselected by name)
+if [ "$MODE" = tests ]; then  # first, a training pass's fixed cost at Qwen3-4B's widths (what micro-batches repeat)
+  timeout 100 python3 benchmarks/pass_overhead.py --real --iters 10 > "$OUT/pass_overhead.log" 2>&1
+  cp benchmarks/results/pass_overhead_real.json "$OUT/" 2>/dev/null
+fi
 t=tests/integration
-timeout $([ "$MODE" = tests ] && echo 560 || echo 150) python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile -m "not integration" \
+timeout $([ "$MODE" = tests ] && echo 440 || echo 150) python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile -m "not integration" \
   --deselect $t/test_offline.py::test_a_study_opens_no_socket \
   --deselect $t/test_tiny_study.py::test_tiny_study_end_to_end \
   --deselect $t/test_tiny_study.py::test_warm_rerun_loads_no_weights \
