@@ -4,6 +4,7 @@ every row the reply the dynamic decoder gives it (float32), while rows actually 
 from collections import Counter
 
 import pytest
+import torch
 
 from driftlab.eval import slots as slots_module
 from driftlab.eval.hf_backend import HFBackend
@@ -96,6 +97,21 @@ def test_compiled_step_traces_as_one_graph(tiny, monkeypatch):
     assert replies == [(g.text, g.n_tokens) for g in _sample(HFBackend(model, tok, batch_size=3, decoding="static"))]
     compiled.sample(PROMPTS[:5], 30, n=1, temperature=1.0, seed=5)  # other rows, a shorter budget: same bucket
     assert counters["stats"]["unique_graphs"] == 1 and not counters["recompiles"]
+    model.__dict__.pop("_compiled_call", None)  # the module-scoped model goes on uncompiled
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor's CUDA graphs need a CUDA GPU")
+def test_the_real_compiled_step_on_a_gpu_gives_the_uncompiled_replies(tiny, calls):
+    """On a GPU, the step as eval.compile: auto builds it (inductor, CUDA graphs recorded on the static cache's
+    addresses) while rows join, stop and are compacted in place between replays: the replies are the uncompiled
+    slots' (a replay that wrote its keys anywhere but the cache would lose every row's context after its first
+    token). Float32; a reply may differ where two tokens tie within the kernels' rounding."""
+    model, tok = tiny
+    eager = _sample(HFBackend(model, tok, batch_size=3, decoding="static"))
+    compiled = _sample(HFBackend(model, tok, batch_size=3, decoding="static", compiled=True))
+    same = sum((a.text, a.n_tokens) == (b.text, b.n_tokens) for a, b in zip(compiled, eager))
+    assert same >= 0.9 * len(eager), f"{same} of {len(eager)} replies alike"
+    assert calls["_admit"] >= 3 and calls["_compact"] >= 1
     model.__dict__.pop("_compiled_call", None)  # the module-scoped model goes on uncompiled
 
 
