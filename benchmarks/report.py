@@ -164,10 +164,7 @@ def gpu_section(r: dict | None) -> list[str]:
                ("offload_vram_vs_trl_defaults", "memory-saving setting + activation offloading, VRAM vs TRL "
                 "defaults'", 0.5, False),
                ("offload_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting + activation offloading vs "
-                "TRL defaults, steady tokens/s", 1, True),
-               ("capped_vram_vs_trl_defaults", "driftlab's plan capped at TRL defaults' peak (train.gpu_memory_gib), "
-                "VRAM vs TRL defaults'", 1, False),
-               ("capped_steady_tokens_per_s_vs_trl_defaults", "the same, steady tokens/s vs TRL defaults", 2, True)]
+                "TRL defaults, steady tokens/s", 1, True)]
     lines.append("")
     for key, what, target, higher in targets:
         if q.get(key) is not None:
