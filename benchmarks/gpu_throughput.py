@@ -13,7 +13,9 @@ forward 2·N + attention 4·L·T·d, backward twice that minus the frozen weight
 which both runs score only at completion positions — the same model-FLOPs convention as train_throughput).
 Also driftlab's default with the whole batch in one pass (train.micro_batch = the batch: what the plan's split into
 micro-batches costs in tokens/s and spares in VRAM; the plan's rule that ~2,000 tokens of a 4B model keep the GPU
-busy is an assumption this run tests).
+busy is an assumption this run tests); and the memory-saving setting at one row a pass (train.micro_batch: 1):
+at its default, 2 rows, the estimate (~8.6 GiB, and 3.6-6.6% under the H200's four peaks: train/memory.py) puts it at
+8.9-9.2 GiB against the target's 9.03, so this run says what one row (~8.3 GiB estimated) spares and costs.
 Evaluation: driftlab's HF backend on static slots compiled (eval.decoding's GPU default) and on dynamic batches, at
 batch 64 and with every prompt in one batch, against its vLLM backend (when vLLM is installed), on the same prompts,
 greedy, same max new tokens: items/s and generated tokens/s. The runs of issue 21's targets go first, the diagnosis
@@ -83,8 +85,9 @@ def items(n: int, seq_len: int, model_dir: Path) -> list[dict]:
 
 RUNS = ("driftlab", "driftlab_low_memory", "driftlab_offload", "trl_defaults", "trl_best")
 # diagnosis runs (--runs): the default plan with Liger's kernels off; the plan under train.gpu_memory_gib = --cap-gib;
-# the default with the whole batch in one pass (train.micro_batch = the batch; the full benchmark runs it after TRL's)
-EXTRA = ("driftlab_no_liger", "driftlab_capped", "driftlab_whole_batch")
+# the default with the whole batch in one pass (train.micro_batch = the batch); the memory-saving setting at one row a
+# pass (train.micro_batch = 1). The full benchmark runs the last two after the target runs.
+EXTRA = ("driftlab_no_liger", "driftlab_capped", "driftlab_whole_batch", "driftlab_low_memory_1row")
 
 
 def steady_tokens_per_s(marks: list[tuple[int, float, int]], warmup: int) -> float | None:
@@ -116,6 +119,8 @@ def train_one(name: str, model_dir: Path, steps: int, batch: int, seq_len: int, 
             cfg = cfg.model_copy(update={"liger": False})
         if name == "driftlab_whole_batch":
             cfg = cfg.model_copy(update={"micro_batch": batch})
+        if name == "driftlab_low_memory_1row":
+            cfg = cfg.model_copy(update={"gradient_checkpointing": True, "micro_batch": 1})
         if name == "driftlab_capped":  # within a memory cap: no recompute if a pass fits, else the fewest layers
             cfg = cfg.model_copy(update={"gpu_memory_gib": cap_gib})
         if name in ("driftlab_low_memory", "driftlab_offload"):
@@ -303,6 +308,7 @@ def main() -> None:
     evaluate("hf_static", "hf_static:64:static")
     run_train("driftlab_offload")
     run_train("driftlab_whole_batch")  # what the default's micro-batches cost and spare
+    run_train("driftlab_low_memory_1row")  # the memory-saving setting's other candidate
     evaluate("hf", "hf:64")
     # every prompt in one batch (dynamic first: the static one compiles another shape), then vLLM where installed
     evaluate(f"hf_batch{n}", f"hf:{n}")
@@ -313,7 +319,8 @@ def main() -> None:
 
 def ratios(train: dict, evals: dict) -> dict:
     """Issue 21's ratios, each None until both of its runs are in."""
-    d, low, off, trl, best, whole = (train.get(n, {}) for n in (*RUNS, "driftlab_whole_batch"))
+    d, low, off, trl, best, whole, one = (train.get(n, {}) for n in (*RUNS, "driftlab_whole_batch",
+                                                                      "driftlab_low_memory_1row"))
 
     def ratio(a, b, key):
         return round(a[key] / b[key], 2) if a.get(key) and b.get(key) else None
@@ -326,6 +333,8 @@ def ratios(train: dict, evals: dict) -> dict:
             "low_memory_steady_tokens_per_s_vs_trl_defaults": ratio(low, trl, "steady_tokens_per_s"),
             "offload_vram_vs_trl_defaults": ratio(off, trl, "peak_vram_gib"),
             "offload_steady_tokens_per_s_vs_trl_defaults": ratio(off, trl, "steady_tokens_per_s"),
+            "low_memory_1row_vram_vs_trl_defaults": ratio(one, trl, "peak_vram_gib"),
+            "low_memory_1row_steady_tokens_per_s_vs_trl_defaults": ratio(one, trl, "steady_tokens_per_s"),
             "whole_batch_steady_tokens_per_s_vs_trl_defaults": ratio(whole, trl, "steady_tokens_per_s"),
             "whole_batch_vram_vs_trl_defaults": ratio(whole, trl, "peak_vram_gib"),
             "steady_tokens_per_s_vs_whole_batch": ratio(d, whole, "steady_tokens_per_s"),

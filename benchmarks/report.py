@@ -164,6 +164,10 @@ def gpu_section(r: dict | None) -> list[str]:
                ("offload_vram_vs_trl_defaults", "memory-saving setting + activation offloading, VRAM vs TRL "
                 "defaults'", 0.5, False),
                ("offload_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting + activation offloading vs "
+                "TRL defaults, steady tokens/s", 1, True),
+               ("low_memory_1row_vram_vs_trl_defaults", "memory-saving setting at 1 row a pass (train.micro_batch: "
+                "1), VRAM vs TRL defaults'", 0.5, False),
+               ("low_memory_1row_steady_tokens_per_s_vs_trl_defaults", "memory-saving setting at 1 row a pass vs "
                 "TRL defaults, steady tokens/s", 1, True)]
     lines.append("")
     for key, what, target, higher in targets:

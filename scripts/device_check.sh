@@ -7,7 +7,8 @@
 # tokenizer files, the model itself being too large to carry), then, each with its own time limit so one overrun
 # leaves the others' results: the GPU benchmark (the runs of issue 21's targets first: driftlab's defaults, TRL's
 # defaults and TRL's best seen, driftlab's memory-saving setting, the HF eval backend on static slots compiled; then
-# activation offloading, the whole batch in one pass, dynamic batches: steady tokens/s, VRAM, MFU, tokens/s), and
+# activation offloading, the whole batch in one pass, the memory-saving setting at one row a pass, dynamic batches:
+# steady tokens/s, VRAM, MFU, tokens/s), and
 # the test suite on CUDA (unit tests first), after a training pass's fixed cost at Qwen3-4B's widths. Everything
 # lands in $OUT: gpu_throughput.json, bench.log, pass_overhead_real.json, pytest.log.
 set -uo pipefail
