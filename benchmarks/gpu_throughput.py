@@ -292,9 +292,9 @@ def main() -> None:
         evals[name] = {**_child(name, ["--one", f"eval:{spec}", *common], args.eval_limit_s), "run": name}
         write(False)
 
-    def run_train(name: str, *extra: str) -> None:
-        print(f"gpu_throughput: train {name} {' '.join(extra)}...", file=sys.stderr, flush=True)
-        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common, *extra], args.train_limit_s), per_token)
+    def run_train(name: str) -> None:
+        print(f"gpu_throughput: train {name} ...", file=sys.stderr, flush=True)
+        train[name] = _mfu(_child(name, ["--one", f"train:{name}", *common], args.train_limit_s), per_token)
         if name == "trl_best" and train[name].get("settings") and not train[name]["settings"]["liger"]:
             train[name]["note"] = "liger-kernel not installed: checkpointing off without Liger"  # not its best seen
         write(False)
@@ -302,7 +302,8 @@ def main() -> None:
     # the runs of issue 21's targets first (a call cut short keeps them), each in a time limit so one that hangs
     # cannot take the lease: training, then the HF backend at issue 21's shape (batch 64, as measured at a11c114) on
     # static slots compiled (eval.decoding's GPU default; its compile is the least predictable run, hence after the
-    # training targets); then the diagnosis runs: activation offloading, the whole batch in one pass, dynamic batches
+    # training targets); then the diagnosis runs: activation offloading, the whole batch in one pass, the
+    # memory-saving setting at one row a pass, dynamic batches
     for name in ("driftlab", "trl_defaults", "trl_best", "driftlab_low_memory"):
         run_train(name)
     evaluate("hf_static", "hf_static:64:static")

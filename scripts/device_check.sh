@@ -32,14 +32,14 @@ if [ "$MODE" != tests ]; then
   tail -4 "$OUT/bench.log"
   [ "$MODE" = bench ] && exit 0
 fi
-# the rest of the call for the tests: 8 workers (tiny models; one GPU is plenty), each module's tests on one worker;
-# not the `integration` ones: they need the real bundled models (the embedded LM's 98 MB GGUF, the embedder's 83 MB),
-# more than a call carries — `make test` (.ci/run) runs them on the CPU; so are the studies that run the diversity
-# probe, which needs the embedder (deselected by name)
 if [ "$MODE" = tests ]; then  # first, a training pass's fixed cost at Qwen3-4B's widths (what micro-batches repeat)
   timeout 100 python3 benchmarks/pass_overhead.py --real --iters 10 > "$OUT/pass_overhead.log" 2>&1
   cp benchmarks/results/pass_overhead_real.json "$OUT/" 2>/dev/null
 fi
+# the rest of the call for the tests: 8 workers (tiny models; one GPU is plenty), each module's tests on one worker;
+# not the `integration` ones: they need the real bundled models (the embedded LM's 98 MB GGUF, the embedder's 83 MB),
+# more than a call carries — `make test` (.ci/run) runs them on the CPU; so are the studies that run the diversity
+# probe, which needs the embedder (deselected by name)
 t=tests/integration
 timeout $([ "$MODE" = tests ] && echo 440 || echo 150) python3 -m pytest -q -p no:cacheprovider --timeout 100 -n 8 --dist loadfile -m "not integration" \
   --deselect $t/test_offline.py::test_a_study_opens_no_socket \
